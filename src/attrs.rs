@@ -1,0 +1,207 @@
+//! Typed access to DynamoDB items (`serde_dynamo::Item`) with errors that name
+//! the attribute and the problem but never echo a value (items may hold tokens).
+//!
+//! Numbers stay decimal strings until parsed here: integers as `i128`, money
+//! as exact `rust_decimal::Decimal`, never through `f64`.
+
+use rust_decimal::Decimal;
+use serde_dynamo::{AttributeValue, Item};
+
+/// Short name of an AttributeValue's type tag, for error messages.
+pub fn type_tag(v: &AttributeValue) -> &'static str {
+    match v {
+        AttributeValue::N(_) => "N",
+        AttributeValue::S(_) => "S",
+        AttributeValue::Bool(_) => "BOOL",
+        AttributeValue::B(_) => "B",
+        AttributeValue::Null(_) => "NULL",
+        AttributeValue::M(_) => "M",
+        AttributeValue::L(_) => "L",
+        AttributeValue::Ss(_) => "SS",
+        AttributeValue::Ns(_) => "NS",
+        AttributeValue::Bs(_) => "BS",
+    }
+}
+
+/// Attribute lookup; `NULL` counts as absent.
+pub fn get<'a>(item: &'a Item, name: &str) -> Option<&'a AttributeValue> {
+    match item.get(name) {
+        Some(AttributeValue::Null(_)) | None => None,
+        Some(v) => Some(v),
+    }
+}
+
+/// Nested lookup in a map attribute, e.g. `metadata.function_name`.
+pub fn get_nested<'a>(item: &'a Item, map: &str, name: &str) -> Option<&'a AttributeValue> {
+    match get(item, map)? {
+        AttributeValue::M(m) => match m.get(name) {
+            Some(AttributeValue::Null(_)) | None => None,
+            Some(v) => Some(v),
+        },
+        _ => None,
+    }
+}
+
+/// A non-empty string attribute. `Ok(None)` when absent; an error when the
+/// attribute has another type or is blank.
+pub fn opt_str<'a>(v: Option<&'a AttributeValue>, name: &str) -> Result<Option<&'a str>, String> {
+    match v {
+        None => Ok(None),
+        Some(AttributeValue::S(s)) if !s.trim().is_empty() => Ok(Some(s.as_str())),
+        Some(AttributeValue::S(_)) => Err(format!("attribute `{name}` is an empty string")),
+        Some(other) => Err(format!("attribute `{name}` has type {}, expected S", type_tag(other))),
+    }
+}
+
+/// An integer attribute (N, or S holding digits) within `i64`.
+pub fn opt_int(v: Option<&AttributeValue>, name: &str) -> Result<Option<i64>, String> {
+    let Some(text) = number_text(v, name)? else {
+        return Ok(None);
+    };
+    // Accept "350", "350.0"; reject fractions and anything past i64.
+    let (int_part, frac) = text.split_once('.').unwrap_or((text, ""));
+    if !frac.bytes().all(|b| b == b'0') {
+        return Err(format!("attribute `{name}` is not an integer"));
+    }
+    let wide: i128 = int_part
+        .parse()
+        .map_err(|_| format!("attribute `{name}` is not an integer of at most 38 digits"))?;
+    i64::try_from(wide)
+        .map(Some)
+        .map_err(|_| format!("attribute `{name}` is out of range for a 64-bit count"))
+}
+
+/// An exact decimal attribute (N, or S holding a decimal number).
+pub fn opt_decimal(v: Option<&AttributeValue>, name: &str) -> Result<Option<Decimal>, String> {
+    let Some(text) = number_text(v, name)? else {
+        return Ok(None);
+    };
+    let parsed = if text.contains(['e', 'E']) {
+        Decimal::from_scientific(text)
+    } else {
+        Decimal::from_str_exact(text)
+    };
+    parsed
+        .map(Some)
+        .map_err(|_| format!("attribute `{name}` is not a decimal representable exactly in 28 digits"))
+}
+
+fn number_text<'a>(v: Option<&'a AttributeValue>, name: &str) -> Result<Option<&'a str>, String> {
+    match v {
+        None => Ok(None),
+        Some(AttributeValue::N(s)) => Ok(Some(s.trim())),
+        Some(AttributeValue::S(s)) if looks_numeric(s.trim()) => Ok(Some(s.trim())),
+        Some(AttributeValue::S(_)) => Err(format!("attribute `{name}` is a string that is not a number")),
+        Some(other) => Err(format!("attribute `{name}` has type {}, expected N", type_tag(other))),
+    }
+}
+
+fn looks_numeric(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().any(|b| b.is_ascii_digit())
+        && s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+}
+
+/// Canonical, unambiguous serialisation of an item's key attributes, sorted by
+/// name: the input of an item's identity hash.
+pub fn canonical_keys(keys: &Item, out: &mut Vec<u8>) -> Result<(), String> {
+    if keys.is_empty() {
+        return Err("record has no Keys".into());
+    }
+    let mut names: Vec<&String> = keys.keys().collect();
+    names.sort();
+    for name in names {
+        push_field(out, name.as_bytes());
+        match &keys[name.as_str()] {
+            AttributeValue::S(s) => {
+                out.push(b'S');
+                push_field(out, s.as_bytes());
+            }
+            AttributeValue::N(n) => {
+                out.push(b'N');
+                push_field(out, n.trim().as_bytes());
+            }
+            AttributeValue::B(b) => {
+                out.push(b'B');
+                push_field(out, b);
+            }
+            other => {
+                return Err(format!(
+                    "key attribute `{name}` has type {}, expected S, N or B",
+                    type_tag(other)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Length-prefixed field, so that no two different inputs serialise alike.
+pub fn push_field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn item(pairs: &[(&str, AttributeValue)]) -> Item {
+        Item::from(pairs.iter().cloned().map(|(k, v)| (k.to_string(), v)).collect::<HashMap<_, _>>())
+    }
+
+    #[test]
+    fn integers() {
+        let n = |s: &str| AttributeValue::N(s.into());
+        assert_eq!(opt_int(Some(&n("350")), "t"), Ok(Some(350)));
+        assert_eq!(opt_int(Some(&n("350.00")), "t"), Ok(Some(350)));
+        assert_eq!(opt_int(Some(&AttributeValue::S("12".into())), "t"), Ok(Some(12)));
+        assert_eq!(opt_int(None, "t"), Ok(None));
+        assert!(opt_int(Some(&n("1.5")), "t").is_err());
+        assert!(opt_int(Some(&n(&"9".repeat(38))), "t").unwrap_err().contains("out of range"));
+        assert!(opt_int(Some(&n(&"9".repeat(39))), "t").is_err());
+        assert!(opt_int(Some(&AttributeValue::Bool(true)), "t").unwrap_err().contains("BOOL"));
+    }
+
+    #[test]
+    fn decimals_are_exact() {
+        let d = opt_decimal(Some(&AttributeValue::N("0.0025".into())), "c").unwrap().unwrap();
+        assert_eq!(d.to_string(), "0.0025");
+        let sum: Decimal = (0..1000).map(|_| d).sum();
+        assert_eq!(sum.to_string(), "2.5000");
+        assert!(opt_decimal(Some(&AttributeValue::N("1".repeat(38))), "c").is_err());
+        assert!(opt_decimal(Some(&AttributeValue::S("NaN".into())), "c").is_err());
+        assert_eq!(
+            opt_decimal(Some(&AttributeValue::N("2.5E-3".into())), "c").unwrap().unwrap().to_string(),
+            "0.0025"
+        );
+    }
+
+    #[test]
+    fn errors_never_echo_values() {
+        let secret = AttributeValue::N("ghp_secret_token".into());
+        let e = opt_int(Some(&secret), "access_token").unwrap_err();
+        assert!(!e.contains("ghp_"), "{e}");
+        let e = opt_decimal(Some(&AttributeValue::S("ghp_x".into())), "cost").unwrap_err();
+        assert!(!e.contains("ghp_"), "{e}");
+    }
+
+    #[test]
+    fn canonical_keys_are_order_independent_and_unambiguous() {
+        let a = item(&[("a", AttributeValue::S("x".into())), ("b", AttributeValue::N("1".into()))]);
+        let b = item(&[("b", AttributeValue::N("1".into())), ("a", AttributeValue::S("x".into()))]);
+        let (mut ca, mut cb) = (Vec::new(), Vec::new());
+        canonical_keys(&a, &mut ca).unwrap();
+        canonical_keys(&b, &mut cb).unwrap();
+        assert_eq!(ca, cb);
+        let c = item(&[("a", AttributeValue::S("x1".into()))]);
+        let d = item(&[("a", AttributeValue::N("x1".into()))]);
+        let (mut cc, mut cd) = (Vec::new(), Vec::new());
+        canonical_keys(&c, &mut cc).unwrap();
+        canonical_keys(&d, &mut cd).unwrap();
+        assert_ne!(cc, cd);
+        assert!(canonical_keys(&item(&[]), &mut Vec::new()).is_err());
+        assert!(canonical_keys(&item(&[("k", AttributeValue::Bool(true))]), &mut Vec::new()).is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! `streamfold` command line: a thin layer of argument parsing and printing
+//! over the library.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Instant;
+use streamfold::config::{self, Config};
+use streamfold::pipeline::{self, BatchReport, Pipeline};
+use streamfold::resolve::local::LocalDirectory;
+use streamfold::sources::replay;
+use streamfold::store::{Store, redact_url};
+
+#[derive(Parser)]
+#[command(name = "streamfold", version, about = "Fold DynamoDB Streams into activity heatmaps and LLM reports, exactly once")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Database URL (sqlite://FILE is created if missing).
+    #[arg(long, env = "DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// Folder of DynamoDB-JSON identity items (<table suffix>.jsonl).
+    #[arg(long, default_value = config::DEFAULT_DIRECTORY)]
+    directory: PathBuf,
+    /// Time zone for users without a valid one.
+    #[arg(long, env = "DEFAULT_TIMEZONE", default_value = "UTC")]
+    default_tz: String,
+}
+
+impl Common {
+    fn config(&self) -> Result<Config> {
+        Ok(Config {
+            database_url: self.database_url.clone(),
+            directory: self.directory.clone(),
+            default_tz: config::parse_default_tz(&self.default_tz).map_err(anyhow::Error::msg)?,
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay Lambda DynamoDB stream event files (.json, .jsonl) or folders of them.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// Files or folders, applied in name order.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Show a user's 7×24 heatmap (day of week × hour, in the user's time zone).
+    Stats {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        slack_id: String,
+        /// Only one integration: G (GitHub), D (Dropbox) or E (e-mail).
+        #[arg(long, value_parser = ["G", "D", "E"])]
+        integration: Option<String>,
+    },
+    /// Resolve unattributed events again and count those now linked, once.
+    Reattribute {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// List quarantined records and their reasons.
+    Rejects {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Create or update the database schema.
+    Migrate {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STREAMFOLD_LOG").unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streamfold: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn open(cfg: &Config) -> Result<Pipeline<LocalDirectory>> {
+    let store = Store::open(&cfg.database_url).await?;
+    let directory = LocalDirectory::load(&cfg.directory)?;
+    Ok(Pipeline {
+        store,
+        directory,
+        default_tz: cfg.default_tz,
+    })
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Replay { common, paths } => {
+            let cfg = common.config()?;
+            let p = open(&cfg).await?;
+            let files = replay::event_files(&paths)?;
+            let started = Instant::now();
+            let mut batches = 0usize;
+            let total = replay::replay(&p, &files, |_, _, _| batches += 1).await?;
+            let secs = started.elapsed().as_secs_f64();
+            let read = total.total().read;
+            println!(
+                "replayed {} file(s), {batches} batch(es), {read} record(s) in {secs:.2} s ({:.0} records/s) into {}",
+                files.len(),
+                read as f64 / secs.max(1e-9),
+                redact_url(&cfg.database_url)
+            );
+            println!();
+            print_counts(&total);
+            print_rejections(&total);
+            print_totals(&p.store).await?;
+            if total.total().read == 0 {
+                bail!("no records found");
+            }
+        }
+        Command::Stats {
+            common,
+            slack_id,
+            integration,
+        } => {
+            let cfg = common.config()?;
+            let store = Store::open(&cfg.database_url).await?;
+            let cells = store.heatmap(&slack_id, integration.as_deref()).await?;
+            println!(
+                "heatmap of {slack_id}{} (rows: day of week, columns: hour, user's time zone)",
+                integration.map(|i| format!(", integration {i}")).unwrap_or_default()
+            );
+            print!("{}", streamfold::heatmap::render(&cells));
+        }
+        Command::Reattribute { common } => {
+            let cfg = common.config()?;
+            let p = open(&cfg).await?;
+            let report = pipeline::reattribute(&p, 5000).await.context("re-attribution failed")?;
+            let t = report.total();
+            println!(
+                "re-attribution: {} unattributed event(s) examined, {} now attributed and counted, {} still unlinked",
+                t.read, t.applied, t.unchanged
+            );
+        }
+        Command::Rejects { common, limit } => {
+            let cfg = common.config()?;
+            let store = Store::open(&cfg.database_url).await?;
+            let rows = store.rejects(limit).await?;
+            if rows.is_empty() {
+                println!("no quarantined records");
+            }
+            for r in rows {
+                println!(
+                    "#{} {} source {} event {} sequence {}: {}",
+                    r.id,
+                    r.rejected_at,
+                    r.source.as_deref().unwrap_or("unknown"),
+                    r.event_id.as_deref().unwrap_or("?"),
+                    r.sequence_number.as_deref().unwrap_or("?"),
+                    r.reason
+                );
+            }
+        }
+        Command::Migrate { common } => {
+            let cfg = common.config()?;
+            Store::open(&cfg.database_url).await?;
+            println!("schema of {} is up to date", redact_url(&cfg.database_url));
+        }
+    }
+    Ok(())
+}
+
+fn print_counts(report: &BatchReport) {
+    println!(
+        "{:<22} {:>9} {:>9} {:>10} {:>8} {:>9} {:>13}",
+        "source", "read", "applied", "unchanged", "skipped", "rejected", "unattributed"
+    );
+    let row = |name: &str, c: &pipeline::Counts| {
+        println!(
+            "{:<22} {:>9} {:>9} {:>10} {:>8} {:>9} {:>13}",
+            name, c.read, c.applied, c.unchanged, c.skipped, c.rejected, c.unattributed
+        );
+    };
+    for (source, c) in &report.by_source {
+        row(source, c);
+    }
+    row("total", &report.total());
+    let fallback = report.total().time_fallback;
+    if fallback > 0 {
+        println!("({fallback} event time(s) taken from ApproximateCreationDateTime)");
+    }
+}
+
+fn print_rejections(report: &BatchReport) {
+    if report.rejections.is_empty() {
+        return;
+    }
+    println!();
+    println!("rejected records (quarantined in rejected_records; `streamfold rejects` lists them):");
+    for r in report.rejections.iter().take(30) {
+        println!("  record #{} ({}): {}", r.index, r.meta, r.reason);
+    }
+    if report.rejections.len() > 30 {
+        println!("  … and {} more", report.rejections.len() - 30);
+    }
+}
+
+async fn print_totals(store: &Store) -> Result<()> {
+    let t = store.totals().await?;
+    println!();
+    println!(
+        "database now holds: {} event(s) counted for {} user(s), {} LLM request(s), {} unattributed, {} quarantined record(s), {} ledger row(s)",
+        t.events_counted, t.users, t.llm_requests, t.unattributed, t.rejected, t.ledger_rows
+    );
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! Core vocabulary shared by every stage: sources, integrations, item identities,
+//! versions, buckets and the contributions an item makes to the aggregates.
+//!
+//! Everything here is plain data with no I/O.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use std::fmt;
+
+/// One of the four source tables, recognised by the suffix of its table name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SourceKind {
+    GithubEvents,
+    DropboxFileChanges,
+    Conversations,
+    LlmDataCollection,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 4] = [
+        SourceKind::GithubEvents,
+        SourceKind::DropboxFileChanges,
+        SourceKind::Conversations,
+        SourceKind::LlmDataCollection,
+    ];
+
+    /// The table-name suffix that identifies this source.
+    pub fn table_suffix(self) -> &'static str {
+        match self {
+            SourceKind::GithubEvents => "github_events",
+            SourceKind::DropboxFileChanges => "dropbox_file_changes",
+            SourceKind::Conversations => "Conversations",
+            SourceKind::LlmDataCollection => "LLMDataCollection",
+        }
+    }
+
+    /// Recognise a table name such as `icarus-dev-github_events` or
+    /// `acsd2p-prod-Conversations`: the name is the suffix itself or ends in
+    /// `-<suffix>`.
+    pub fn from_table_name(table: &str) -> Option<SourceKind> {
+        SourceKind::ALL.into_iter().find(|k| {
+            let suffix = k.table_suffix();
+            table == suffix
+                || (table.len() > suffix.len()
+                    && table.ends_with(suffix)
+                    && table.as_bytes()[table.len() - suffix.len() - 1] == b'-')
+        })
+    }
+
+    /// Stable small code used inside identity hashes and SQL rows.
+    pub fn code(self) -> u8 {
+        match self {
+            SourceKind::GithubEvents => 1,
+            SourceKind::DropboxFileChanges => 2,
+            SourceKind::Conversations => 3,
+            SourceKind::LlmDataCollection => 4,
+        }
+    }
+
+    pub fn from_code(code: i64) -> Option<SourceKind> {
+        SourceKind::ALL.into_iter().find(|k| i64::from(k.code()) == code)
+    }
+}
+
+impl fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.table_suffix())
+    }
+}
+
+/// Integration code of the activity heatmap (`user_event_counts.integration`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Integration {
+    Github,
+    Dropbox,
+    Email,
+}
+
+impl Integration {
+    pub fn code(self) -> &'static str {
+        match self {
+            Integration::Github => "G",
+            Integration::Dropbox => "D",
+            Integration::Email => "E",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Integration> {
+        match code {
+            "G" => Some(Integration::Github),
+            "D" => Some(Integration::Dropbox),
+            "E" => Some(Integration::Email),
+            _ => None,
+        }
+    }
+}
+
+/// Identity of one source item (or, for LLM, one request): a 128-bit hash of
+/// the source and the canonically serialised key attributes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity(pub u128);
+
+impl Identity {
+    pub fn from_canonical(bytes: &[u8]) -> Identity {
+        Identity(xxhash_rust::xxh3::xxh3_128(bytes))
+    }
+
+    /// Big-endian bytes, so that SQL byte order equals numeric order.
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0.to_be_bytes()
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Option<Identity> {
+        let arr: [u8; 16] = bytes.try_into().ok()?;
+        Some(Identity(u128::from_be_bytes(arr)))
+    }
+}
+
+/// The version that set a ledger row. Stored as bytes whose lexicographic
+/// order is the numeric order of versions:
+///
+/// * `[]`            — placeholder (no contribution yet), lowest of all;
+/// * `[0x00]`        — a backfill snapshot;
+/// * `[0x01, b0..b16]` — a stream `SequenceNumber` (up to 40 decimal digits)
+///   as a 17-byte big-endian integer.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Version(Vec<u8>);
+
+/// Width of the big-endian integer part of a stream version (10^40 < 2^136).
+const SEQ_BYTES: usize = 17;
+
+impl Version {
+    pub fn snapshot() -> Version {
+        Version(vec![0x00])
+    }
+
+    /// Parse a stream `SequenceNumber`: 1 to 40 decimal digits.
+    pub fn from_sequence_number(seq: &str) -> Result<Version, String> {
+        if seq.is_empty() || seq.len() > 40 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "SequenceNumber {seq:?} is not a decimal number of 1 to 40 digits"
+            ));
+        }
+        // Decimal string → big-endian base-256, by repeated multiply-add.
+        let mut be = [0u8; SEQ_BYTES];
+        for digit in seq.bytes().map(|b| b - b'0') {
+            let mut carry = u16::from(digit);
+            for byte in be.iter_mut().rev() {
+                let v = u16::from(*byte) * 10 + carry;
+                *byte = (v & 0xff) as u8;
+                carry = v >> 8;
+            }
+        }
+        let mut bytes = Vec::with_capacity(1 + SEQ_BYTES);
+        bytes.push(0x01);
+        bytes.extend_from_slice(&be);
+        Ok(Version(bytes))
+    }
+
+    pub fn from_bytes(bytes: Vec<u8>) -> Version {
+        Version(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// Heatmap bucket in the user's own time zone: `dow` 0 = Sunday … 6 = Saturday.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Bucket {
+    pub dow: u8,
+    pub hour: u8,
+}
+
+/// Who produced an activity event, before resolution.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Actor {
+    /// A GitHub username or Dropbox ID that must be resolved to a Slack ID.
+    External {
+        integration: Integration,
+        id: String,
+    },
+    /// An ACS account: it is its own subject.
+    Acs(String),
+}
+
+impl Actor {
+    /// The raw id, as stored for unattributed events.
+    pub fn raw_id(&self) -> &str {
+        match self {
+            Actor::External { id, .. } | Actor::Acs(id) => id,
+        }
+    }
+}
+
+/// An activity event (GitHub, Dropbox, e-mail) as read from one source item.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivityEvent {
+    pub integration: Integration,
+    pub actor: Actor,
+    pub at: DateTime<Utc>,
+}
+
+/// One LLM request as read from an `LLMDataCollection` item.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlmRequest {
+    pub conversation_id: String,
+    pub generated_at: DateTime<Utc>,
+    pub model: String,
+    pub function: String,
+    pub prompt_tokens: i64,
+    pub response_tokens: i64,
+    pub total_tokens: i64,
+    /// Exact decimal USD.
+    pub cost_usd: Decimal,
+    pub response_time_ms: i64,
+    pub quality_score: Option<Decimal>,
+}
+
+impl LlmRequest {
+    /// UTC calendar month `YYYY-MM`.
+    pub fn report_period(&self) -> String {
+        self.generated_at.format("%Y-%m").to_string()
+    }
+}
+
+/// What one source item contributes, before identity resolution.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fact {
+    Activity(ActivityEvent),
+    Llm(LlmRequest),
+}
+
+/// Why a record was deliberately not applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// REMOVE by DynamoDB TTL expiry: the event still happened.
+    TtlExpiry,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SkipReason::TtlExpiry => f.write_str("TTL expiry (REMOVE by dynamodb.amazonaws.com)"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_suffix_recognition() {
+        let cases = [
+            ("icarus-dev-github_events", Some(SourceKind::GithubEvents)),
+            ("icarus-nicusdev-github_events", Some(SourceKind::GithubEvents)),
+            (
+                "icarus-prod-dropbox_file_changes",
+                Some(SourceKind::DropboxFileChanges),
+            ),
+            ("acsd2p-prod-Conversations", Some(SourceKind::Conversations)),
+            (
+                "acsd2p-dev-LLMDataCollection",
+                Some(SourceKind::LlmDataCollection),
+            ),
+            ("github_events", Some(SourceKind::GithubEvents)),
+            ("acsd2p-prod-conversations", None),
+            ("acsd2p-prod-XConversations", None),
+            ("acsd2p-prod-Threads", None),
+        ];
+        for (table, want) in cases {
+            assert_eq!(SourceKind::from_table_name(table), want, "{table}");
+        }
+    }
+
+    #[test]
+    fn versions_order_numerically_not_textually() {
+        let v = |s: &str| Version::from_sequence_number(s).unwrap();
+        assert!(v("9") < v("10"));
+        assert!(v("111000000000000000000001") < v("111000000000000000000010"));
+        assert!(v("99999999999999999999") < v("100000000000000000000"));
+        let max40 = "9".repeat(40);
+        assert!(v("340282366920938463463374607431768211455") < v(&max40));
+        assert!(Version::snapshot() < v("0"));
+        assert!(Version::from_bytes(vec![]) < Version::snapshot());
+        assert!(Version::from_sequence_number("").is_err());
+        assert!(Version::from_sequence_number(&"1".repeat(41)).is_err());
+        assert!(Version::from_sequence_number("12a").is_err());
+        assert!(Version::from_sequence_number("-1").is_err());
+    }
+
+    #[test]
+    fn identity_bytes_roundtrip() {
+        let id = Identity::from_canonical(b"abc");
+        assert_eq!(Identity::from_bytes(&id.to_bytes()), Some(id));
+    }
+}

@@ -1,0 +1,19 @@
+//! streamfold: DynamoDB Streams of four tables, normalised into events and
+//! folded exactly once into `user_event_counts` and LLM usage reports.
+//!
+//! Sources (`sources`) produce raw stream records; `pipeline::run_batch`
+//! normalises them (`normalize`, pure), resolves identities (`resolve`),
+//! stages ledger rows (`aggregate`) and applies them in one transaction
+//! (`store`). See ARCHITECTURE.md.
+
+pub mod aggregate;
+pub mod attrs;
+pub mod config;
+pub mod domain;
+pub mod event_time;
+pub mod heatmap;
+pub mod normalize;
+pub mod pipeline;
+pub mod resolve;
+pub mod sources;
+pub mod store;

@@ -1,0 +1,337 @@
+//! Pure normalisation: one stream record → a change to one identity
+//! (upsert of a fact, or retraction), a skip with its reason, or a rejection
+//! with its reason. No I/O; identity resolution happens later.
+//!
+//! The rules common to all tables live here (event name, view type, TTL
+//! removes, versions, event-time fallback); each table's own mapping lives in
+//! its own file.
+
+mod conversations;
+mod dropbox_file_changes;
+mod github_events;
+mod llm_data_collection;
+
+use crate::attrs;
+use crate::domain::{Fact, Identity, SkipReason, SourceKind, Version};
+use crate::event_time;
+use crate::sources::lambda_event::{ParsedRecord, RecordMeta};
+use aws_lambda_events::event::dynamodb::{EventRecord, StreamViewType};
+use chrono::{DateTime, Utc};
+use serde_dynamo::Item;
+
+/// The outcome of normalising one record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Normalized {
+    Change(Change),
+    Skip(SkipReason),
+    Reject(String),
+}
+
+/// A versioned change to one identity's contribution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    pub source: SourceKind,
+    pub identity: Identity,
+    pub version: Version,
+    pub kind: ChangeKind,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChangeKind {
+    /// The item now contributes this fact. `time_fallback` is set when the
+    /// event time came from `ApproximateCreationDateTime`.
+    Upsert { fact: Fact, time_fallback: bool },
+    /// The application removed the item: retract its contribution.
+    Retract,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Insert,
+    Modify,
+    Remove,
+}
+
+/// Normalise one parsed record.
+pub fn normalize(rec: &ParsedRecord<'_>) -> Normalized {
+    match &rec.body {
+        Ok(body) => match normalize_record(body, &rec.meta) {
+            Ok(n) => n,
+            Err(reason) => Normalized::Reject(reason),
+        },
+        Err(reason) => Normalized::Reject(reason.clone()),
+    }
+}
+
+fn normalize_record(rec: &EventRecord, meta: &RecordMeta) -> Result<Normalized, String> {
+    let table = meta
+        .table
+        .as_deref()
+        .ok_or("record has no eventSourceARN naming a DynamoDB table")?;
+    let source = meta
+        .source
+        .ok_or_else(|| format!("unknown source table `{table}`"))?;
+    let op = match rec.event_name.as_str() {
+        "INSERT" => Op::Insert,
+        "MODIFY" => Op::Modify,
+        "REMOVE" => Op::Remove,
+        _ => return Err("unknown eventName (expected INSERT, MODIFY or REMOVE)".into()),
+    };
+    let seq = rec
+        .change
+        .sequence_number
+        .as_deref()
+        .ok_or("record has no SequenceNumber")?;
+    let version = Version::from_sequence_number(seq)?;
+
+    match &rec.change.stream_view_type {
+        Some(StreamViewType::NewImage) | Some(StreamViewType::NewAndOldImages) | None => {}
+        Some(other) => {
+            return Err(format!(
+                "stream view type {other} carries no new image; configure NEW_IMAGE or NEW_AND_OLD_IMAGES"
+            ));
+        }
+    }
+
+    let keys = &rec.change.keys;
+    let new_image = non_empty(&rec.change.new_image);
+    let old_image = non_empty(&rec.change.old_image);
+
+    if op == Op::Remove {
+        if is_ttl_expiry(rec) {
+            return Ok(Normalized::Skip(SkipReason::TtlExpiry));
+        }
+        let identity = identity(source, keys, old_image)?;
+        return Ok(Normalized::Change(Change {
+            source,
+            identity,
+            version,
+            kind: ChangeKind::Retract,
+        }));
+    }
+
+    let image = new_image.ok_or("INSERT/MODIFY record has no NewImage")?;
+    let identity = identity(source, keys, Some(image))?;
+    let ctx = TimeContext {
+        old_image: if op == Op::Modify { old_image } else { None },
+        approx_created: meta.approx_created,
+    };
+    let (fact, time_fallback) = match source {
+        SourceKind::GithubEvents => github_events::fact(image, &ctx)?,
+        SourceKind::DropboxFileChanges => dropbox_file_changes::fact(image, &ctx)?,
+        SourceKind::Conversations => conversations::fact(image, &ctx)?,
+        SourceKind::LlmDataCollection => llm_data_collection::fact(image)?,
+    };
+    Ok(Normalized::Change(Change {
+        source,
+        identity,
+        version,
+        kind: ChangeKind::Upsert {
+            fact,
+            time_fallback,
+        },
+    }))
+}
+
+fn non_empty(item: &Item) -> Option<&Item> {
+    (!item.is_empty()).then_some(item)
+}
+
+/// REMOVE performed by DynamoDB's TTL process.
+fn is_ttl_expiry(rec: &EventRecord) -> bool {
+    rec.user_identity
+        .as_ref()
+        .is_some_and(|u| u.type_ == "Service" && u.principal_id == "dynamodb.amazonaws.com")
+}
+
+/// The identity a record's contribution belongs to.
+fn identity(
+    source: SourceKind,
+    keys: &Item,
+    image: Option<&Item>,
+) -> Result<Identity, String> {
+    let mut canon = vec![source.code()];
+    attrs::canonical_keys(keys, &mut canon)?;
+    if source == SourceKind::LlmDataCollection {
+        let at = llm_data_collection::generated_at(image)?;
+        attrs::push_field(&mut canon, &at.timestamp_nanos_opt().unwrap_or_default().to_be_bytes());
+    }
+    Ok(Identity::from_canonical(&canon))
+}
+
+/// What an event-time fallback may use.
+pub(crate) struct TimeContext<'a> {
+    old_image: Option<&'a Item>,
+    approx_created: Option<DateTime<Utc>>,
+}
+
+/// Read an event time attribute; when absent, fall back to the old image's
+/// (a MODIFY that dropped it must not move the event) and then to the
+/// record's `ApproximateCreationDateTime`. Returns whether it fell back to the
+/// latter.
+pub(crate) fn event_time(image: &Item, name: &str, ctx: &TimeContext<'_>) -> Result<(DateTime<Utc>, bool), String> {
+    if let Some(v) = attrs::get(image, name) {
+        return parse_time_value(v, name).map(|t| (t, false));
+    }
+    if let Some(v) = ctx.old_image.and_then(|old| attrs::get(old, name)) {
+        return parse_time_value(v, name).map(|t| (t, false));
+    }
+    match ctx.approx_created {
+        Some(t) => Ok((t, true)),
+        None => Err(format!(
+            "attribute `{name}` is missing and the record has no ApproximateCreationDateTime"
+        )),
+    }
+}
+
+pub(crate) fn parse_time_value(v: &serde_dynamo::AttributeValue, name: &str) -> Result<DateTime<Utc>, String> {
+    use serde_dynamo::AttributeValue;
+    match v {
+        AttributeValue::S(s) => event_time::parse_time_str(s),
+        AttributeValue::N(n) => event_time::parse_epoch(n),
+        other => Err(format!(
+            "has type {}, expected S or N",
+            attrs::type_tag(other)
+        )),
+    }
+    .map_err(|e| format!("bad time in attribute `{name}`: {e}"))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Builders for table-driven normaliser tests: real stream-record JSON.
+    use super::*;
+    use crate::sources::lambda_event::parse_record;
+    use serde_json::{Value, json};
+
+    pub fn record(table: &str, event_name: &str, seq: &str, new_image: Value, keys: Value) -> Value {
+        json!({
+            "eventID": format!("ev-{seq}"),
+            "eventName": event_name,
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "awsRegion": "us-east-1",
+            "dynamodb": {
+                "ApproximateCreationDateTime": 1710063000.5,
+                "Keys": keys,
+                "NewImage": new_image,
+                "SequenceNumber": seq,
+                "SizeBytes": 120,
+                "StreamViewType": "NEW_AND_OLD_IMAGES"
+            },
+            "eventSourceARN": format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/2024-01-01T00:00:00.000")
+        })
+    }
+
+    pub fn run(v: &Value) -> Normalized {
+        let text = v.to_string();
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_str(&text).unwrap();
+        normalize(&parse_record(&raw))
+    }
+
+    pub fn upsert(n: Normalized) -> (Fact, bool) {
+        match n {
+            Normalized::Change(Change {
+                kind: ChangeKind::Upsert { fact, time_fallback },
+                ..
+            }) => (fact, time_fallback),
+            other => panic!("expected upsert, got {other:?}"),
+        }
+    }
+
+    pub fn rejected(n: Normalized) -> String {
+        match n {
+            Normalized::Reject(r) => r,
+            other => panic!("expected reject, got {other:?}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
+    use serde_json::json;
+
+    fn gh(seq: &str) -> serde_json::Value {
+        record(
+            "icarus-dev-github_events",
+            "INSERT",
+            seq,
+            json!({"id":{"S":"e1"},"username":{"S":"octo"},"timestamp":{"S":"2024-03-10T09:30:00Z"}}),
+            json!({"id":{"S":"e1"}}),
+        )
+    }
+
+    #[test]
+    fn common_rejections() {
+        let mut v = gh("100");
+        v["eventName"] = json!("UPSERT");
+        assert!(rejected(run(&v)).contains("eventName"));
+
+        let mut v = gh("100");
+        v["dynamodb"]["StreamViewType"] = json!("KEYS_ONLY");
+        assert!(rejected(run(&v)).contains("KEYS_ONLY"));
+
+        let mut v = gh("100");
+        v["dynamodb"]["StreamViewType"] = json!("OLD_IMAGE");
+        assert!(rejected(run(&v)).contains("OLD_IMAGE"));
+
+        let mut v = gh("100");
+        v["eventSourceARN"] = json!("arn:aws:dynamodb:us-east-1:1:table/icarus-dev-slack_accounts/stream/x");
+        assert!(rejected(run(&v)).contains("unknown source table `icarus-dev-slack_accounts`"));
+
+        let mut v = gh("100");
+        v["dynamodb"]["Keys"] = json!({});
+        assert!(rejected(run(&v)).contains("no Keys"));
+
+        let mut v = gh("100");
+        v["dynamodb"]["SequenceNumber"] = json!("12x");
+        assert!(rejected(run(&v)).contains("SequenceNumber"));
+
+        let mut v = gh("100");
+        v["dynamodb"]["NewImage"] = json!({"id":{"S":"e1"},"username":{"S":"o"},"timestamp":{"X":"1"}});
+        assert!(rejected(run(&v)).contains("malformed stream record"));
+
+        let mut v = gh("100");
+        v["dynamodb"].as_object_mut().unwrap().remove("NewImage");
+        assert!(rejected(run(&v)).contains("no NewImage"));
+    }
+
+    #[test]
+    fn removes() {
+        let mut v = gh("200");
+        v["eventName"] = json!("REMOVE");
+        v["dynamodb"]["OldImage"] = v["dynamodb"]["NewImage"].take();
+        match run(&v) {
+            Normalized::Change(Change { kind: ChangeKind::Retract, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        v["userIdentity"] = json!({"type":"Service","principalId":"dynamodb.amazonaws.com"});
+        assert_eq!(run(&v), Normalized::Skip(SkipReason::TtlExpiry));
+    }
+
+    #[test]
+    fn identity_is_stable_across_versions_and_distinct_across_items() {
+        let id = |v: &serde_json::Value| match run(v) {
+            Normalized::Change(c) => c.identity,
+            other => panic!("{other:?}"),
+        };
+        let a = gh("100");
+        let b = gh("200");
+        let mut c = gh("300");
+        c["dynamodb"]["Keys"]["id"] = json!({"S":"e2"});
+        assert_eq!(id(&a), id(&b));
+        assert_ne!(id(&a), id(&c));
+    }
+
+    #[test]
+    fn unknown_fields_and_binary_values_are_tolerated() {
+        let mut v = gh("100");
+        v["someNewField"] = json!({"x": 1});
+        v["dynamodb"]["NewImage"]["blob"] = json!({"B": "AAEC"});
+        v["dynamodb"]["NewImage"]["big"] = json!({"N": "12345678901234567890123456789012345678"});
+        let (fact, _) = upsert(run(&v));
+        assert!(matches!(fact, Fact::Activity(_)));
+    }
+}

@@ -1,0 +1,385 @@
+//! `run_batch`: the one path every entry point takes (replay, Lambda,
+//! backfill, re-attribution). A batch is parsed record by record, normalised
+//! (pure), resolved against the `Directory` once for all its keys, staged as
+//! one ledger row per identity, and applied by the `Store` in one transaction
+//! together with the batch's quarantined records.
+
+use crate::aggregate::{self, ActivityRow, LlmRow, RowState, StagedRows, bucket::bucket};
+use crate::domain::{ActivityEvent, Actor, Fact, Identity, Integration, SourceKind};
+use crate::normalize::{self, Change, ChangeKind, Normalized};
+use crate::resolve::{Directory, DirectoryError, ExternalAccount, pick_time_zone};
+use crate::sources::lambda_event::{RecordMeta, parse_record};
+use crate::store::{RejectRow, Store, StoreError};
+use chrono::{TimeZone, Utc};
+use chrono_tz::Tz;
+use serde_json::value::RawValue;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A batch failed as a whole: nothing of it was applied; retry it.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Everything a batch needs, built once per process and passed explicitly.
+pub struct Pipeline<D> {
+    pub store: Store,
+    pub directory: D,
+    /// Zone for users without a valid `tz` / `timezone`.
+    pub default_tz: Tz,
+}
+
+/// Per-source outcome counts. Every record read ends in exactly one of
+/// applied, unchanged, skipped, rejected, unattributed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub read: u64,
+    pub applied: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+    pub unattributed: u64,
+    /// Of the applied/unattributed: event time taken from ApproximateCreationDateTime.
+    pub time_fallback: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, o: &Counts) {
+        self.read += o.read;
+        self.applied += o.applied;
+        self.unchanged += o.unchanged;
+        self.skipped += o.skipped;
+        self.rejected += o.rejected;
+        self.unattributed += o.unattributed;
+        self.time_fallback += o.time_fallback;
+    }
+}
+
+/// A quarantined record, as reported to the caller (no raw content).
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    pub index: usize,
+    pub meta: RecordMeta,
+    pub reason: String,
+}
+
+/// What one batch did.
+#[derive(Clone, Debug, Default)]
+pub struct BatchReport {
+    /// Keyed by source table suffix, or `unknown`.
+    pub by_source: BTreeMap<String, Counts>,
+    pub rejections: Vec<Rejection>,
+    pub statements: usize,
+}
+
+impl BatchReport {
+    pub fn total(&self) -> Counts {
+        let mut t = Counts::default();
+        for c in self.by_source.values() {
+            t.add(c);
+        }
+        t
+    }
+
+    pub fn merge(&mut self, other: BatchReport) {
+        for (k, v) in other.by_source {
+            self.by_source.entry(k).or_default().add(&v);
+        }
+        self.rejections.extend(other.rejections);
+        self.statements += other.statements;
+    }
+
+    fn counts(&mut self, source: Option<SourceKind>) -> &mut Counts {
+        let key = source.map_or("unknown", SourceKind::table_suffix);
+        self.by_source.entry(key.to_string()).or_default()
+    }
+}
+
+/// Apply one batch of Lambda DynamoDB stream records.
+pub async fn run_batch<D: Directory>(p: &Pipeline<D>, records: &[&RawValue]) -> Result<BatchReport, PipelineError> {
+    let mut report = BatchReport::default();
+    let mut changes = Vec::with_capacity(records.len());
+    let mut rejects = Vec::new();
+    for (index, raw) in records.iter().enumerate() {
+        let parsed = parse_record(raw);
+        report.counts(parsed.meta.source).read += 1;
+        match normalize::normalize(&parsed) {
+            Normalized::Change(c) => changes.push(c),
+            Normalized::Skip(_) => report.counts(parsed.meta.source).skipped += 1,
+            Normalized::Reject(reason) => {
+                report.counts(parsed.meta.source).rejected += 1;
+                tracing::warn!(record = %parsed.meta, %reason, "record quarantined");
+                rejects.push(RejectRow {
+                    source: parsed.meta.source,
+                    table: parsed.meta.table.clone(),
+                    event_id: parsed.meta.event_id.clone(),
+                    sequence_number: parsed.meta.sequence_number.clone(),
+                    reason: reason.clone(),
+                    raw: raw.get().to_string(),
+                });
+                report.rejections.push(Rejection {
+                    index,
+                    meta: parsed.meta,
+                    reason,
+                });
+            }
+        }
+    }
+    fold_changes(p, changes, &rejects, &mut report).await?;
+    Ok(report)
+}
+
+/// Resolve, stage and apply normalised changes (with the batch's rejects) in
+/// one store transaction, counting each change's outcome into `report`.
+/// `run_batch` and re-attribution both end here.
+pub async fn fold_changes<D: Directory>(
+    p: &Pipeline<D>,
+    changes: Vec<Change>,
+    rejects: &[RejectRow],
+    report: &mut BatchReport,
+) -> Result<(), PipelineError> {
+    let resolved = resolve(p, &changes).await?;
+    let mut activity = Vec::new();
+    let mut llm = Vec::new();
+    // Per change: (source, identity, fell back to approximate time).
+    let mut order = Vec::with_capacity(changes.len());
+    for change in changes {
+        let Change {
+            source,
+            identity,
+            version,
+            kind,
+        } = change;
+        match kind {
+            ChangeKind::Upsert { fact, time_fallback } => {
+                order.push((source, identity, time_fallback));
+                match fact {
+                    Fact::Activity(ev) => activity.push(resolved.activity_row(identity, version, ev, p.default_tz)),
+                    Fact::Llm(req) => {
+                        let account = resolved.conversation_accounts.get(&req.conversation_id).cloned();
+                        llm.push(LlmRow {
+                            id: identity,
+                            version,
+                            state: if account.is_some() { RowState::Live } else { RowState::Unattributed },
+                            subject: account,
+                            request: Some(req),
+                        });
+                    }
+                }
+            }
+            ChangeKind::Retract => {
+                order.push((source, identity, false));
+                match aggregate::integration_of(source) {
+                    Some(integration) => activity.push(ActivityRow {
+                        id: identity,
+                        version,
+                        state: RowState::Tombstone,
+                        integration,
+                        subject: None,
+                        bucket: None,
+                        event_at: None,
+                    }),
+                    None => llm.push(LlmRow {
+                        id: identity,
+                        version,
+                        state: RowState::Tombstone,
+                        subject: None,
+                        request: None,
+                    }),
+                }
+            }
+        }
+    }
+    let staged = StagedRows {
+        activity: aggregate::collapse(activity, |r| (r.id, &r.version, r.state)),
+        llm: aggregate::collapse(llm, |r| (r.id, &r.version, r.state)),
+    };
+    let final_state: HashMap<Identity, RowState> = staged
+        .activity
+        .iter()
+        .map(|r| (r.id, r.state))
+        .chain(staged.llm.iter().map(|r| (r.id, r.state)))
+        .collect();
+    let applied = p.store.apply(&staged, rejects).await?;
+    report.statements += applied.statements;
+    for (source, identity, fallback) in order {
+        let counts = report.counts(Some(source));
+        if applied.unchanged.contains(&identity) {
+            counts.unchanged += 1;
+            continue;
+        }
+        match final_state.get(&identity) {
+            Some(RowState::Unattributed) => counts.unattributed += 1,
+            _ => counts.applied += 1,
+        }
+        if fallback {
+            counts.time_fallback += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Directory answers for one batch.
+#[derive(Default)]
+struct Resolved {
+    slack_ids: HashMap<ExternalAccount, String>,
+    icarus_tz: HashMap<String, String>,
+    acs_tz: HashMap<String, String>,
+    conversation_accounts: HashMap<String, String>,
+}
+
+impl Resolved {
+    fn activity_row(&self, id: Identity, version: crate::domain::Version, ev: ActivityEvent, default_tz: Tz) -> ActivityRow {
+        let (subject, tz) = match &ev.actor {
+            Actor::External { integration, id: ext } => match self.slack_ids.get(&(*integration, ext.clone())) {
+                Some(slack) => (Some(slack.clone()), Some(self.icarus_tz.get(slack))),
+                None => (Some(ext.clone()), None),
+            },
+            Actor::Acs(account) => (Some(account.clone()), Some(self.acs_tz.get(account))),
+        };
+        match tz {
+            Some(raw_tz) => ActivityRow {
+                id,
+                version,
+                state: RowState::Live,
+                integration: ev.integration,
+                subject,
+                bucket: Some(bucket(ev.at, pick_time_zone(raw_tz.map(String::as_str), default_tz))),
+                event_at: Some(ev.at.timestamp()),
+            },
+            None => ActivityRow {
+                id,
+                version,
+                state: RowState::Unattributed,
+                integration: ev.integration,
+                subject,
+                bucket: None,
+                event_at: Some(ev.at.timestamp()),
+            },
+        }
+    }
+}
+
+/// Ask the directory, once per kind of key, for everything the batch needs.
+async fn resolve<D: Directory>(p: &Pipeline<D>, changes: &[Change]) -> Result<Resolved, PipelineError> {
+    let mut external = BTreeSet::new();
+    let mut acs = BTreeSet::new();
+    let mut conversations = BTreeSet::new();
+    for c in changes {
+        match &c.kind {
+            ChangeKind::Upsert {
+                fact: Fact::Activity(ev),
+                ..
+            } => match &ev.actor {
+                Actor::External { integration, id } => {
+                    external.insert((*integration, id.clone()));
+                }
+                Actor::Acs(a) => {
+                    acs.insert(a.clone());
+                }
+            },
+            ChangeKind::Upsert { fact: Fact::Llm(r), .. } => {
+                conversations.insert(r.conversation_id.clone());
+            }
+            ChangeKind::Retract => {}
+        }
+    }
+    let mut out = Resolved::default();
+    let external: Vec<_> = external.into_iter().collect();
+    let acs: Vec<_> = acs.into_iter().collect();
+    let conversations: Vec<_> = conversations.into_iter().collect();
+    let (slack, acs_tz, convs) = tokio::join!(
+        async {
+            if external.is_empty() { Ok(HashMap::new()) } else { p.directory.slack_ids(&external).await }
+        },
+        async {
+            if acs.is_empty() { Ok(HashMap::new()) } else { p.directory.acs_time_zones(&acs).await }
+        },
+        async {
+            if conversations.is_empty() {
+                Ok(HashMap::new())
+            } else {
+                p.directory.conversation_accounts(&conversations).await
+            }
+        },
+    );
+    out.slack_ids = slack?;
+    out.acs_tz = acs_tz?;
+    out.conversation_accounts = convs?;
+    let slack_ids: Vec<String> = out.slack_ids.values().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    if !slack_ids.is_empty() {
+        out.icarus_tz = p.directory.icarus_time_zones(&slack_ids).await?;
+    }
+    Ok(out)
+}
+
+/// Resolve unattributed ledger rows again and count those now linked, once.
+/// Goes through `fold_changes`, the same path as every batch.
+pub async fn reattribute<D: Directory>(p: &Pipeline<D>, page_size: u32) -> Result<BatchReport, PipelineError> {
+    let mut report = BatchReport::default();
+    let mut after: Option<Identity> = None;
+    loop {
+        let rows = p.store.unattributed_activity(after, page_size).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        let changes: Vec<Change> = rows
+            .into_iter()
+            .filter_map(|r| {
+                let (source, integration) = match r.integration {
+                    Integration::Github => (SourceKind::GithubEvents, Integration::Github),
+                    Integration::Dropbox => (SourceKind::DropboxFileChanges, Integration::Dropbox),
+                    Integration::Email => return None,
+                };
+                let at = Utc.timestamp_opt(r.event_at?, 0).single()?;
+                Some(Change {
+                    source,
+                    identity: r.id,
+                    version: r.version,
+                    kind: ChangeKind::Upsert {
+                        fact: Fact::Activity(ActivityEvent {
+                            integration,
+                            actor: Actor::External {
+                                integration,
+                                id: r.subject?,
+                            },
+                            at,
+                        }),
+                        time_fallback: false,
+                    },
+                })
+            })
+            .collect();
+        for c in &changes {
+            report.counts(Some(c.source)).read += 1;
+        }
+        fold_changes(p, changes, &[], &mut report).await?;
+    }
+    let mut after: Option<Identity> = None;
+    loop {
+        let rows = p.store.unattributed_llm(after, page_size).await?;
+        let Some(last) = rows.last() else { break };
+        after = Some(last.id);
+        let changes: Vec<Change> = rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(Change {
+                    source: SourceKind::LlmDataCollection,
+                    identity: r.id,
+                    version: r.version,
+                    kind: ChangeKind::Upsert {
+                        fact: Fact::Llm(r.request?),
+                        time_fallback: false,
+                    },
+                })
+            })
+            .collect();
+        for c in &changes {
+            report.counts(Some(c.source)).read += 1;
+        }
+        fold_changes(p, changes, &[], &mut report).await?;
+    }
+    Ok(report)
+}
