@@ -49,7 +49,10 @@ pub fn opt_str<'a>(v: Option<&'a AttributeValue>, name: &str) -> Result<Option<&
         None => Ok(None),
         Some(AttributeValue::S(s)) if !s.trim().is_empty() => Ok(Some(s.as_str())),
         Some(AttributeValue::S(_)) => Err(format!("attribute `{name}` is an empty string")),
-        Some(other) => Err(format!("attribute `{name}` has type {}, expected S", type_tag(other))),
+        Some(other) => Err(format!(
+            "attribute `{name}` has type {}, expected S",
+            type_tag(other)
+        )),
     }
 }
 
@@ -81,9 +84,9 @@ pub fn opt_decimal(v: Option<&AttributeValue>, name: &str) -> Result<Option<Deci
     } else {
         Decimal::from_str_exact(text)
     };
-    parsed
-        .map(Some)
-        .map_err(|_| format!("attribute `{name}` is not a decimal representable exactly in 28 digits"))
+    parsed.map(Some).map_err(|_| {
+        format!("attribute `{name}` is not a decimal representable exactly in 28 digits")
+    })
 }
 
 fn number_text<'a>(v: Option<&'a AttributeValue>, name: &str) -> Result<Option<&'a str>, String> {
@@ -91,15 +94,21 @@ fn number_text<'a>(v: Option<&'a AttributeValue>, name: &str) -> Result<Option<&
         None => Ok(None),
         Some(AttributeValue::N(s)) => Ok(Some(s.trim())),
         Some(AttributeValue::S(s)) if looks_numeric(s.trim()) => Ok(Some(s.trim())),
-        Some(AttributeValue::S(_)) => Err(format!("attribute `{name}` is a string that is not a number")),
-        Some(other) => Err(format!("attribute `{name}` has type {}, expected N", type_tag(other))),
+        Some(AttributeValue::S(_)) => Err(format!(
+            "attribute `{name}` is a string that is not a number"
+        )),
+        Some(other) => Err(format!(
+            "attribute `{name}` has type {}, expected N",
+            type_tag(other)
+        )),
     }
 }
 
 fn looks_numeric(s: &str) -> bool {
     !s.is_empty()
         && s.bytes().any(|b| b.is_ascii_digit())
-        && s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
 }
 
 /// Canonical, unambiguous serialisation of an item's key attributes, sorted by
@@ -148,7 +157,13 @@ mod tests {
     use std::collections::HashMap;
 
     fn item(pairs: &[(&str, AttributeValue)]) -> Item {
-        Item::from(pairs.iter().cloned().map(|(k, v)| (k.to_string(), v)).collect::<HashMap<_, _>>())
+        Item::from(
+            pairs
+                .iter()
+                .cloned()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect::<HashMap<_, _>>(),
+        )
     }
 
     #[test]
@@ -156,24 +171,40 @@ mod tests {
         let n = |s: &str| AttributeValue::N(s.into());
         assert_eq!(opt_int(Some(&n("350")), "t"), Ok(Some(350)));
         assert_eq!(opt_int(Some(&n("350.00")), "t"), Ok(Some(350)));
-        assert_eq!(opt_int(Some(&AttributeValue::S("12".into())), "t"), Ok(Some(12)));
+        assert_eq!(
+            opt_int(Some(&AttributeValue::S("12".into())), "t"),
+            Ok(Some(12))
+        );
         assert_eq!(opt_int(None, "t"), Ok(None));
         assert!(opt_int(Some(&n("1.5")), "t").is_err());
-        assert!(opt_int(Some(&n(&"9".repeat(38))), "t").unwrap_err().contains("out of range"));
+        assert!(
+            opt_int(Some(&n(&"9".repeat(38))), "t")
+                .unwrap_err()
+                .contains("out of range")
+        );
         assert!(opt_int(Some(&n(&"9".repeat(39))), "t").is_err());
-        assert!(opt_int(Some(&AttributeValue::Bool(true)), "t").unwrap_err().contains("BOOL"));
+        assert!(
+            opt_int(Some(&AttributeValue::Bool(true)), "t")
+                .unwrap_err()
+                .contains("BOOL")
+        );
     }
 
     #[test]
     fn decimals_are_exact() {
-        let d = opt_decimal(Some(&AttributeValue::N("0.0025".into())), "c").unwrap().unwrap();
+        let d = opt_decimal(Some(&AttributeValue::N("0.0025".into())), "c")
+            .unwrap()
+            .unwrap();
         assert_eq!(d.to_string(), "0.0025");
         let sum: Decimal = (0..1000).map(|_| d).sum();
         assert_eq!(sum.to_string(), "2.5000");
         assert!(opt_decimal(Some(&AttributeValue::N("1".repeat(38))), "c").is_err());
         assert!(opt_decimal(Some(&AttributeValue::S("NaN".into())), "c").is_err());
         assert_eq!(
-            opt_decimal(Some(&AttributeValue::N("2.5E-3".into())), "c").unwrap().unwrap().to_string(),
+            opt_decimal(Some(&AttributeValue::N("2.5E-3".into())), "c")
+                .unwrap()
+                .unwrap()
+                .to_string(),
             "0.0025"
         );
     }
@@ -189,8 +220,14 @@ mod tests {
 
     #[test]
     fn canonical_keys_are_order_independent_and_unambiguous() {
-        let a = item(&[("a", AttributeValue::S("x".into())), ("b", AttributeValue::N("1".into()))]);
-        let b = item(&[("b", AttributeValue::N("1".into())), ("a", AttributeValue::S("x".into()))]);
+        let a = item(&[
+            ("a", AttributeValue::S("x".into())),
+            ("b", AttributeValue::N("1".into())),
+        ]);
+        let b = item(&[
+            ("b", AttributeValue::N("1".into())),
+            ("a", AttributeValue::S("x".into())),
+        ]);
         let (mut ca, mut cb) = (Vec::new(), Vec::new());
         canonical_keys(&a, &mut ca).unwrap();
         canonical_keys(&b, &mut cb).unwrap();
@@ -202,6 +239,8 @@ mod tests {
         canonical_keys(&d, &mut cd).unwrap();
         assert_ne!(cc, cd);
         assert!(canonical_keys(&item(&[]), &mut Vec::new()).is_err());
-        assert!(canonical_keys(&item(&[("k", AttributeValue::Bool(true))]), &mut Vec::new()).is_err());
+        assert!(
+            canonical_keys(&item(&[("k", AttributeValue::Bool(true))]), &mut Vec::new()).is_err()
+        );
     }
 }

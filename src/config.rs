@@ -20,8 +20,9 @@ pub struct Config {
 /// Parse an IANA time zone name given by an operator (strict: an invalid
 /// configured default is an error, unlike a user's invalid `tz`).
 pub fn parse_default_tz(name: &str) -> Result<Tz, String> {
-    name.parse::<Tz>()
-        .map_err(|_| format!("unknown time zone {name:?} (expected an IANA name such as Europe/Madrid)"))
+    name.parse::<Tz>().map_err(|_| {
+        format!("unknown time zone {name:?} (expected an IANA name such as Europe/Madrid)")
+    })
 }
 
 #[cfg(test)]
@@ -31,6 +32,10 @@ mod tests {
     #[test]
     fn default_tz() {
         assert_eq!(parse_default_tz("UTC"), Ok(Tz::UTC));
-        assert!(parse_default_tz("Nowhere/Land").unwrap_err().contains("Nowhere/Land"));
+        assert!(
+            parse_default_tz("Nowhere/Land")
+                .unwrap_err()
+                .contains("Nowhere/Land")
+        );
     }
 }

@@ -58,7 +58,9 @@ impl SourceKind {
     }
 
     pub fn from_code(code: i64) -> Option<SourceKind> {
-        SourceKind::ALL.into_iter().find(|k| i64::from(k.code()) == code)
+        SourceKind::ALL
+            .into_iter()
+            .find(|k| i64::from(k.code()) == code)
     }
 }
 
@@ -255,7 +257,10 @@ mod tests {
     fn table_suffix_recognition() {
         let cases = [
             ("icarus-dev-github_events", Some(SourceKind::GithubEvents)),
-            ("icarus-nicusdev-github_events", Some(SourceKind::GithubEvents)),
+            (
+                "icarus-nicusdev-github_events",
+                Some(SourceKind::GithubEvents),
+            ),
             (
                 "icarus-prod-dropbox_file_changes",
                 Some(SourceKind::DropboxFileChanges),

@@ -23,7 +23,11 @@ pub fn parse_time_str(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
         return in_range(dt.with_timezone(&Utc));
     }
-    for fmt in ["%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%:z"] {
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%:z",
+    ] {
         if let Ok(dt) = DateTime::parse_from_str(t, fmt) {
             return in_range(dt.with_timezone(&Utc));
         }
@@ -64,7 +68,13 @@ pub fn parse_epoch(n: &str) -> Result<DateTime<Utc>, String> {
     if digits.len() > 20 {
         return Err(format!("epoch {:?} out of range", truncate(t)));
     }
-    let int: u128 = if digits.is_empty() { 0 } else { digits.parse().map_err(|_| format!("epoch {:?} out of range", truncate(t)))? };
+    let int: u128 = if digits.is_empty() {
+        0
+    } else {
+        digits
+            .parse()
+            .map_err(|_| format!("epoch {:?} out of range", truncate(t)))?
+    };
     // Fraction to nanoseconds of the unit (first 9 digits are enough).
     let mut frac_nanos: u128 = 0;
     for (i, b) in frac_part.bytes().take(9).enumerate() {
@@ -78,7 +88,8 @@ pub fn parse_epoch(n: &str) -> Result<DateTime<Utc>, String> {
         }
         int * 1_000_000 + frac_nanos / 1000
     };
-    let secs = i64::try_from(nanos / 1_000_000_000).map_err(|_| "epoch out of range".to_string())?;
+    let secs =
+        i64::try_from(nanos / 1_000_000_000).map_err(|_| "epoch out of range".to_string())?;
     let sub = (nanos % 1_000_000_000) as u32;
     match Utc.timestamp_opt(secs, sub) {
         chrono::LocalResult::Single(dt) => in_range(dt),
@@ -92,7 +103,11 @@ pub fn approximate_creation(v: f64) -> Option<DateTime<Utc>> {
     if !v.is_finite() || v <= 0.0 {
         return None;
     }
-    let millis = if v < MILLIS_THRESHOLD as f64 { (v * 1000.0).round() } else { v.round() };
+    let millis = if v < MILLIS_THRESHOLD as f64 {
+        (v * 1000.0).round()
+    } else {
+        v.round()
+    };
     if millis > MAX_MILLIS as f64 {
         return None;
     }
@@ -151,8 +166,14 @@ mod tests {
     #[test]
     fn epoch_numbers() {
         assert_eq!(parse_epoch("1710063000"), Ok(utc("2024-03-10T09:30:00Z")));
-        assert_eq!(parse_epoch("1710063000123"), Ok(utc("2024-03-10T09:30:00.123Z")));
-        assert_eq!(parse_epoch("1710063000.5"), Ok(utc("2024-03-10T09:30:00.5Z")));
+        assert_eq!(
+            parse_epoch("1710063000123"),
+            Ok(utc("2024-03-10T09:30:00.123Z"))
+        );
+        assert_eq!(
+            parse_epoch("1710063000.5"),
+            Ok(utc("2024-03-10T09:30:00.5Z"))
+        );
         assert_eq!(parse_epoch("0"), Ok(utc("1970-01-01T00:00:00Z")));
     }
 
@@ -181,9 +202,18 @@ mod tests {
 
     #[test]
     fn approximate_creation_variants() {
-        assert_eq!(approximate_creation(1_710_063_000.0), Some(utc("2024-03-10T09:30:00Z")));
-        assert_eq!(approximate_creation(1_710_063_000.123), Some(utc("2024-03-10T09:30:00.123Z")));
-        assert_eq!(approximate_creation(1_710_063_000_123.0), Some(utc("2024-03-10T09:30:00.123Z")));
+        assert_eq!(
+            approximate_creation(1_710_063_000.0),
+            Some(utc("2024-03-10T09:30:00Z"))
+        );
+        assert_eq!(
+            approximate_creation(1_710_063_000.123),
+            Some(utc("2024-03-10T09:30:00.123Z"))
+        );
+        assert_eq!(
+            approximate_creation(1_710_063_000_123.0),
+            Some(utc("2024-03-10T09:30:00.123Z"))
+        );
         assert_eq!(approximate_creation(0.0), None);
         assert_eq!(approximate_creation(f64::NAN), None);
         assert_eq!(approximate_creation(1e300), None);

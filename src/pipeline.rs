@@ -99,7 +99,10 @@ impl BatchReport {
 }
 
 /// Apply one batch of Lambda DynamoDB stream records.
-pub async fn run_batch<D: Directory>(p: &Pipeline<D>, records: &[&RawValue]) -> Result<BatchReport, PipelineError> {
+pub async fn run_batch<D: Directory>(
+    p: &Pipeline<D>,
+    records: &[&RawValue],
+) -> Result<BatchReport, PipelineError> {
     let mut report = BatchReport::default();
     let mut changes = Vec::with_capacity(records.len());
     let mut rejects = Vec::new();
@@ -154,16 +157,28 @@ pub async fn fold_changes<D: Directory>(
             kind,
         } = change;
         match kind {
-            ChangeKind::Upsert { fact, time_fallback } => {
+            ChangeKind::Upsert {
+                fact,
+                time_fallback,
+            } => {
                 order.push((source, identity, time_fallback));
                 match fact {
-                    Fact::Activity(ev) => activity.push(resolved.activity_row(identity, version, ev, p.default_tz)),
+                    Fact::Activity(ev) => {
+                        activity.push(resolved.activity_row(identity, version, ev, p.default_tz))
+                    }
                     Fact::Llm(req) => {
-                        let account = resolved.conversation_accounts.get(&req.conversation_id).cloned();
+                        let account = resolved
+                            .conversation_accounts
+                            .get(&req.conversation_id)
+                            .cloned();
                         llm.push(LlmRow {
                             id: identity,
                             version,
-                            state: if account.is_some() { RowState::Live } else { RowState::Unattributed },
+                            state: if account.is_some() {
+                                RowState::Live
+                            } else {
+                                RowState::Unattributed
+                            },
                             subject: account,
                             request: Some(req),
                         });
@@ -232,9 +247,18 @@ struct Resolved {
 }
 
 impl Resolved {
-    fn activity_row(&self, id: Identity, version: crate::domain::Version, ev: ActivityEvent, default_tz: Tz) -> ActivityRow {
+    fn activity_row(
+        &self,
+        id: Identity,
+        version: crate::domain::Version,
+        ev: ActivityEvent,
+        default_tz: Tz,
+    ) -> ActivityRow {
         let (subject, tz) = match &ev.actor {
-            Actor::External { integration, id: ext } => match self.slack_ids.get(&(*integration, ext.clone())) {
+            Actor::External {
+                integration,
+                id: ext,
+            } => match self.slack_ids.get(&(*integration, ext.clone())) {
                 Some(slack) => (Some(slack.clone()), Some(self.icarus_tz.get(slack))),
                 None => (Some(ext.clone()), None),
             },
@@ -247,7 +271,10 @@ impl Resolved {
                 state: RowState::Live,
                 integration: ev.integration,
                 subject,
-                bucket: Some(bucket(ev.at, pick_time_zone(raw_tz.map(String::as_str), default_tz))),
+                bucket: Some(bucket(
+                    ev.at,
+                    pick_time_zone(raw_tz.map(String::as_str), default_tz),
+                )),
                 event_at: Some(ev.at.timestamp()),
             },
             None => ActivityRow {
@@ -264,7 +291,10 @@ impl Resolved {
 }
 
 /// Ask the directory, once per kind of key, for everything the batch needs.
-async fn resolve<D: Directory>(p: &Pipeline<D>, changes: &[Change]) -> Result<Resolved, PipelineError> {
+async fn resolve<D: Directory>(
+    p: &Pipeline<D>,
+    changes: &[Change],
+) -> Result<Resolved, PipelineError> {
     let mut external = BTreeSet::new();
     let mut acs = BTreeSet::new();
     let mut conversations = BTreeSet::new();
@@ -281,7 +311,9 @@ async fn resolve<D: Directory>(p: &Pipeline<D>, changes: &[Change]) -> Result<Re
                     acs.insert(a.clone());
                 }
             },
-            ChangeKind::Upsert { fact: Fact::Llm(r), .. } => {
+            ChangeKind::Upsert {
+                fact: Fact::Llm(r), ..
+            } => {
                 conversations.insert(r.conversation_id.clone());
             }
             ChangeKind::Retract => {}
@@ -293,10 +325,18 @@ async fn resolve<D: Directory>(p: &Pipeline<D>, changes: &[Change]) -> Result<Re
     let conversations: Vec<_> = conversations.into_iter().collect();
     let (slack, acs_tz, convs) = tokio::join!(
         async {
-            if external.is_empty() { Ok(HashMap::new()) } else { p.directory.slack_ids(&external).await }
+            if external.is_empty() {
+                Ok(HashMap::new())
+            } else {
+                p.directory.slack_ids(&external).await
+            }
         },
         async {
-            if acs.is_empty() { Ok(HashMap::new()) } else { p.directory.acs_time_zones(&acs).await }
+            if acs.is_empty() {
+                Ok(HashMap::new())
+            } else {
+                p.directory.acs_time_zones(&acs).await
+            }
         },
         async {
             if conversations.is_empty() {
@@ -309,7 +349,13 @@ async fn resolve<D: Directory>(p: &Pipeline<D>, changes: &[Change]) -> Result<Re
     out.slack_ids = slack?;
     out.acs_tz = acs_tz?;
     out.conversation_accounts = convs?;
-    let slack_ids: Vec<String> = out.slack_ids.values().cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let slack_ids: Vec<String> = out
+        .slack_ids
+        .values()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     if !slack_ids.is_empty() {
         out.icarus_tz = p.directory.icarus_time_zones(&slack_ids).await?;
     }
@@ -318,7 +364,10 @@ async fn resolve<D: Directory>(p: &Pipeline<D>, changes: &[Change]) -> Result<Re
 
 /// Resolve unattributed ledger rows again and count those now linked, once.
 /// Goes through `fold_changes`, the same path as every batch.
-pub async fn reattribute<D: Directory>(p: &Pipeline<D>, page_size: u32) -> Result<BatchReport, PipelineError> {
+pub async fn reattribute<D: Directory>(
+    p: &Pipeline<D>,
+    page_size: u32,
+) -> Result<BatchReport, PipelineError> {
     let mut report = BatchReport::default();
     let mut after: Option<Identity> = None;
     loop {

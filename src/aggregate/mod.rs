@@ -33,7 +33,8 @@ pub fn wins(staged: (&Version, RowState), ledger: Option<(&Version, RowState)>) 
     match ledger {
         None => true,
         Some((lv, ls)) => {
-            staged.0 > lv || (staged.0 == lv && ls == RowState::Unattributed && staged.1 == RowState::Live)
+            staged.0 > lv
+                || (staged.0 == lv && ls == RowState::Unattributed && staged.1 == RowState::Live)
         }
     }
 }
@@ -131,7 +132,10 @@ mod tests {
         assert!(wins((&v("9"), Live), Some((&v("9"), Unattributed))));
         assert!(!wins((&v("9"), Unattributed), Some((&v("9"), Live))));
         assert!(!wins((&Version::snapshot(), Live), Some((&v("1"), Live))));
-        assert!(wins((&v("1"), Tombstone), Some((&Version::snapshot(), Live))));
+        assert!(wins(
+            (&v("1"), Tombstone),
+            Some((&Version::snapshot(), Live))
+        ));
     }
 
     #[test]

@@ -12,7 +12,11 @@ use streamfold::sources::replay;
 use streamfold::store::{Store, redact_url};
 
 #[derive(Parser)]
-#[command(name = "streamfold", version, about = "Fold DynamoDB Streams into activity heatmaps and LLM reports, exactly once")]
+#[command(
+    name = "streamfold",
+    version,
+    about = "Fold DynamoDB Streams into activity heatmaps and LLM reports, exactly once"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -84,7 +88,8 @@ enum Command {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STREAMFOLD_LOG").unwrap_or_else(|_| "error".into()),
+            tracing_subscriber::EnvFilter::try_from_env("STREAMFOLD_LOG")
+                .unwrap_or_else(|_| "error".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -124,6 +129,11 @@ async fn run(cli: Cli) -> Result<()> {
                 read as f64 / secs.max(1e-9),
                 redact_url(&cfg.database_url)
             );
+            println!(
+                "{} SQL statement(s), {:.1} per batch",
+                total.statements,
+                total.statements as f64 / batches.max(1) as f64
+            );
             println!();
             print_counts(&total);
             print_rejections(&total);
@@ -142,14 +152,18 @@ async fn run(cli: Cli) -> Result<()> {
             let cells = store.heatmap(&slack_id, integration.as_deref()).await?;
             println!(
                 "heatmap of {slack_id}{} (rows: day of week, columns: hour, user's time zone)",
-                integration.map(|i| format!(", integration {i}")).unwrap_or_default()
+                integration
+                    .map(|i| format!(", integration {i}"))
+                    .unwrap_or_default()
             );
             print!("{}", streamfold::heatmap::render(&cells));
         }
         Command::Reattribute { common } => {
             let cfg = common.config()?;
             let p = open(&cfg).await?;
-            let report = pipeline::reattribute(&p, 5000).await.context("re-attribution failed")?;
+            let report = pipeline::reattribute(&p, 5000)
+                .await
+                .context("re-attribution failed")?;
             let t = report.total();
             println!(
                 "re-attribution: {} unattributed event(s) examined, {} now attributed and counted, {} still unlinked",
@@ -210,7 +224,9 @@ fn print_rejections(report: &BatchReport) {
         return;
     }
     println!();
-    println!("rejected records (quarantined in rejected_records; `streamfold rejects` lists them):");
+    println!(
+        "rejected records (quarantined in rejected_records; `streamfold rejects` lists them):"
+    );
     for r in report.rejections.iter().take(30) {
         println!("  record #{} ({}): {}", r.index, r.meta, r.reason);
     }

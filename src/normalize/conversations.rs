@@ -7,8 +7,11 @@ use crate::domain::{ActivityEvent, Actor, Fact, Integration};
 use serde_dynamo::Item;
 
 pub(crate) fn fact(image: &Item, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
-    let account = attrs::opt_str(attrs::get(image, "associated_account"), "associated_account")?
-        .ok_or("missing actor attribute `associated_account`")?;
+    let account = attrs::opt_str(
+        attrs::get(image, "associated_account"),
+        "associated_account",
+    )?
+    .ok_or("missing actor attribute `associated_account`")?;
     let (at, fallback) = event_time(image, "timestamp", ctx)?;
     let event = ActivityEvent {
         integration: Integration::Email,
@@ -50,7 +53,9 @@ mod tests {
     fn rejections() {
         let r = rejected(run(&rec(json!({"timestamp":{"S":"2024-01-01T00:00:00Z"}}))));
         assert!(r.contains("associated_account"), "{r}");
-        let r = rejected(run(&rec(json!({"associated_account":{"S":"a"},"timestamp":{"S":"2024-01-01T25:00:00Z"}}))));
+        let r = rejected(run(&rec(
+            json!({"associated_account":{"S":"a"},"timestamp":{"S":"2024-01-01T25:00:00Z"}}),
+        )));
         assert!(r.contains("bad time"), "{r}");
     }
 }

@@ -32,29 +32,54 @@ mod tests {
     use serde_json::{Value, json};
 
     fn rec(image: Value) -> Value {
-        record("icarus-prod-dropbox_file_changes", "INSERT", "500", image, json!({"account_id":{"S":"dbid:OWNER"}}))
+        record(
+            "icarus-prod-dropbox_file_changes",
+            "INSERT",
+            "500",
+            image,
+            json!({"account_id":{"S":"dbid:OWNER"}}),
+        )
     }
 
     #[test]
     fn actor_choice() {
         let cases = [
-            (json!({"account_id":{"S":"dbid:OWNER"},"user_id":{"S":"dbid:EDITOR"},"timestamp":{"S":"2024-03-10T09:30:00Z"}}), "dbid:EDITOR"),
-            (json!({"account_id":{"S":"dbid:OWNER"},"timestamp":{"N":"1710063000"}}), "dbid:OWNER"),
-            (json!({"account_id":{"S":"dbid:OWNER"},"user_id":{"NULL":true},"timestamp":{"S":"2024-03-10T09:30:00.000+00:00"}}), "dbid:OWNER"),
+            (
+                json!({"account_id":{"S":"dbid:OWNER"},"user_id":{"S":"dbid:EDITOR"},"timestamp":{"S":"2024-03-10T09:30:00Z"}}),
+                "dbid:EDITOR",
+            ),
+            (
+                json!({"account_id":{"S":"dbid:OWNER"},"timestamp":{"N":"1710063000"}}),
+                "dbid:OWNER",
+            ),
+            (
+                json!({"account_id":{"S":"dbid:OWNER"},"user_id":{"NULL":true},"timestamp":{"S":"2024-03-10T09:30:00.000+00:00"}}),
+                "dbid:OWNER",
+            ),
         ];
         for (image, want) in cases {
             let (fact, _) = upsert(run(&rec(image)));
             let Fact::Activity(ev) = fact else { panic!() };
-            assert_eq!(ev.actor, Actor::External { integration: Integration::Dropbox, id: want.into() });
+            assert_eq!(
+                ev.actor,
+                Actor::External {
+                    integration: Integration::Dropbox,
+                    id: want.into()
+                }
+            );
             assert_eq!(ev.integration, Integration::Dropbox);
         }
     }
 
     #[test]
     fn rejections() {
-        let r = rejected(run(&rec(json!({"timestamp":{"S":"2024-03-10T09:30:00Z"},"type":{"S":"file"}}))));
+        let r = rejected(run(&rec(
+            json!({"timestamp":{"S":"2024-03-10T09:30:00Z"},"type":{"S":"file"}}),
+        )));
         assert!(r.contains("neither `user_id` nor `account_id`"), "{r}");
-        let r = rejected(run(&rec(json!({"user_id":{"L":[]},"timestamp":{"S":"2024-03-10T09:30:00Z"}}))));
+        let r = rejected(run(&rec(
+            json!({"user_id":{"L":[]},"timestamp":{"S":"2024-03-10T09:30:00Z"}}),
+        )));
         assert!(r.contains("`user_id` has type L"), "{r}");
     }
 }

@@ -29,7 +29,13 @@ mod tests {
     use serde_json::{Value, json};
 
     fn rec(image: Value) -> Value {
-        record("icarus-dev-github_events", "INSERT", "4000000000000000001", image, json!({"id":{"S":"e1"}}))
+        record(
+            "icarus-dev-github_events",
+            "INSERT",
+            "4000000000000000001",
+            image,
+            json!({"id":{"S":"e1"}}),
+        )
     }
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -40,18 +46,47 @@ mod tests {
     fn table() {
         // (timestamp attribute, expected instant, expected fallback)
         let cases: Vec<(Option<Value>, &str, bool)> = vec![
-            (Some(json!({"S":"2024-03-10T09:30:00Z"})), "2024-03-10T09:30:00Z", false),
-            (Some(json!({"S":"2024-03-10T11:30:00+02:00"})), "2024-03-10T09:30:00Z", false),
-            (Some(json!({"S":"2024-03-10T09:30:00"})), "2024-03-10T09:30:00Z", false),
-            (Some(json!({"N":"1710063000"})), "2024-03-10T09:30:00Z", false),
-            (Some(json!({"N":"1710063000000"})), "2024-03-10T09:30:00Z", false),
-            (Some(json!({"S":"1710063000"})), "2024-03-10T09:30:00Z", false),
-            (Some(json!({"S":"1710063000000"})), "2024-03-10T09:30:00Z", false),
+            (
+                Some(json!({"S":"2024-03-10T09:30:00Z"})),
+                "2024-03-10T09:30:00Z",
+                false,
+            ),
+            (
+                Some(json!({"S":"2024-03-10T11:30:00+02:00"})),
+                "2024-03-10T09:30:00Z",
+                false,
+            ),
+            (
+                Some(json!({"S":"2024-03-10T09:30:00"})),
+                "2024-03-10T09:30:00Z",
+                false,
+            ),
+            (
+                Some(json!({"N":"1710063000"})),
+                "2024-03-10T09:30:00Z",
+                false,
+            ),
+            (
+                Some(json!({"N":"1710063000000"})),
+                "2024-03-10T09:30:00Z",
+                false,
+            ),
+            (
+                Some(json!({"S":"1710063000"})),
+                "2024-03-10T09:30:00Z",
+                false,
+            ),
+            (
+                Some(json!({"S":"1710063000000"})),
+                "2024-03-10T09:30:00Z",
+                false,
+            ),
             (Some(json!({"NULL":true})), "2024-03-10T09:30:00.5Z", true),
             (None, "2024-03-10T09:30:00.5Z", true),
         ];
         for (ts, want, fallback) in cases {
-            let mut image = json!({"id":{"S":"e1"},"username":{"S":"octocat"},"eventType":{"S":"commit"}});
+            let mut image =
+                json!({"id":{"S":"e1"},"username":{"S":"octocat"},"eventType":{"S":"commit"}});
             if let Some(ts) = &ts {
                 image["timestamp"] = ts.clone();
             }
@@ -59,19 +94,43 @@ mod tests {
             let Fact::Activity(ev) = fact else { panic!() };
             assert_eq!(ev.at, at(want), "{ts:?}");
             assert_eq!(fb, fallback, "{ts:?}");
-            assert_eq!(ev.actor, Actor::External { integration: crate::domain::Integration::Github, id: "octocat".into() });
+            assert_eq!(
+                ev.actor,
+                Actor::External {
+                    integration: crate::domain::Integration::Github,
+                    id: "octocat".into()
+                }
+            );
         }
     }
 
     #[test]
     fn rejections() {
         let cases = [
-            (json!({"id":{"S":"e1"},"timestamp":{"S":"2024-03-10T09:30:00Z"}}), "missing actor attribute `username`"),
-            (json!({"id":{"S":"e1"},"username":{"N":"5"},"timestamp":{"S":"2024-03-10T09:30:00Z"}}), "`username` has type N"),
-            (json!({"id":{"S":"e1"},"username":{"S":" "},"timestamp":{"S":"2024-03-10T09:30:00Z"}}), "empty string"),
-            (json!({"id":{"S":"e1"},"username":{"S":"o"},"timestamp":{"S":"last tuesday"}}), "bad time in attribute `timestamp`"),
-            (json!({"id":{"S":"e1"},"username":{"S":"o"},"timestamp":{"BOOL":true}}), "expected S or N"),
-            (json!({"id":{"S":"e1"},"username":{"S":"o"},"timestamp":{"N":"-100"}}), "negative epoch"),
+            (
+                json!({"id":{"S":"e1"},"timestamp":{"S":"2024-03-10T09:30:00Z"}}),
+                "missing actor attribute `username`",
+            ),
+            (
+                json!({"id":{"S":"e1"},"username":{"N":"5"},"timestamp":{"S":"2024-03-10T09:30:00Z"}}),
+                "`username` has type N",
+            ),
+            (
+                json!({"id":{"S":"e1"},"username":{"S":" "},"timestamp":{"S":"2024-03-10T09:30:00Z"}}),
+                "empty string",
+            ),
+            (
+                json!({"id":{"S":"e1"},"username":{"S":"o"},"timestamp":{"S":"last tuesday"}}),
+                "bad time in attribute `timestamp`",
+            ),
+            (
+                json!({"id":{"S":"e1"},"username":{"S":"o"},"timestamp":{"BOOL":true}}),
+                "expected S or N",
+            ),
+            (
+                json!({"id":{"S":"e1"},"username":{"S":"o"},"timestamp":{"N":"-100"}}),
+                "negative epoch",
+            ),
         ];
         for (image, want) in cases {
             let r = rejected(run(&rec(image)));

@@ -27,33 +27,49 @@ pub(crate) fn fact(image: &Item) -> Result<(Fact, bool), String> {
     let model = attrs::opt_str(attrs::get(image, "model_used"), "model_used")?.unwrap_or("unknown");
     let function = match attrs::opt_str(attrs::get(image, "function_name"), "function_name")? {
         Some(f) => f,
-        None => attrs::opt_str(attrs::get_nested(image, "metadata", "function_name"), "metadata.function_name")?
-            .unwrap_or("unspecified"),
+        None => attrs::opt_str(
+            attrs::get_nested(image, "metadata", "function_name"),
+            "metadata.function_name",
+        )?
+        .unwrap_or("unspecified"),
     };
-    let prompt_tokens = attrs::opt_int(attrs::get(image, "prompt_tokens"), "prompt_tokens")?.unwrap_or(0);
-    let response_tokens = attrs::opt_int(attrs::get(image, "response_tokens"), "response_tokens")?.unwrap_or(0);
+    let prompt_tokens =
+        attrs::opt_int(attrs::get(image, "prompt_tokens"), "prompt_tokens")?.unwrap_or(0);
+    let response_tokens =
+        attrs::opt_int(attrs::get(image, "response_tokens"), "response_tokens")?.unwrap_or(0);
     let total_tokens = match attrs::opt_int(attrs::get(image, "total_tokens"), "total_tokens")? {
         Some(t) => t,
         None => prompt_tokens
             .checked_add(response_tokens)
             .ok_or("prompt_tokens + response_tokens overflows")?,
     };
-    for (name, v) in [("prompt_tokens", prompt_tokens), ("response_tokens", response_tokens), ("total_tokens", total_tokens)] {
+    for (name, v) in [
+        ("prompt_tokens", prompt_tokens),
+        ("response_tokens", response_tokens),
+        ("total_tokens", total_tokens),
+    ] {
         if v < 0 {
             return Err(format!("attribute `{name}` is negative"));
         }
     }
-    let cost_usd = match attrs::opt_decimal(attrs::get_nested(image, "metadata", "cost_usd"), "metadata.cost_usd")? {
+    let cost_usd = match attrs::opt_decimal(
+        attrs::get_nested(image, "metadata", "cost_usd"),
+        "metadata.cost_usd",
+    )? {
         Some(c) => c,
-        None => attrs::opt_decimal(attrs::get(image, "cost_usd"), "cost_usd")?.unwrap_or(Decimal::ZERO),
+        None => {
+            attrs::opt_decimal(attrs::get(image, "cost_usd"), "cost_usd")?.unwrap_or(Decimal::ZERO)
+        }
     };
     if cost_usd.is_sign_negative() && !cost_usd.is_zero() {
         return Err("cost_usd is negative".into());
     }
-    let response_time_ms = match attrs::opt_decimal(attrs::get(image, "response_time_ms"), "response_time_ms")? {
-        Some(d) => i64::try_from(d.round()).map_err(|_| "attribute `response_time_ms` is out of range".to_string())?,
-        None => 0,
-    };
+    let response_time_ms =
+        match attrs::opt_decimal(attrs::get(image, "response_time_ms"), "response_time_ms")? {
+            Some(d) => i64::try_from(d.round())
+                .map_err(|_| "attribute `response_time_ms` is out of range".to_string())?,
+            None => 0,
+        };
     let quality_score = attrs::opt_decimal(attrs::get(image, "quality_score"), "quality_score")?;
     let request = LlmRequest {
         conversation_id: conversation_id.to_string(),
@@ -77,7 +93,13 @@ mod tests {
     use serde_json::{Value, json};
 
     fn rec(image: Value) -> Value {
-        record("acsd2p-prod-LLMDataCollection", "INSERT", "700", image, json!({"conversation_id":{"S":"conv-1"}}))
+        record(
+            "acsd2p-prod-LLMDataCollection",
+            "INSERT",
+            "700",
+            image,
+            json!({"conversation_id":{"S":"conv-1"}}),
+        )
     }
 
     fn base() -> Value {

@@ -145,16 +145,15 @@ fn is_ttl_expiry(rec: &EventRecord) -> bool {
 }
 
 /// The identity a record's contribution belongs to.
-fn identity(
-    source: SourceKind,
-    keys: &Item,
-    image: Option<&Item>,
-) -> Result<Identity, String> {
+fn identity(source: SourceKind, keys: &Item, image: Option<&Item>) -> Result<Identity, String> {
     let mut canon = vec![source.code()];
     attrs::canonical_keys(keys, &mut canon)?;
     if source == SourceKind::LlmDataCollection {
         let at = llm_data_collection::generated_at(image)?;
-        attrs::push_field(&mut canon, &at.timestamp_nanos_opt().unwrap_or_default().to_be_bytes());
+        attrs::push_field(
+            &mut canon,
+            &at.timestamp_nanos_opt().unwrap_or_default().to_be_bytes(),
+        );
     }
     Ok(Identity::from_canonical(&canon))
 }
@@ -169,7 +168,11 @@ pub(crate) struct TimeContext<'a> {
 /// (a MODIFY that dropped it must not move the event) and then to the
 /// record's `ApproximateCreationDateTime`. Returns whether it fell back to the
 /// latter.
-pub(crate) fn event_time(image: &Item, name: &str, ctx: &TimeContext<'_>) -> Result<(DateTime<Utc>, bool), String> {
+pub(crate) fn event_time(
+    image: &Item,
+    name: &str,
+    ctx: &TimeContext<'_>,
+) -> Result<(DateTime<Utc>, bool), String> {
     if let Some(v) = attrs::get(image, name) {
         return parse_time_value(v, name).map(|t| (t, false));
     }
@@ -184,7 +187,10 @@ pub(crate) fn event_time(image: &Item, name: &str, ctx: &TimeContext<'_>) -> Res
     }
 }
 
-pub(crate) fn parse_time_value(v: &serde_dynamo::AttributeValue, name: &str) -> Result<DateTime<Utc>, String> {
+pub(crate) fn parse_time_value(
+    v: &serde_dynamo::AttributeValue,
+    name: &str,
+) -> Result<DateTime<Utc>, String> {
     use serde_dynamo::AttributeValue;
     match v {
         AttributeValue::S(s) => event_time::parse_time_str(s),
@@ -204,7 +210,13 @@ pub(crate) mod test_support {
     use crate::sources::lambda_event::parse_record;
     use serde_json::{Value, json};
 
-    pub fn record(table: &str, event_name: &str, seq: &str, new_image: Value, keys: Value) -> Value {
+    pub fn record(
+        table: &str,
+        event_name: &str,
+        seq: &str,
+        new_image: Value,
+        keys: Value,
+    ) -> Value {
         json!({
             "eventID": format!("ev-{seq}"),
             "eventName": event_name,
@@ -232,7 +244,11 @@ pub(crate) mod test_support {
     pub fn upsert(n: Normalized) -> (Fact, bool) {
         match n {
             Normalized::Change(Change {
-                kind: ChangeKind::Upsert { fact, time_fallback },
+                kind:
+                    ChangeKind::Upsert {
+                        fact,
+                        time_fallback,
+                    },
                 ..
             }) => (fact, time_fallback),
             other => panic!("expected upsert, got {other:?}"),
@@ -278,7 +294,8 @@ mod tests {
         assert!(rejected(run(&v)).contains("OLD_IMAGE"));
 
         let mut v = gh("100");
-        v["eventSourceARN"] = json!("arn:aws:dynamodb:us-east-1:1:table/icarus-dev-slack_accounts/stream/x");
+        v["eventSourceARN"] =
+            json!("arn:aws:dynamodb:us-east-1:1:table/icarus-dev-slack_accounts/stream/x");
         assert!(rejected(run(&v)).contains("unknown source table `icarus-dev-slack_accounts`"));
 
         let mut v = gh("100");
@@ -290,7 +307,8 @@ mod tests {
         assert!(rejected(run(&v)).contains("SequenceNumber"));
 
         let mut v = gh("100");
-        v["dynamodb"]["NewImage"] = json!({"id":{"S":"e1"},"username":{"S":"o"},"timestamp":{"X":"1"}});
+        v["dynamodb"]["NewImage"] =
+            json!({"id":{"S":"e1"},"username":{"S":"o"},"timestamp":{"X":"1"}});
         assert!(rejected(run(&v)).contains("malformed stream record"));
 
         let mut v = gh("100");
@@ -304,7 +322,10 @@ mod tests {
         v["eventName"] = json!("REMOVE");
         v["dynamodb"]["OldImage"] = v["dynamodb"]["NewImage"].take();
         match run(&v) {
-            Normalized::Change(Change { kind: ChangeKind::Retract, .. }) => {}
+            Normalized::Change(Change {
+                kind: ChangeKind::Retract,
+                ..
+            }) => {}
             other => panic!("{other:?}"),
         }
         v["userIdentity"] = json!({"type":"Service","principalId":"dynamodb.amazonaws.com"});

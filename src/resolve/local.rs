@@ -50,8 +50,11 @@ impl LocalDirectory {
         let mut d = LocalDirectory::default();
         for item in read_items(dir, "integrations")? {
             let integration = s(&item, "integration").and_then(Integration::from_code);
-            if let (Some(i), Some(acct), Some(slack)) = (integration, s(&item, "account_id"), s(&item, "slack_id")) {
-                d.integrations.insert((i, acct.to_string()), slack.to_string());
+            if let (Some(i), Some(acct), Some(slack)) =
+                (integration, s(&item, "account_id"), s(&item, "slack_id"))
+            {
+                d.integrations
+                    .insert((i, acct.to_string()), slack.to_string());
             }
         }
         for item in read_items(dir, "github_accounts")? {
@@ -70,18 +73,26 @@ impl LocalDirectory {
             }
         }
         for item in read_items(dir, "Users")? {
-            let tz = s(&item, "timezone").or_else(|| match attrs::get_nested(&item, "preferences", "timezone") {
-                Some(AttributeValue::S(tz)) => Some(tz.as_str()),
-                _ => None,
+            let tz = s(&item, "timezone").or_else(|| {
+                match attrs::get_nested(&item, "preferences", "timezone") {
+                    Some(AttributeValue::S(tz)) => Some(tz.as_str()),
+                    _ => None,
+                }
             });
             if let (Some(id), Some(tz)) = (s(&item, "id"), tz) {
                 d.user_tz.insert(id.to_string(), tz.to_string());
             }
         }
-        for (table, map) in [("Threads", &mut d.threads), ("Conversations", &mut d.conversations)] {
+        for (table, map) in [
+            ("Threads", &mut d.threads),
+            ("Conversations", &mut d.conversations),
+        ] {
             for item in read_items(dir, table)? {
-                if let (Some(conv), Some(acct)) = (s(&item, "conversation_id"), s(&item, "associated_account")) {
-                    map.entry(conv.to_string()).or_insert_with(|| acct.to_string());
+                if let (Some(conv), Some(acct)) =
+                    (s(&item, "conversation_id"), s(&item, "associated_account"))
+                {
+                    map.entry(conv.to_string())
+                        .or_insert_with(|| acct.to_string());
                 }
             }
         }
@@ -119,7 +130,10 @@ fn read_items(dir: &Path, table: &str) -> Result<Vec<Item>, DirectoryError> {
 }
 
 impl Directory for LocalDirectory {
-    async fn slack_ids(&self, accounts: &[ExternalAccount]) -> Result<HashMap<ExternalAccount, String>, DirectoryError> {
+    async fn slack_ids(
+        &self,
+        accounts: &[ExternalAccount],
+    ) -> Result<HashMap<ExternalAccount, String>, DirectoryError> {
         let mut out = HashMap::new();
         for acct in accounts {
             let legacy = match acct.0 {
@@ -134,15 +148,24 @@ impl Directory for LocalDirectory {
         Ok(out)
     }
 
-    async fn icarus_time_zones(&self, slack_ids: &[String]) -> Result<HashMap<String, String>, DirectoryError> {
+    async fn icarus_time_zones(
+        &self,
+        slack_ids: &[String],
+    ) -> Result<HashMap<String, String>, DirectoryError> {
         Ok(pick(&self.account_tz, slack_ids))
     }
 
-    async fn acs_time_zones(&self, account_ids: &[String]) -> Result<HashMap<String, String>, DirectoryError> {
+    async fn acs_time_zones(
+        &self,
+        account_ids: &[String],
+    ) -> Result<HashMap<String, String>, DirectoryError> {
         Ok(pick(&self.user_tz, account_ids))
     }
 
-    async fn conversation_accounts(&self, conversation_ids: &[String]) -> Result<HashMap<String, String>, DirectoryError> {
+    async fn conversation_accounts(
+        &self,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, String>, DirectoryError> {
         let mut out = HashMap::new();
         for c in conversation_ids {
             if let Some(a) = self.threads.get(c).or_else(|| self.conversations.get(c)) {
@@ -171,24 +194,52 @@ mod tests {
     async fn canonical_gsi_wins_over_legacy_and_fallbacks_work() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path();
-        write(p, "integrations", &[
-            r#"{"slack_id":{"S":"U_NEW"},"integration":{"S":"G"},"account_id":{"S":"octo"},"access_token":{"S":"x"}}"#,
-        ]);
-        write(p, "github_accounts", &[
-            r#"{"Item":{"slack_id":{"S":"U_OLD"},"githubId":{"S":"octo"}}}"#,
-            r#"{"Item":{"slack_id":{"S":"U_LEG"},"githubId":{"S":"legacy-only"}}}"#,
-        ]);
-        write(p, "dropbox_accounts", &[r#"{"slack_id":{"S":"U_DB"},"dropboxId":{"S":"dbid:1"}}"#]);
-        write(p, "accounts", &[r#"{"slack_id":{"S":"U_NEW"},"tz":{"S":"Europe/Madrid"}}"#]);
-        write(p, "Users", &[
-            r#"{"id":{"S":"acct-1"},"timezone":{"S":"Asia/Tokyo"}}"#,
-            r#"{"id":{"S":"acct-2"},"preferences":{"M":{"timezone":{"S":"America/Sao_Paulo"}}}}"#,
-        ]);
-        write(p, "Threads", &[r#"{"conversation_id":{"S":"c1"},"associated_account":{"S":"acct-1"}}"#]);
-        write(p, "Conversations", &[
-            r#"{"conversation_id":{"S":"c1"},"response_id":{"S":"r"},"associated_account":{"S":"acct-X"}}"#,
-            r#"{"conversation_id":{"S":"c2"},"response_id":{"S":"r"},"associated_account":{"S":"acct-2"}}"#,
-        ]);
+        write(
+            p,
+            "integrations",
+            &[
+                r#"{"slack_id":{"S":"U_NEW"},"integration":{"S":"G"},"account_id":{"S":"octo"},"access_token":{"S":"x"}}"#,
+            ],
+        );
+        write(
+            p,
+            "github_accounts",
+            &[
+                r#"{"Item":{"slack_id":{"S":"U_OLD"},"githubId":{"S":"octo"}}}"#,
+                r#"{"Item":{"slack_id":{"S":"U_LEG"},"githubId":{"S":"legacy-only"}}}"#,
+            ],
+        );
+        write(
+            p,
+            "dropbox_accounts",
+            &[r#"{"slack_id":{"S":"U_DB"},"dropboxId":{"S":"dbid:1"}}"#],
+        );
+        write(
+            p,
+            "accounts",
+            &[r#"{"slack_id":{"S":"U_NEW"},"tz":{"S":"Europe/Madrid"}}"#],
+        );
+        write(
+            p,
+            "Users",
+            &[
+                r#"{"id":{"S":"acct-1"},"timezone":{"S":"Asia/Tokyo"}}"#,
+                r#"{"id":{"S":"acct-2"},"preferences":{"M":{"timezone":{"S":"America/Sao_Paulo"}}}}"#,
+            ],
+        );
+        write(
+            p,
+            "Threads",
+            &[r#"{"conversation_id":{"S":"c1"},"associated_account":{"S":"acct-1"}}"#],
+        );
+        write(
+            p,
+            "Conversations",
+            &[
+                r#"{"conversation_id":{"S":"c1"},"response_id":{"S":"r"},"associated_account":{"S":"acct-X"}}"#,
+                r#"{"conversation_id":{"S":"c2"},"response_id":{"S":"r"},"associated_account":{"S":"acct-2"}}"#,
+            ],
+        );
         let d = LocalDirectory::load(p).unwrap();
         let ids = d
             .slack_ids(&[
@@ -203,9 +254,15 @@ mod tests {
         assert_eq!(ids[&(Integration::Github, "legacy-only".into())], "U_LEG");
         assert_eq!(ids[&(Integration::Dropbox, "dbid:1".into())], "U_DB");
         assert!(!ids.contains_key(&(Integration::Github, "nobody".into())));
-        let tz = d.acs_time_zones(&["acct-1".into(), "acct-2".into()]).await.unwrap();
+        let tz = d
+            .acs_time_zones(&["acct-1".into(), "acct-2".into()])
+            .await
+            .unwrap();
         assert_eq!(tz["acct-2"], "America/Sao_Paulo");
-        let conv = d.conversation_accounts(&["c1".into(), "c2".into(), "c3".into()]).await.unwrap();
+        let conv = d
+            .conversation_accounts(&["c1".into(), "c2".into(), "c3".into()])
+            .await
+            .unwrap();
         assert_eq!(conv["c1"], "acct-1");
         assert_eq!(conv["c2"], "acct-2");
         assert!(!conv.contains_key("c3"));
@@ -214,7 +271,11 @@ mod tests {
     #[test]
     fn bad_line_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "accounts", &[r#"{"slack_id":{"S":"U1"}}"#, "{not json"]);
+        write(
+            dir.path(),
+            "accounts",
+            &[r#"{"slack_id":{"S":"U1"}}"#, "{not json"],
+        );
         let e = LocalDirectory::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains("accounts.jsonl:2"), "{e}");
     }

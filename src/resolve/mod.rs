@@ -65,7 +65,8 @@ pub trait Directory: Send + Sync {
 
 /// Parse an IANA zone name; missing or invalid zones give the default.
 pub fn pick_time_zone(raw: Option<&str>, default: Tz) -> Tz {
-    raw.and_then(|name| name.trim().parse::<Tz>().ok()).unwrap_or(default)
+    raw.and_then(|name| name.trim().parse::<Tz>().ok())
+        .unwrap_or(default)
 }
 
 #[cfg(test)]
@@ -74,9 +75,18 @@ mod tests {
 
     #[test]
     fn time_zone_choice() {
-        assert_eq!(pick_time_zone(Some("America/New_York"), Tz::UTC), Tz::America__New_York);
-        assert_eq!(pick_time_zone(Some(" Europe/Madrid "), Tz::UTC), Tz::Europe__Madrid);
-        assert_eq!(pick_time_zone(Some("Mars/Olympus_Mons"), Tz::Europe__Berlin), Tz::Europe__Berlin);
+        assert_eq!(
+            pick_time_zone(Some("America/New_York"), Tz::UTC),
+            Tz::America__New_York
+        );
+        assert_eq!(
+            pick_time_zone(Some(" Europe/Madrid "), Tz::UTC),
+            Tz::Europe__Madrid
+        );
+        assert_eq!(
+            pick_time_zone(Some("Mars/Olympus_Mons"), Tz::Europe__Berlin),
+            Tz::Europe__Berlin
+        );
         assert_eq!(pick_time_zone(Some(""), Tz::UTC), Tz::UTC);
         assert_eq!(pick_time_zone(None, Tz::Asia__Tokyo), Tz::Asia__Tokyo);
     }

@@ -157,7 +157,9 @@ mod tests {
     #[test]
     fn arn_table() {
         assert_eq!(
-            table_from_arn("arn:aws:dynamodb:us-east-1:123456789012:table/icarus-dev-github_events/stream/2024-01-01T00:00:00.000"),
+            table_from_arn(
+                "arn:aws:dynamodb:us-east-1:123456789012:table/icarus-dev-github_events/stream/2024-01-01T00:00:00.000"
+            ),
             Some("icarus-dev-github_events")
         );
         assert_eq!(table_from_arn("arn:aws:sqs:x"), None);
@@ -176,7 +178,10 @@ mod tests {
         assert_eq!(p.meta.event_id.as_deref(), Some("e1"));
         assert_eq!(p.meta.sequence_number.as_deref(), Some("123"));
         assert_eq!(p.meta.source, Some(SourceKind::Conversations));
-        assert_eq!(p.meta.approx_created.unwrap().timestamp_millis(), 1_717_000_000_123);
+        assert_eq!(
+            p.meta.approx_created.unwrap().timestamp_millis(),
+            1_717_000_000_123
+        );
     }
 
     #[test]
@@ -187,6 +192,9 @@ mod tests {
 
     #[test]
     fn redaction() {
-        assert_eq!(redact_quoted(r#"invalid type: string "tok", expected x"#), r#"invalid type: string "…", expected x"#);
+        assert_eq!(
+            redact_quoted(r#"invalid type: string "tok", expected x"#),
+            r#"invalid type: string "…", expected x"#
+        );
     }
 }

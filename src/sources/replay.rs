@@ -18,7 +18,11 @@ pub enum ReplayError {
         source: std::io::Error,
     },
     #[error("{path}:{line}: not a Lambda DynamoDB event ({{\"Records\": [...]}}): {reason}")]
-    Malformed { path: String, line: usize, reason: String },
+    Malformed {
+        path: String,
+        line: usize,
+        reason: String,
+    },
     #[error("{path}:{line}: batch not applied: {source}")]
     Batch {
         path: String,
@@ -58,7 +62,10 @@ pub fn event_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReplayError> {
 }
 
 fn is_event_file(p: &Path) -> bool {
-    matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "jsonl"))
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("json" | "jsonl")
+    )
 }
 
 /// Replay files, calling `on_batch` after each applied batch with the file,
@@ -97,16 +104,23 @@ pub async fn replay<D: Directory>(
     Ok(total)
 }
 
-async fn apply_event<D: Directory>(p: &Pipeline<D>, path: &str, line: usize, text: &str) -> Result<BatchReport, ReplayError> {
+async fn apply_event<D: Directory>(
+    p: &Pipeline<D>,
+    path: &str,
+    line: usize,
+    text: &str,
+) -> Result<BatchReport, ReplayError> {
     let event: RawEvent<'_> = parse_event(text).map_err(|e| ReplayError::Malformed {
         path: path.to_string(),
         // For a .json file, serde's own line is the useful one.
         line: if line == 1 { e.line() } else { line },
         reason: redact_quoted(&e.to_string()),
     })?;
-    run_batch(p, &event.records).await.map_err(|source| ReplayError::Batch {
-        path: path.to_string(),
-        line,
-        source,
-    })
+    run_batch(p, &event.records)
+        .await
+        .map_err(|source| ReplayError::Batch {
+            path: path.to_string(),
+            line,
+            source,
+        })
 }

@@ -96,28 +96,44 @@ impl Store {
     }
 
     /// Apply one batch's staged rows and quarantined records in one transaction.
-    pub async fn apply(&self, rows: &StagedRows, rejects: &[RejectRow]) -> Result<ApplyResult, StoreError> {
+    pub async fn apply(
+        &self,
+        rows: &StagedRows,
+        rejects: &[RejectRow],
+    ) -> Result<ApplyResult, StoreError> {
         match self {
             Store::Sqlite(s) => s.apply(rows, rejects).await,
         }
     }
 
     /// `(dow, hours, count)` cells of one user's heatmap.
-    pub async fn heatmap(&self, slack_id: &str, integration: Option<&str>) -> Result<Vec<(u8, u8, i64)>, StoreError> {
+    pub async fn heatmap(
+        &self,
+        slack_id: &str,
+        integration: Option<&str>,
+    ) -> Result<Vec<(u8, u8, i64)>, StoreError> {
         match self {
             Store::Sqlite(s) => s.heatmap(slack_id, integration).await,
         }
     }
 
     /// Unattributed activity rows, in identity order, after `after`.
-    pub async fn unattributed_activity(&self, after: Option<Identity>, limit: u32) -> Result<Vec<ActivityRow>, StoreError> {
+    pub async fn unattributed_activity(
+        &self,
+        after: Option<Identity>,
+        limit: u32,
+    ) -> Result<Vec<ActivityRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.unattributed_activity(after, limit).await,
         }
     }
 
     /// Unattributed LLM rows, in identity order, after `after`.
-    pub async fn unattributed_llm(&self, after: Option<Identity>, limit: u32) -> Result<Vec<LlmRow>, StoreError> {
+    pub async fn unattributed_llm(
+        &self,
+        after: Option<Identity>,
+        limit: u32,
+    ) -> Result<Vec<LlmRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.unattributed_llm(after, limit).await,
         }
@@ -164,9 +180,15 @@ mod tests {
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(redact_url("mysql://admin:s3cret@db.example:3306/x"), "mysql://admin:***@db.example:3306/x");
+        assert_eq!(
+            redact_url("mysql://admin:s3cret@db.example:3306/x"),
+            "mysql://admin:***@db.example:3306/x"
+        );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact_url("sqlite://streamfold.db"), "sqlite://streamfold.db");
+        assert_eq!(
+            redact_url("sqlite://streamfold.db"),
+            "sqlite://streamfold.db"
+        );
         assert_eq!(redact_url("mysql://a:p@ss@h/x"), "mysql://a:***@h/x");
     }
 }

@@ -10,7 +10,9 @@ use crate::domain::{Identity, Integration, LlmRequest, Version};
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Executor, QueryBuilder, Row, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,7 +37,8 @@ CREATE TEMP TABLE IF NOT EXISTS stage_llm (
 
 /// The ledger replacement rule of `aggregate::wins`, in SQL
 /// (`s` = staged row, `l` = ledger row).
-const WINS: &str = "(s.version > l.version OR (s.version = l.version AND l.state = 2 AND s.state = 1))";
+const WINS: &str =
+    "(s.version > l.version OR (s.version = l.version AND l.state = 2 AND s.state = 1))";
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -72,7 +75,11 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    pub async fn apply(&self, rows: &StagedRows, rejects: &[RejectRow]) -> Result<ApplyResult, StoreError> {
+    pub async fn apply(
+        &self,
+        rows: &StagedRows,
+        rejects: &[RejectRow],
+    ) -> Result<ApplyResult, StoreError> {
         let mut result = ApplyResult::default();
         if rows.is_empty() && rejects.is_empty() {
             return Ok(result);
@@ -93,7 +100,11 @@ impl SqliteStore {
         Ok(result)
     }
 
-    pub async fn heatmap(&self, slack_id: &str, integration: Option<&str>) -> Result<Vec<(u8, u8, i64)>, StoreError> {
+    pub async fn heatmap(
+        &self,
+        slack_id: &str,
+        integration: Option<&str>,
+    ) -> Result<Vec<(u8, u8, i64)>, StoreError> {
         let rows = sqlx::query(
             "SELECT dow, hours, SUM(event_count) AS n FROM user_event_counts
               WHERE slack_id = ? AND (? IS NULL OR integration = ?)
@@ -105,11 +116,21 @@ impl SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get::<i64, _>(0)? as u8, r.try_get::<i64, _>(1)? as u8, r.try_get::<i64, _>(2)?)))
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>(0)? as u8,
+                    r.try_get::<i64, _>(1)? as u8,
+                    r.try_get::<i64, _>(2)?,
+                ))
+            })
             .collect()
     }
 
-    pub async fn unattributed_activity(&self, after: Option<Identity>, limit: u32) -> Result<Vec<ActivityRow>, StoreError> {
+    pub async fn unattributed_activity(
+        &self,
+        after: Option<Identity>,
+        limit: u32,
+    ) -> Result<Vec<ActivityRow>, StoreError> {
         let after = after.map(|i| i.to_bytes().to_vec()).unwrap_or_default();
         let rows = sqlx::query(
             "SELECT id, version, integration, subject, event_at FROM activity_ledger
@@ -131,7 +152,8 @@ impl SqliteStore {
                     id: Identity::from_bytes(&id).ok_or_else(|| corrupt("id is not 16 bytes"))?,
                     version: Version::from_bytes(r.try_get("version")?),
                     state: RowState::Unattributed,
-                    integration: Integration::from_code(&integration).ok_or_else(|| corrupt("unknown integration"))?,
+                    integration: Integration::from_code(&integration)
+                        .ok_or_else(|| corrupt("unknown integration"))?,
                     subject: r.try_get("subject")?,
                     bucket: None,
                     event_at: r.try_get("event_at")?,
@@ -140,7 +162,11 @@ impl SqliteStore {
             .collect()
     }
 
-    pub async fn unattributed_llm(&self, after: Option<Identity>, limit: u32) -> Result<Vec<LlmRow>, StoreError> {
+    pub async fn unattributed_llm(
+        &self,
+        after: Option<Identity>,
+        limit: u32,
+    ) -> Result<Vec<LlmRow>, StoreError> {
         let after = after.map(|i| i.to_bytes().to_vec()).unwrap_or_default();
         let rows = sqlx::query(
             "SELECT id, version, conversation_id, model, function_name, prompt_tokens, response_tokens,
@@ -163,7 +189,10 @@ impl SqliteStore {
                 let event_at: i64 = r.try_get("event_at")?;
                 let request = LlmRequest {
                     conversation_id: r.try_get("conversation_id")?,
-                    generated_at: Utc.timestamp_opt(event_at, 0).single().ok_or_else(|| corrupt("bad event_at"))?,
+                    generated_at: Utc
+                        .timestamp_opt(event_at, 0)
+                        .single()
+                        .ok_or_else(|| corrupt("bad event_at"))?,
                     model: r.try_get("model")?,
                     function: r.try_get("function_name")?,
                     prompt_tokens: r.try_get("prompt_tokens")?,
@@ -357,7 +386,8 @@ async fn collect_unchanged(
     ledger: &str,
     result: &mut ApplyResult,
 ) -> Result<(), StoreError> {
-    let sql = format!("SELECT s.id FROM temp.{stage} s JOIN {ledger} l ON l.id = s.id WHERE NOT {WINS}");
+    let sql =
+        format!("SELECT s.id FROM temp.{stage} s JOIN {ledger} l ON l.id = s.id WHERE NOT {WINS}");
     let ids: Vec<Vec<u8>> = sqlx::query_scalar(&sql).fetch_all(&mut **tx).await?;
     result.statements += 1;
     result

@@ -1,0 +1,109 @@
+//! The `streamfold` binary as a user runs it, on the committed fixtures.
+
+use std::process::{Command, Output};
+
+fn streamfold(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_streamfold"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("DATABASE_URL")
+        .env_remove("DEFAULT_TIMEZONE")
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The summary's `total` row: read, applied, unchanged, skipped, rejected, unattributed.
+fn total_row(out: &str) -> Vec<u64> {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("total "))
+        .expect("total row");
+    line.split_whitespace()
+        .skip(1)
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+fn database_line(out: &str) -> String {
+    out.lines()
+        .find(|l| l.starts_with("database now holds"))
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn replaying_the_fixtures_twice_applies_nothing_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("replay.db").display());
+    let first = streamfold(&["replay", "--database-url", &url, "fixtures/events"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let out1 = stdout(&first);
+    let t1 = total_row(&out1);
+    assert!(t1[1] > 0, "first replay applied nothing:\n{out1}");
+    assert!(
+        t1[4] >= 12,
+        "the bad-records batch should be quarantined:\n{out1}"
+    );
+    assert_eq!(
+        t1[0],
+        t1[1..].iter().sum::<u64>(),
+        "every record has one outcome:\n{out1}"
+    );
+
+    let second = streamfold(&["replay", "--database-url", &url, "fixtures/events"]);
+    assert!(second.status.success());
+    let out2 = stdout(&second);
+    let t2 = total_row(&out2);
+    assert_eq!(t2[0], t1[0], "same records read");
+    assert_eq!(t2[1], 0, "second replay applied something:\n{out2}");
+    assert_eq!(
+        t2[5], 0,
+        "second replay left new unattributed events:\n{out2}"
+    );
+    assert_eq!(database_line(&out1), database_line(&out2));
+
+    // The heatmap of a fixture user renders from the same database.
+    let stats = streamfold(&["stats", "--database-url", &url, "--slack-id", "U01ALICE"]);
+    assert!(stats.status.success());
+    let text = stdout(&stats);
+    assert!(text.contains("Sun") && text.contains("total 3"), "{text}");
+
+    let rejects = streamfold(&["rejects", "--database-url", &url]);
+    assert!(stdout(&rejects).contains("KEYS_ONLY"));
+}
+
+#[test]
+fn malformed_json_fails_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, "{\"Records\": []}\n{\"Records\": [\n").unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+    let out = streamfold(&["replay", "--database-url", &url, events.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("events.jsonl:2"), "{err}");
+}
+
+#[test]
+fn unreadable_path_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("x.db").display());
+    let out = streamfold(&["replay", "--database-url", &url, "no/such/file.json"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/file.json"));
+}
+
+#[test]
+fn invalid_default_time_zone_is_an_error() {
+    let out = streamfold(&["replay", "--default-tz", "Mars/Base", "fixtures/events"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Mars/Base"));
+}

@@ -1,0 +1,10 @@
+//! streamfold integration tests: real records through `run_batch` into real
+//! databases, and the `streamfold` binary on the fixtures.
+
+mod cli;
+mod scenarios;
+mod support;
+
+mod sqlite {
+    crate::scenario_tests!("sqlite");
+}

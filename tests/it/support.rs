@@ -1,0 +1,224 @@
+//! Test support: fresh databases per engine, a local directory in a temp
+//! folder, and builders for stream records shaped as Lambda delivers them.
+
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::Path;
+use streamfold::pipeline::{BatchReport, Pipeline, run_batch};
+use streamfold::resolve::local::LocalDirectory;
+use streamfold::store::Store;
+
+/// A fresh, empty database of the engine named by `engine`, kept alive for
+/// the test's duration.
+pub struct TestDb {
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn fresh_db(engine: &str) -> TestDb {
+    let dir = tempfile::tempdir().unwrap();
+    match engine {
+        "sqlite" => TestDb {
+            url: format!("sqlite://{}", dir.path().join("t.db").display()),
+            _dir: dir,
+        },
+        other => panic!("unknown engine {other}"),
+    }
+}
+
+/// Identity items for the local directory.
+pub const DIRECTORY: &[(&str, &str)] = &[
+    (
+        "integrations",
+        r#"{"slack_id":{"S":"U_ALICE"},"integration":{"S":"G"},"account_id":{"S":"alice"}}"#,
+    ),
+    (
+        "integrations",
+        r#"{"slack_id":{"S":"U_ALICE"},"integration":{"S":"D"},"account_id":{"S":"dbid:A"}}"#,
+    ),
+    (
+        "github_accounts",
+        r#"{"Item":{"slack_id":{"S":"U_BOB"},"githubId":{"S":"bob"}}}"#,
+    ),
+    (
+        "accounts",
+        r#"{"slack_id":{"S":"U_ALICE"},"tz":{"S":"America/New_York"}}"#,
+    ),
+    (
+        "accounts",
+        r#"{"slack_id":{"S":"U_BOB"},"tz":{"S":"Australia/Sydney"}}"#,
+    ),
+    (
+        "Users",
+        r#"{"id":{"S":"acct-1"},"timezone":{"S":"Europe/Madrid"}}"#,
+    ),
+    (
+        "Threads",
+        r#"{"conversation_id":{"S":"conv-1"},"associated_account":{"S":"acct-1"}}"#,
+    ),
+];
+
+pub fn write_directory(dir: &Path, items: &[(&str, &str)]) {
+    let mut files: BTreeMap<&str, String> = BTreeMap::new();
+    for (table, line) in items {
+        let f = files.entry(table).or_default();
+        f.push_str(line);
+        f.push('\n');
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    for (table, text) in files {
+        std::fs::write(dir.join(format!("{table}.jsonl")), text).unwrap();
+    }
+}
+
+/// A pipeline on a fresh database with the standard directory.
+pub struct Harness {
+    /// Keeps the database alive (and dropped) with the harness.
+    pub _db: TestDb,
+    pub dir: tempfile::TempDir,
+    pub p: Pipeline<LocalDirectory>,
+}
+
+impl Harness {
+    pub async fn new(engine: &str) -> Harness {
+        Harness::with_directory(engine, DIRECTORY).await
+    }
+
+    pub async fn with_directory(engine: &str, items: &[(&str, &str)]) -> Harness {
+        let db = fresh_db(engine).await;
+        let dir = tempfile::tempdir().unwrap();
+        write_directory(dir.path(), items);
+        let p = Pipeline {
+            store: Store::open(&db.url).await.unwrap(),
+            directory: LocalDirectory::load(dir.path()).unwrap(),
+            default_tz: chrono_tz::Tz::UTC,
+        };
+        Harness { _db: db, dir, p }
+    }
+
+    /// Reload the directory after its files changed (a user got linked).
+    pub fn relink(&mut self, items: &[(&str, &str)]) {
+        write_directory(self.dir.path(), items);
+        self.p.directory = LocalDirectory::load(self.dir.path()).unwrap();
+    }
+
+    pub async fn apply(&self, records: &[Value]) -> BatchReport {
+        let text = json!({ "Records": records }).to_string();
+        let event = streamfold::sources::lambda_event::parse_event(&text).unwrap();
+        run_batch(&self.p, &event.records).await.unwrap()
+    }
+
+    /// Heatmap cells of a user: (dow, hour) → count, zero cells dropped.
+    pub async fn cells(&self, slack: &str, integration: Option<&str>) -> BTreeMap<(u8, u8), i64> {
+        self.p
+            .store
+            .heatmap(slack, integration)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.2 != 0)
+            .map(|(d, h, n)| ((d, h), n))
+            .collect()
+    }
+
+    pub async fn total(&self) -> i64 {
+        self.p.store.totals().await.unwrap().events_counted
+    }
+}
+
+pub fn arn(table: &str) -> String {
+    format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}/stream/2024-01-01T00:00:00.000")
+}
+
+/// A stream record of `table` with full Lambda shape.
+pub fn record(
+    table: &str,
+    event_name: &str,
+    seq: &str,
+    keys: Value,
+    new: Option<Value>,
+    old: Option<Value>,
+) -> Value {
+    let mut ddb = json!({
+        "ApproximateCreationDateTime": 1710063000.0,
+        "Keys": keys,
+        "SequenceNumber": seq,
+        "SizeBytes": 100,
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+    });
+    if let Some(n) = new {
+        ddb["NewImage"] = n;
+    }
+    if let Some(o) = old {
+        ddb["OldImage"] = o;
+    }
+    json!({
+        "eventID": format!("evt-{seq}"),
+        "eventName": event_name,
+        "eventVersion": "1.1",
+        "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1",
+        "dynamodb": ddb,
+        "eventSourceARN": arn(table),
+    })
+}
+
+pub fn gh_item(id: &str, user: &str, ts: &str) -> Value {
+    json!({"id":{"S":id},"username":{"S":user},"timestamp":{"S":ts},"eventType":{"S":"commit"}})
+}
+
+pub fn gh(event_name: &str, seq: &str, id: &str, user: &str, ts: &str) -> Value {
+    let item = gh_item(id, user, ts);
+    let keys = json!({"id":{"S":id}});
+    match event_name {
+        "REMOVE" => record(
+            "icarus-dev-github_events",
+            "REMOVE",
+            seq,
+            keys,
+            None,
+            Some(item),
+        ),
+        _ => record(
+            "icarus-dev-github_events",
+            event_name,
+            seq,
+            keys,
+            Some(item),
+            None,
+        ),
+    }
+}
+
+pub fn ttl_remove(mut rec: Value) -> Value {
+    rec["userIdentity"] = json!({"type":"Service","principalId":"dynamodb.amazonaws.com"});
+    rec
+}
+
+pub fn llm(event_name: &str, seq: &str, conv: &str, generated_at: &str, quality: &str) -> Value {
+    let item = json!({
+        "conversation_id":{"S":conv},"model_used":{"S":"m1"},"prompt_tokens":{"N":"10"},
+        "response_tokens":{"N":"20"},"total_tokens":{"N":"30"},"response_time_ms":{"N":"100"},
+        "quality_score":{"N":quality},"generated_at":{"S":generated_at},
+        "metadata":{"M":{"cost_usd":{"N":"0.001"}}}
+    });
+    let keys = json!({"conversation_id":{"S":conv}});
+    match event_name {
+        "REMOVE" => record(
+            "acsd2p-dev-LLMDataCollection",
+            "REMOVE",
+            seq,
+            keys,
+            None,
+            Some(item),
+        ),
+        _ => record(
+            "acsd2p-dev-LLMDataCollection",
+            event_name,
+            seq,
+            keys,
+            Some(item),
+            None,
+        ),
+    }
+}
