@@ -228,7 +228,12 @@ fn print_rejections(report: &BatchReport) {
         "rejected records (quarantined in rejected_records; `streamfold rejects` lists them):"
     );
     for r in report.rejections.iter().take(30) {
-        println!("  record {} of its batch ({}): {}", r.index + 1, r.meta, r.reason);
+        println!(
+            "  record {} of its batch ({}): {}",
+            r.index + 1,
+            r.meta,
+            r.reason
+        );
     }
     if report.rejections.len() > 30 {
         println!("  … and {} more", report.rejections.len() - 30);

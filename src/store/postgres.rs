@@ -1,0 +1,346 @@
+//! PostgreSQL store (RDS / Aurora PostgreSQL). A batch is staged with one
+//! `UNNEST` of arrays per table (no parameter limit to chunk around), the
+//! existing ledger rows are locked in identity order (`FOR UPDATE`), and the
+//! aggregate upsert touches each key once (pre-summed), as `ON CONFLICT`
+//! requires.
+
+use super::connect::{self, TlsDecision};
+use super::rows::{self, Existing};
+use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS, WINS};
+use super::stage;
+use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals, judge};
+use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
+use crate::domain::Identity;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode, Postgres};
+use sqlx::{Executor, Transaction};
+use std::str::FromStr;
+
+static MIGRATOR: Migrator = sqlx::migrate!("sql/postgres");
+
+const STAGE_DDL: [&str; 3] = [
+    "SET client_min_messages = warning",
+    "CREATE TEMP TABLE IF NOT EXISTS stage_activity (
+        id BYTEA NOT NULL PRIMARY KEY, version BYTEA NOT NULL, state SMALLINT NOT NULL,
+        integration CHAR(1) NOT NULL, subject TEXT, dow SMALLINT, hours SMALLINT, event_at BIGINT
+     ) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE IF NOT EXISTS stage_llm (
+        id BYTEA NOT NULL PRIMARY KEY, version BYTEA NOT NULL, state SMALLINT NOT NULL,
+        subject TEXT, conversation_id TEXT, report_period CHAR(7), model TEXT, function_name TEXT,
+        prompt_tokens BIGINT, response_tokens BIGINT, total_tokens BIGINT, cost_usd NUMERIC(38,28),
+        response_time_ms BIGINT, quality_score NUMERIC(38,28), event_at BIGINT
+     ) ON COMMIT DELETE ROWS",
+];
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn open(url: &str, opts: &StoreOptions) -> Result<PgStore, StoreError> {
+        let connect_err = |e: sqlx::Error| StoreError::Connect {
+            url: super::redact_url(url),
+            reason: e.to_string(),
+        };
+        let mut options = PgConnectOptions::from_str(url).map_err(connect_err)?;
+        let mode = connect::query_param(url, &["sslmode", "ssl-mode"]);
+        let disabled = matches!(options.get_ssl_mode(), PgSslMode::Disable) && mode.is_some();
+        if connect::tls_policy(
+            url,
+            options.get_host(),
+            disabled,
+            mode.is_some(),
+            opts.allow_plaintext,
+        )? == TlsDecision::Require
+        {
+            options = options.ssl_mode(PgSslMode::Require);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(opts.max_connections.max(1))
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    for ddl in STAGE_DDL {
+                        conn.execute(ddl).await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(options)
+            .await
+            .map_err(connect_err)?;
+        Ok(PgStore { pool })
+    }
+
+    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        super::run_migrations(&MIGRATOR, &self.pool).await
+    }
+
+    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(super::pending_migrations(&MIGRATOR, &self.pool).await)
+    }
+
+    pub async fn apply_once(
+        &self,
+        rows: &StagedRows,
+        rejects: &[RejectRow],
+    ) -> Result<ApplyResult, StoreError> {
+        let mut result = ApplyResult::default();
+        let mut tx = self.pool.begin().await?;
+        result.statements += 1;
+        if !rows.activity.is_empty() {
+            apply_activity(&mut tx, &rows.activity, &mut result).await?;
+        }
+        if !rows.llm.is_empty() {
+            apply_llm(&mut tx, &rows.llm, &mut result).await?;
+        }
+        if !rejects.is_empty() {
+            insert_rejects(&mut tx, rejects, &mut result).await?;
+        }
+        tx.commit().await?;
+        result.statements += 1;
+        Ok(result)
+    }
+
+    pub async fn heatmap(
+        &self,
+        slack_id: &str,
+        integration: Option<&str>,
+    ) -> Result<Vec<(u8, u8, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT dow::int8, hours::int8, SUM(event_count)::int8 FROM user_event_counts
+              WHERE slack_id = $1 AND ($2::text IS NULL OR integration = $2::text)
+              GROUP BY dow, hours ORDER BY dow, hours",
+        )
+        .bind(slack_id)
+        .bind(integration)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::cell).collect()
+    }
+
+    pub async fn unattributed_activity(
+        &self,
+        after: Option<Identity>,
+        limit: u32,
+    ) -> Result<Vec<ActivityRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, version, integration::text, subject, event_at FROM activity_ledger
+              WHERE state = 2 AND id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after.map(|i| i.to_bytes().to_vec()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::unattributed_activity).collect()
+    }
+
+    pub async fn unattributed_llm(
+        &self,
+        after: Option<Identity>,
+        limit: u32,
+    ) -> Result<Vec<LlmRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, version, conversation_id, model, function_name, prompt_tokens, response_tokens,
+                    total_tokens, cost_usd::text, response_time_ms, quality_score::text, event_at
+               FROM llm_ledger WHERE state = 2 AND id > $1 ORDER BY id LIMIT $2",
+        )
+        .bind(after.map(|i| i.to_bytes().to_vec()).unwrap_or_default())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::unattributed_llm).collect()
+    }
+
+    pub async fn rejects(&self, limit: u32) -> Result<Vec<RejectListing>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, source, event_id, sequence_number, reason, rejected_at
+               FROM rejected_records ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rows::reject_listing).collect()
+    }
+
+    pub async fn totals(&self) -> Result<Totals, StoreError> {
+        let r = sqlx::query_as::<_, (i64, i64, i64, i64, i64, i64)>(&super::totals_sql("BIGINT"))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(super::totals_from(r))
+    }
+
+    /// The pool, for tests and tools that inspect tables directly.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+async fn existing(
+    tx: &mut Transaction<'static, Postgres>,
+    ledger: &str,
+    stage: &str,
+) -> Result<Existing, StoreError> {
+    let q = format!("{} FOR UPDATE OF l", sql::existing(ledger, stage, "BIGINT"));
+    let found = sqlx::query(&q).fetch_all(&mut **tx).await?;
+    rows::existing(&found, "ledger")
+}
+
+async fn apply_activity(
+    tx: &mut Transaction<'static, Postgres>,
+    rows: &[ActivityRow],
+    result: &mut ApplyResult,
+) -> Result<(), StoreError> {
+    sqlx::query(&format!(
+        "INSERT INTO stage_activity ({ACTIVITY_COLUMNS})
+         SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::int2[], $4::text[], $5::text[], $6::int2[], $7::int2[], $8::int8[])"
+    ))
+    .bind(rows.iter().map(|r| r.id.to_bytes().to_vec()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.version.as_bytes().to_vec()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.state.code() as i16).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.integration.code()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.bucket.map(|b| i16::from(b.dow))).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.bucket.map(|b| i16::from(b.hour))).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    result.statements += 1;
+    let found = existing(tx, "activity_ledger", "stage_activity").await?;
+    result.statements += 1;
+    let expected_new = judge(
+        rows.iter().map(|r| (r.id, &r.version, r.state)),
+        &found,
+        &mut result.unchanged,
+    );
+    let delta = format!(
+        "INSERT INTO user_event_counts (slack_id, integration, dow, hours, event_count)
+         SELECT slack_id, integration, dow, hours, d FROM ({}) y
+          ORDER BY slack_id, integration, dow, hours
+         ON CONFLICT (slack_id, integration, dow, hours)
+         DO UPDATE SET event_count = user_event_counts.event_count + EXCLUDED.event_count",
+        sql::summed_activity_deltas("stage_activity")
+    );
+    tx.execute(delta.as_str()).await?;
+    result.statements += 1;
+    write_ledger(
+        tx,
+        "activity_ledger",
+        "stage_activity",
+        ACTIVITY_COLUMNS,
+        found.len(),
+        expected_new,
+        result,
+    )
+    .await
+}
+
+/// Replace losing ledger rows, then insert new ones (checked count).
+#[allow(clippy::too_many_arguments)]
+async fn write_ledger(
+    tx: &mut Transaction<'static, Postgres>,
+    ledger: &str,
+    stage: &str,
+    columns: &str,
+    existing: usize,
+    expected_new: u64,
+    result: &mut ApplyResult,
+) -> Result<(), StoreError> {
+    let update = format!(
+        "UPDATE {ledger} AS l SET {} FROM {stage} AS s WHERE l.id = s.id AND {WINS}",
+        sql::assignments(columns, "")
+    );
+    let insert = sql::insert_new(ledger, stage, columns);
+    stage::write_ledger(
+        tx,
+        &update,
+        &insert,
+        existing,
+        expected_new,
+        |r| r.rows_affected(),
+        result,
+    )
+    .await
+}
+
+async fn apply_llm(
+    tx: &mut Transaction<'static, Postgres>,
+    rows: &[LlmRow],
+    result: &mut ApplyResult,
+) -> Result<(), StoreError> {
+    let req = |f: &dyn Fn(&crate::domain::LlmRequest) -> Option<String>| -> Vec<Option<String>> {
+        rows.iter()
+            .map(|r| r.request.as_ref().and_then(f))
+            .collect()
+    };
+    let int = |f: &dyn Fn(&crate::domain::LlmRequest) -> i64| -> Vec<Option<i64>> {
+        rows.iter().map(|r| r.request.as_ref().map(f)).collect()
+    };
+    sqlx::query(&format!(
+        "INSERT INTO stage_llm ({LLM_COLUMNS})
+         SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::int2[], $4::text[], $5::text[], $6::text[],
+                              $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[],
+                              $12::text[]::numeric[], $13::int8[], $14::text[]::numeric[], $15::int8[])"
+    ))
+    .bind(rows.iter().map(|r| r.id.to_bytes().to_vec()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.version.as_bytes().to_vec()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.state.code() as i16).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
+    .bind(req(&|q| Some(q.conversation_id.clone())))
+    .bind(req(&|q| Some(q.report_period())))
+    .bind(req(&|q| Some(q.model.clone())))
+    .bind(req(&|q| Some(q.function.clone())))
+    .bind(int(&|q| q.prompt_tokens))
+    .bind(int(&|q| q.response_tokens))
+    .bind(int(&|q| q.total_tokens))
+    .bind(req(&|q| Some(q.cost_usd.to_string())))
+    .bind(int(&|q| q.response_time_ms))
+    .bind(req(&|q| q.quality_score.map(|s| s.to_string())))
+    .bind(int(&|q| q.generated_at.timestamp()))
+    .execute(&mut **tx)
+    .await?;
+    result.statements += 1;
+    let found = existing(tx, "llm_ledger", "stage_llm").await?;
+    result.statements += 1;
+    let expected_new = judge(
+        rows.iter().map(|r| (r.id, &r.version, r.state)),
+        &found,
+        &mut result.unchanged,
+    );
+    write_ledger(
+        tx,
+        "llm_ledger",
+        "stage_llm",
+        LLM_COLUMNS,
+        found.len(),
+        expected_new,
+        result,
+    )
+    .await
+}
+
+async fn insert_rejects(
+    tx: &mut Transaction<'static, Postgres>,
+    rejects: &[RejectRow],
+    result: &mut ApplyResult,
+) -> Result<(), StoreError> {
+    let now = super::now_text();
+    sqlx::query(&format!(
+        "INSERT INTO rejected_records ({})
+         SELECT * FROM UNNEST($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
+         ON CONFLICT (record_key) DO NOTHING",
+        super::REJECT_COLUMNS
+    ))
+    .bind(rejects.iter().map(|r| r.record_key().to_vec()).collect::<Vec<_>>())
+    .bind(rejects.iter().map(|r| r.source.map(|s| s.table_suffix())).collect::<Vec<_>>())
+    .bind(rejects.iter().map(|r| r.table.clone()).collect::<Vec<_>>())
+    .bind(rejects.iter().map(|r| r.event_id.clone()).collect::<Vec<_>>())
+    .bind(rejects.iter().map(|r| r.sequence_number.clone()).collect::<Vec<_>>())
+    .bind(rejects.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
+    .bind(rejects.iter().map(|r| r.raw.clone()).collect::<Vec<_>>())
+    .bind(vec![now; rejects.len()])
+    .execute(&mut **tx)
+    .await?;
+    result.statements += 1;
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! Multi-row staging statements for the dialects that stage with VALUES
+//! lists (SQLite, MySQL), and the ledger write shared by all of them.
+
+use super::sql::{ACTIVITY_COLUMNS, LLM_COLUMNS};
+use super::{ApplyResult, RejectRow, StoreError};
+use crate::aggregate::{ActivityRow, LlmRow};
+use sqlx::{Database, Encode, Executor, QueryBuilder, Transaction, Type};
+
+/// `INSERT INTO stage_activity … VALUES …` for one chunk (8 parameters a row).
+pub fn activity_values<'a, DB: Database>(chunk: &[ActivityRow]) -> QueryBuilder<'a, DB>
+where
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(format!("INSERT INTO stage_activity ({ACTIVITY_COLUMNS}) "));
+    qb.push_values(chunk, |mut b, r| {
+        b.push_bind(r.id.to_bytes().to_vec())
+            .push_bind(r.version.as_bytes().to_vec())
+            .push_bind(r.state.code())
+            .push_bind(r.integration.code().to_string())
+            .push_bind(r.subject.clone())
+            .push_bind(r.bucket.map(|b| i64::from(b.dow)))
+            .push_bind(r.bucket.map(|b| i64::from(b.hour)))
+            .push_bind(r.event_at);
+    });
+    qb
+}
+
+/// `INSERT INTO stage_llm … VALUES …` for one chunk (15 parameters a row).
+pub fn llm_values<'a, DB: Database>(chunk: &[LlmRow]) -> QueryBuilder<'a, DB>
+where
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(format!("INSERT INTO stage_llm ({LLM_COLUMNS}) "));
+    qb.push_values(chunk, |mut b, r| {
+        let q = r.request.as_ref();
+        b.push_bind(r.id.to_bytes().to_vec())
+            .push_bind(r.version.as_bytes().to_vec())
+            .push_bind(r.state.code())
+            .push_bind(r.subject.clone())
+            .push_bind(q.map(|q| q.conversation_id.clone()))
+            .push_bind(q.map(|q| q.report_period()))
+            .push_bind(q.map(|q| q.model.clone()))
+            .push_bind(q.map(|q| q.function.clone()))
+            .push_bind(q.map(|q| q.prompt_tokens))
+            .push_bind(q.map(|q| q.response_tokens))
+            .push_bind(q.map(|q| q.total_tokens))
+            .push_bind(q.map(|q| q.cost_usd.to_string()))
+            .push_bind(q.map(|q| q.response_time_ms))
+            .push_bind(q.and_then(|q| q.quality_score.map(|s| s.to_string())))
+            .push_bind(q.map(|q| q.generated_at.timestamp()));
+    });
+    qb
+}
+
+/// `INSERT INTO rejected_records … VALUES …` for one chunk (8 parameters a
+/// row); the caller appends its dialect's "ignore duplicates" clause.
+pub fn reject_values<'a, DB: Database>(chunk: &[RejectRow], now: &str) -> QueryBuilder<'a, DB>
+where
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(format!(
+        "INSERT INTO rejected_records ({}) ",
+        super::REJECT_COLUMNS
+    ));
+    qb.push_values(chunk, |mut b, r| {
+        b.push_bind(r.record_key().to_vec())
+            .push_bind(r.source.map(|s| s.table_suffix().to_string()))
+            .push_bind(r.table.clone())
+            .push_bind(r.event_id.clone())
+            .push_bind(r.sequence_number.clone())
+            .push_bind(r.reason.clone())
+            .push_bind(r.raw.clone())
+            .push_bind(now.to_string());
+    });
+    qb
+}
+
+/// Replace the ledger rows that lose to their staged row (`update`: the
+/// dialect's UPDATE-from-stage statement), then insert rows for new
+/// identities (`insert`) and check their number: fewer means a concurrent
+/// writer created some, and the transaction must be retried.
+pub async fn write_ledger<DB>(
+    tx: &mut Transaction<'static, DB>,
+    update: &str,
+    insert: &str,
+    existing: usize,
+    expected_new: u64,
+    rows_affected: fn(&DB::QueryResult) -> u64,
+    result: &mut ApplyResult,
+) -> Result<(), StoreError>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    if existing > 0 {
+        (&mut **tx).execute(update).await?;
+        result.statements += 1;
+    }
+    if expected_new > 0 {
+        let inserted = rows_affected(&(&mut **tx).execute(insert).await?);
+        result.statements += 1;
+        if inserted != expected_new {
+            return Err(StoreError::Conflict {
+                inserted,
+                expected: expected_new,
+            });
+        }
+    }
+    Ok(())
+}
