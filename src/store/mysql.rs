@@ -133,7 +133,7 @@ impl MySqlStore {
         limit: u32,
     ) -> Result<Vec<ActivityRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, version, integration, subject, event_at FROM activity_ledger
+            "SELECT id, version, CONVERT(integration USING utf8mb4), CONVERT(subject USING utf8mb4), event_at FROM activity_ledger
               WHERE state = 2 AND id > ? ORDER BY id LIMIT ?",
         )
         .bind(after.map(|i| i.to_bytes().to_vec()).unwrap_or_default())
@@ -149,7 +149,8 @@ impl MySqlStore {
         limit: u32,
     ) -> Result<Vec<LlmRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, version, conversation_id, model, function_name, prompt_tokens, response_tokens,
+            "SELECT id, version, CONVERT(conversation_id USING utf8mb4), CONVERT(model USING utf8mb4),
+                    CONVERT(function_name USING utf8mb4), prompt_tokens, response_tokens,
                     total_tokens, CAST(cost_usd AS CHAR), response_time_ms, CAST(quality_score AS CHAR), event_at
                FROM llm_ledger WHERE state = 2 AND id > ? ORDER BY id LIMIT ?",
         )

@@ -8,3 +8,11 @@ mod support;
 mod sqlite {
     crate::scenario_tests!("sqlite");
 }
+
+mod mysql {
+    crate::scenario_tests!("mysql");
+}
+
+mod postgres {
+    crate::scenario_tests!("postgres");
+}

@@ -14,7 +14,9 @@ fn one(cell: (u8, u8)) -> BTreeMap<(u8, u8), i64> {
 }
 
 pub async fn insert_counts_in_users_time_zone(engine: &str) {
-    let h = Harness::new(engine).await;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
     let r = h
         .apply(&[
             gh("INSERT", "100", "e1", "alice", A),
@@ -28,7 +30,9 @@ pub async fn insert_counts_in_users_time_zone(engine: &str) {
 }
 
 pub async fn redelivered_batch_changes_nothing(engine: &str) {
-    let h = Harness::new(engine).await;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
     let batch = vec![
         gh("INSERT", "100", "e1", "alice", A),
         gh("INSERT", "101", "e2", "alice", B),
@@ -46,7 +50,9 @@ pub async fn redelivered_batch_changes_nothing(engine: &str) {
 }
 
 pub async fn insert_redelivered_after_its_modify_is_ignored(engine: &str) {
-    let h = Harness::new(engine).await;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
     h.apply(&[gh("INSERT", "100", "e1", "alice", A)]).await;
     h.apply(&[gh("MODIFY", "200", "e1", "alice", B)]).await;
     let late = h.apply(&[gh("INSERT", "100", "e1", "alice", A)]).await;
@@ -55,7 +61,9 @@ pub async fn insert_redelivered_after_its_modify_is_ignored(engine: &str) {
 }
 
 pub async fn modify_moves_the_count_only_when_the_time_changes(engine: &str) {
-    let h = Harness::new(engine).await;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
     h.apply(&[gh("INSERT", "100", "e1", "alice", A)]).await;
     assert_eq!(h.cells("U_ALICE", None).await, one((2, 10)));
     h.apply(&[gh("MODIFY", "200", "e1", "alice", B)]).await;
@@ -70,7 +78,9 @@ pub async fn modify_moves_the_count_only_when_the_time_changes(engine: &str) {
 }
 
 pub async fn application_remove_retracts_and_ttl_remove_does_not(engine: &str) {
-    let h = Harness::new(engine).await;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
     h.apply(&[
         gh("INSERT", "100", "e1", "alice", A),
         gh("INSERT", "101", "e2", "alice", B),
@@ -93,7 +103,9 @@ pub async fn application_remove_retracts_and_ttl_remove_does_not(engine: &str) {
 }
 
 pub async fn one_batch_insert_modify_remove_nets_out(engine: &str) {
-    let h = Harness::new(engine).await;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
     h.apply(&[
         gh("INSERT", "100", "e1", "alice", A),
         gh("MODIFY", "101", "e1", "alice", B),
@@ -106,7 +118,9 @@ pub async fn one_batch_insert_modify_remove_nets_out(engine: &str) {
 }
 
 pub async fn sequence_numbers_compare_numerically_beyond_u64(engine: &str) {
-    let h = Harness::new(engine).await;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
     // Both beyond u64; as text the newer one sorts first.
     let older = "99999999999999999999";
     let newer = "100000000000000000000";
@@ -147,7 +161,9 @@ pub async fn sequence_numbers_compare_numerically_beyond_u64(engine: &str) {
 }
 
 pub async fn unlinked_user_is_kept_and_counted_once_after_reattribute(engine: &str) {
-    let mut h = Harness::new(engine).await;
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
     let rec = gh("INSERT", "100", "e1", "carol", A);
     let r = h.apply(std::slice::from_ref(&rec)).await;
     assert_eq!(r.total().unattributed, 1);
@@ -184,7 +200,9 @@ pub async fn unlinked_user_is_kept_and_counted_once_after_reattribute(engine: &s
 }
 
 pub async fn replay_after_link_counts_an_unattributed_event_once(engine: &str) {
-    let mut h = Harness::new(engine).await;
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
     let rec = gh("INSERT", "100", "e1", "carol", A);
     h.apply(std::slice::from_ref(&rec)).await;
     let mut linked: Vec<(&str, &str)> = DIRECTORY.to_vec();
@@ -204,7 +222,9 @@ pub async fn replay_after_link_counts_an_unattributed_event_once(engine: &str) {
 }
 
 pub async fn conversations_count_for_the_account_in_its_zone(engine: &str) {
-    let h = Harness::new(engine).await;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
     let msg = |seq: &str, resp: &str, ts: &str| {
         let item = json!({"conversation_id":{"S":"conv-1"},"response_id":{"S":resp},
             "associated_account":{"S":"acct-1"},"timestamp":{"S":ts},"status":{"S":"received"}});
@@ -230,7 +250,9 @@ pub async fn conversations_count_for_the_account_in_its_zone(engine: &str) {
 }
 
 pub async fn llm_requests_are_identified_by_generation(engine: &str) {
-    let h = Harness::new(engine).await;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
     let t1 = "2024-01-31T23:59:59Z";
     let t2 = "2024-02-01T00:00:05Z";
     let r = h
@@ -262,7 +284,9 @@ pub async fn llm_requests_are_identified_by_generation(engine: &str) {
 }
 
 pub async fn malformed_records_are_quarantined_and_the_batch_goes_on(engine: &str) {
-    let h = Harness::new(engine).await;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
     let good = gh("INSERT", "500", "good", "alice", A);
     let mut bad = Vec::new();
     let mut tweak = |seq: &str, f: &dyn Fn(&mut serde_json::Value)| {
@@ -354,7 +378,9 @@ pub async fn malformed_records_are_quarantined_and_the_batch_goes_on(engine: &st
 }
 
 pub async fn missing_event_time_falls_back_to_approximate_creation(engine: &str) {
-    let h = Harness::new(engine).await;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
     let mut r = gh("INSERT", "100", "e1", "alice", A);
     r["dynamodb"]["NewImage"]
         .as_object_mut()
@@ -423,5 +449,103 @@ macro_rules! scenario_tests {
         async fn missing_event_time_falls_back_to_approximate_creation() {
             s::missing_event_time_falls_back_to_approximate_creation($engine).await
         }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_consumers_agree_with_ground_truth() {
+            s::concurrent_consumers_agree_with_ground_truth($engine).await
+        }
     };
+}
+
+/// Four consumers apply overlapping, shuffled, redelivered batches of the
+/// same item histories at once; the counts must equal the ground truth.
+pub async fn concurrent_consumers_agree_with_ground_truth(engine: &str) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let users = ["alice", "bob"];
+    let times = [
+        "2024-03-12T14:00:00Z",
+        "2024-03-12T20:30:00Z",
+        "2024-03-16T03:59:00Z",
+        "2024-03-17T09:00:00Z",
+    ];
+    let mut records = Vec::new();
+    let mut truth: BTreeMap<(&str, &str), i64> = BTreeMap::new(); // (user, time) → count
+    for i in 0..120usize {
+        let id = format!("item-{i}");
+        let user = users[i % 2];
+        let base = 1_000 + i * 10;
+        let t0 = times[i % 4];
+        let t1 = times[(i / 4) % 4];
+        records.push(gh("INSERT", &base.to_string(), &id, user, t0));
+        let mut last = Some(t0);
+        if i % 3 != 0 {
+            records.push(gh("MODIFY", &(base + 1).to_string(), &id, user, t1));
+            last = Some(t1);
+        }
+        if i % 5 == 0 {
+            records.push(gh("REMOVE", &(base + 2).to_string(), &id, user, t1));
+            last = None;
+        }
+        if let Some(t) = last {
+            *truth.entry((user, t)).or_default() += 1;
+        }
+    }
+    let p = std::sync::Arc::new(h.p);
+    let mut tasks = Vec::new();
+    for worker in 0..4u64 {
+        let p = p.clone();
+        let mut mine = records.clone();
+        // Deterministic shuffle per worker (LCG).
+        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ worker;
+        for k in (1..mine.len()).rev() {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            mine.swap(k, (x >> 33) as usize % (k + 1));
+        }
+        tasks.push(tokio::spawn(async move {
+            for batch in mine.chunks(25) {
+                let text = json!({ "Records": batch }).to_string();
+                let event = streamfold::sources::lambda_event::parse_event(&text).unwrap();
+                // Redelivery: every batch twice.
+                for _ in 0..2 {
+                    streamfold::pipeline::run_batch(&p, &event.records)
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Ground truth in each user's zone.
+    let zone = |u: &str| {
+        if u == "alice" {
+            chrono_tz::Tz::America__New_York
+        } else {
+            chrono_tz::Tz::Australia__Sydney
+        }
+    };
+    for (user, slack) in [("alice", "U_ALICE"), ("bob", "U_BOB")] {
+        let mut want: BTreeMap<(u8, u8), i64> = BTreeMap::new();
+        for ((u, t), n) in &truth {
+            if *u == user {
+                let at = chrono::DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+                let b = streamfold::aggregate::bucket::bucket(at, zone(user));
+                *want.entry((b.dow, b.hour)).or_default() += n;
+            }
+        }
+        let got: BTreeMap<(u8, u8), i64> = p
+            .store
+            .heatmap(slack, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.2 != 0)
+            .map(|(d, h, n)| ((d, h), n))
+            .collect();
+        assert_eq!(got, want, "{user} on {engine}");
+    }
 }

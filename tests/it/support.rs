@@ -8,21 +8,117 @@ use streamfold::pipeline::{BatchReport, Pipeline, run_batch};
 use streamfold::resolve::local::LocalDirectory;
 use streamfold::store::Store;
 
-/// A fresh, empty database of the engine named by `engine`, kept alive for
-/// the test's duration.
+/// A fresh, empty, migrated database of the engine named by `engine`, kept
+/// alive (and, for servers, dropped) with the test.
 pub struct TestDb {
     pub url: String,
+    admin: Option<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
-pub async fn fresh_db(engine: &str) -> TestDb {
+/// Server URL for `engine` from the environment, or `None` to skip: the
+/// variable unset means "no server here"; set but unreachable fails the test.
+pub fn server_url(engine: &str) -> Option<String> {
+    let var = match engine {
+        "mysql" => "STREAMFOLD_TEST_MYSQL_URL",
+        "postgres" => "STREAMFOLD_TEST_POSTGRES_URL",
+        _ => return None,
+    };
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!("{var} is not set: skipping this {engine} test");
+            None
+        }
+    }
+}
+
+/// Replace the database name (the URL path) of a server URL.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{db}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// `None` when the engine's server is not configured (test skipped).
+pub async fn fresh_db(engine: &str) -> Option<TestDb> {
     let dir = tempfile::tempdir().unwrap();
-    match engine {
-        "sqlite" => TestDb {
+    if engine == "sqlite" {
+        return Some(TestDb {
             url: format!("sqlite://{}", dir.path().join("t.db").display()),
+            admin: None,
             _dir: dir,
-        },
-        other => panic!("unknown engine {other}"),
+        });
+    }
+    let admin = server_url(engine)?;
+    let name = format!(
+        "sf_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_micros()
+    );
+    admin_execute(&admin, &format!("CREATE DATABASE {name}")).await;
+    let url = with_database(&admin, &name);
+    let store = streamfold::store::Store::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    Some(TestDb {
+        url,
+        admin: Some((admin, name)),
+        _dir: dir,
+    })
+}
+
+async fn admin_execute(admin_url: &str, statement: &str) {
+    use sqlx::Connection;
+    if admin_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL test server unreachable: {e}"));
+        sqlx::raw_sql(statement).execute(&mut c).await.unwrap();
+    } else {
+        let mut c = sqlx::MySqlConnection::connect(admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("MySQL test server unreachable: {e}"));
+        sqlx::raw_sql(statement).execute(&mut c).await.unwrap();
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((admin, name)) = self.admin.take() {
+            let drop_sql = if admin.starts_with("postgres") {
+                format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            } else {
+                format!("DROP DATABASE IF EXISTS {name}")
+            };
+            // Best effort, on a thread of its own: Drop cannot await.
+            let _ = std::thread::spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(admin_execute(&admin, &drop_sql));
+            })
+            .join();
+        }
     }
 }
 
@@ -80,12 +176,13 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub async fn new(engine: &str) -> Harness {
+    /// `None` when the engine's server is not configured (test skipped).
+    pub async fn new(engine: &str) -> Option<Harness> {
         Harness::with_directory(engine, DIRECTORY).await
     }
 
-    pub async fn with_directory(engine: &str, items: &[(&str, &str)]) -> Harness {
-        let db = fresh_db(engine).await;
+    pub async fn with_directory(engine: &str, items: &[(&str, &str)]) -> Option<Harness> {
+        let db = fresh_db(engine).await?;
         let dir = tempfile::tempdir().unwrap();
         write_directory(dir.path(), items);
         let p = Pipeline {
@@ -93,7 +190,7 @@ impl Harness {
             directory: LocalDirectory::load(dir.path()).unwrap(),
             default_tz: chrono_tz::Tz::UTC,
         };
-        Harness { _db: db, dir, p }
+        Some(Harness { _db: db, dir, p })
     }
 
     /// Reload the directory after its files changed (a user got linked).
