@@ -56,6 +56,29 @@ pub fn opt_str<'a>(v: Option<&'a AttributeValue>, name: &str) -> Result<Option<&
     }
 }
 
+/// A string that must fit a column of `max` characters.
+pub fn bounded<'a>(s: &'a str, name: &str, max: usize) -> Result<&'a str, String> {
+    if s.chars().count() > max {
+        Err(format!(
+            "attribute `{name}` is longer than {max} characters"
+        ))
+    } else {
+        Ok(s)
+    }
+}
+
+/// A decimal whose magnitude stays below 10^10 (the schemas keep 28
+/// fractional digits in DECIMAL(38,28)).
+pub fn below_1e10(d: Decimal, name: &str) -> Result<Decimal, String> {
+    if d.abs() >= Decimal::from(10_000_000_000i64) {
+        Err(format!(
+            "attribute `{name}` is out of range (at least 10^10)"
+        ))
+    } else {
+        Ok(d)
+    }
+}
+
 /// An integer attribute (N, or S holding digits) within `i64`.
 pub fn opt_int(v: Option<&AttributeValue>, name: &str) -> Result<Option<i64>, String> {
     let Some(text) = number_text(v, name)? else {

@@ -1,6 +1,7 @@
 //! Configuration, parsed once at start-up into plain structs and passed
 //! explicitly to whatever needs it.
 
+use crate::store::StoreOptions;
 use chrono_tz::Tz;
 use std::path::PathBuf;
 
@@ -15,6 +16,7 @@ pub struct Config {
     pub database_url: String,
     pub directory: PathBuf,
     pub default_tz: Tz,
+    pub store: StoreOptions,
 }
 
 /// Parse an IANA time zone name given by an operator (strict: an invalid

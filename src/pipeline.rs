@@ -15,6 +15,11 @@ use chrono_tz::Tz;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// Longest Slack ID `user_event_counts.slack_id` holds.
+const MAX_SLACK_ID: usize = 64;
+/// Longest account id the LLM ledger holds.
+const MAX_ACCOUNT: usize = 255;
+
 /// A batch failed as a whole: nothing of it was applied; retry it.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -170,6 +175,7 @@ pub async fn fold_changes<D: Directory>(
                         let account = resolved
                             .conversation_accounts
                             .get(&req.conversation_id)
+                            .filter(|a| a.chars().count() <= MAX_ACCOUNT)
                             .cloned();
                         llm.push(LlmRow {
                             id: identity,
@@ -259,8 +265,12 @@ impl Resolved {
                 integration,
                 id: ext,
             } => match self.slack_ids.get(&(*integration, ext.clone())) {
-                Some(slack) => (Some(slack.clone()), Some(self.icarus_tz.get(slack))),
-                None => (Some(ext.clone()), None),
+                // `user_event_counts.slack_id` is VARCHAR(64): a longer
+                // "Slack ID" is bad directory data, treated as no link.
+                Some(slack) if slack.chars().count() <= MAX_SLACK_ID => {
+                    (Some(slack.clone()), Some(self.icarus_tz.get(slack)))
+                }
+                _ => (Some(ext.clone()), None),
             },
             Actor::Acs(account) => (Some(account.clone()), Some(self.acs_tz.get(account))),
         };

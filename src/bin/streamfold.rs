@@ -9,7 +9,7 @@ use streamfold::config::{self, Config};
 use streamfold::pipeline::{self, BatchReport, Pipeline};
 use streamfold::resolve::local::LocalDirectory;
 use streamfold::sources::replay;
-use streamfold::store::{Store, redact_url};
+use streamfold::store::{Store, StoreOptions, redact_url};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,15 @@ struct Common {
     /// Time zone for users without a valid one.
     #[arg(long, env = "DEFAULT_TIMEZONE", default_value = "UTC")]
     default_tz: String,
+    /// Database connections in the pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 4)]
+    max_connections: u32,
+    /// Seconds to keep trying to reach the database.
+    #[arg(long, env = "DATABASE_CONNECT_TIMEOUT", default_value_t = 10)]
+    connect_timeout: u64,
+    /// Allow a URL that disables TLS to a non-loopback database host.
+    #[arg(long, env = "STREAMFOLD_DB_ALLOW_PLAINTEXT")]
+    allow_plaintext: bool,
 }
 
 impl Common {
@@ -41,6 +50,12 @@ impl Common {
             database_url: self.database_url.clone(),
             directory: self.directory.clone(),
             default_tz: config::parse_default_tz(&self.default_tz).map_err(anyhow::Error::msg)?,
+            store: StoreOptions {
+                max_connections: self.max_connections,
+                allow_plaintext: self.allow_plaintext,
+                connect_timeout: std::time::Duration::from_secs(self.connect_timeout),
+                ..StoreOptions::default()
+            },
         })
     }
 }
@@ -103,7 +118,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn open(cfg: &Config) -> Result<Pipeline<LocalDirectory>> {
-    let store = Store::open(&cfg.database_url).await?;
+    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
     let directory = LocalDirectory::load(&cfg.directory)?;
     Ok(Pipeline {
         store,
@@ -148,7 +163,7 @@ async fn run(cli: Cli) -> Result<()> {
             integration,
         } => {
             let cfg = common.config()?;
-            let store = Store::open(&cfg.database_url).await?;
+            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
             let cells = store.heatmap(&slack_id, integration.as_deref()).await?;
             println!(
                 "heatmap of {slack_id}{} (rows: day of week, columns: hour, user's time zone)",
@@ -172,7 +187,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Rejects { common, limit } => {
             let cfg = common.config()?;
-            let store = Store::open(&cfg.database_url).await?;
+            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
             let rows = store.rejects(limit).await?;
             if rows.is_empty() {
                 println!("no quarantined records");
@@ -191,8 +206,21 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Migrate { common } => {
             let cfg = common.config()?;
-            Store::open(&cfg.database_url).await?;
-            println!("schema of {} is up to date", redact_url(&cfg.database_url));
+            let store = Store::connect(&cfg.database_url, &cfg.store).await?;
+            let applied = store.migrate().await?;
+            if applied.is_empty() {
+                println!(
+                    "schema of {} was already up to date",
+                    redact_url(&cfg.database_url)
+                );
+            } else {
+                let list: Vec<String> = applied.iter().map(i64::to_string).collect();
+                println!(
+                    "applied migration(s) {} to {}",
+                    list.join(", "),
+                    redact_url(&cfg.database_url)
+                );
+            }
         }
     }
     Ok(())

@@ -13,6 +13,7 @@ pub(crate) fn fact(image: &Item, ctx: &TimeContext<'_>) -> Result<(Fact, bool), 
         None => attrs::opt_str(attrs::get(image, "account_id"), "account_id")?
             .ok_or("missing actor attribute: neither `user_id` nor `account_id`")?,
     };
+    let actor = attrs::bounded(actor, "user_id", 255)?;
     let (at, fallback) = event_time(image, "timestamp", ctx)?;
     let event = ActivityEvent {
         integration: Integration::Dropbox,

@@ -9,6 +9,7 @@ use serde_dynamo::Item;
 pub(crate) fn fact(image: &Item, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let username = attrs::opt_str(attrs::get(image, "username"), "username")?
         .ok_or("missing actor attribute `username`")?;
+    let username = attrs::bounded(username, "username", 255)?;
     let (at, fallback) = event_time(image, "timestamp", ctx)?;
     let event = ActivityEvent {
         integration: Integration::Github,

@@ -23,6 +23,7 @@ pub(crate) fn generated_at(image: Option<&Item>) -> Result<DateTime<Utc>, String
 pub(crate) fn fact(image: &Item) -> Result<(Fact, bool), String> {
     let conversation_id = attrs::opt_str(attrs::get(image, "conversation_id"), "conversation_id")?
         .ok_or("missing attribute `conversation_id`")?;
+    let conversation_id = attrs::bounded(conversation_id, "conversation_id", 255)?;
     let generated_at = generated_at(Some(image))?;
     let model = attrs::opt_str(attrs::get(image, "model_used"), "model_used")?.unwrap_or("unknown");
     let function = match attrs::opt_str(attrs::get(image, "function_name"), "function_name")? {
@@ -33,6 +34,8 @@ pub(crate) fn fact(image: &Item) -> Result<(Fact, bool), String> {
         )?
         .unwrap_or("unspecified"),
     };
+    let model = attrs::bounded(model, "model_used", 255)?;
+    let function = attrs::bounded(function, "function_name", 255)?;
     let prompt_tokens =
         attrs::opt_int(attrs::get(image, "prompt_tokens"), "prompt_tokens")?.unwrap_or(0);
     let response_tokens =
@@ -61,6 +64,7 @@ pub(crate) fn fact(image: &Item) -> Result<(Fact, bool), String> {
             attrs::opt_decimal(attrs::get(image, "cost_usd"), "cost_usd")?.unwrap_or(Decimal::ZERO)
         }
     };
+    let cost_usd = attrs::below_1e10(cost_usd, "cost_usd")?;
     if cost_usd.is_sign_negative() && !cost_usd.is_zero() {
         return Err("cost_usd is negative".into());
     }
@@ -70,7 +74,9 @@ pub(crate) fn fact(image: &Item) -> Result<(Fact, bool), String> {
                 .map_err(|_| "attribute `response_time_ms` is out of range".to_string())?,
             None => 0,
         };
-    let quality_score = attrs::opt_decimal(attrs::get(image, "quality_score"), "quality_score")?;
+    let quality_score = attrs::opt_decimal(attrs::get(image, "quality_score"), "quality_score")?
+        .map(|q| attrs::below_1e10(q, "quality_score"))
+        .transpose()?;
     let request = LlmRequest {
         conversation_id: conversation_id.to_string(),
         generated_at,
@@ -130,14 +136,14 @@ mod tests {
         let mut v = base();
         v.as_object_mut().unwrap().remove("quality_score");
         v.as_object_mut().unwrap().remove("total_tokens");
-        v["metadata"] = json!({"M":{"cost_usd":{"N":"12345678901234.0000000000001"}}});
+        v["metadata"] = json!({"M":{"cost_usd":{"N":"1234567890.000000000000000001"}}});
         v["generated_at"] = json!({"N":"1706745600"});
         let (fact, _) = upsert(run(&rec(v)));
         let Fact::Llm(r) = fact else { panic!() };
         assert_eq!(r.quality_score, None);
         assert_eq!(r.total_tokens, 350);
         assert_eq!(r.function, "unspecified");
-        assert_eq!(r.cost_usd.to_string(), "12345678901234.0000000000001");
+        assert_eq!(r.cost_usd.to_string(), "1234567890.000000000000000001");
         assert_eq!(r.report_period(), "2024-02");
     }
 
@@ -152,6 +158,12 @@ mod tests {
         let mut v = base();
         v["prompt_tokens"] = json!({"N": "-5"});
         assert!(rejected(run(&rec(v))).contains("negative"));
+        let mut v = base();
+        v["metadata"] = json!({"M":{"cost_usd":{"N":"12345678901"}}});
+        assert!(rejected(run(&rec(v))).contains("out of range"));
+        let mut v = base();
+        v["model_used"] = json!({"S": "m".repeat(256)});
+        assert!(rejected(run(&rec(v))).contains("longer than 255"));
         let mut v = base();
         v["metadata"] = json!({"M":{"cost_usd":{"S":"free"}}});
         assert!(rejected(run(&rec(v))).contains("cost_usd"));

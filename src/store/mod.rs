@@ -106,6 +106,8 @@ pub struct StoreOptions {
     /// Allow a plaintext connection to a non-loopback host when the URL
     /// explicitly disables TLS.
     pub allow_plaintext: bool,
+    /// How long to keep trying to connect / acquire a connection.
+    pub connect_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -114,6 +116,7 @@ impl Default for StoreOptions {
             max_connections: 4,
             max_retries: 6,
             allow_plaintext: false,
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -63,6 +63,7 @@ impl MySqlStore {
             options = options.ssl_mode(MySqlSslMode::Required);
         }
         let pool = MySqlPoolOptions::new()
+            .acquire_timeout(opts.connect_timeout)
             .max_connections(opts.max_connections.max(1))
             .after_connect(|conn, _| {
                 Box::pin(async move {

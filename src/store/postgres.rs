@@ -57,6 +57,7 @@ impl PgStore {
             options = options.ssl_mode(PgSslMode::Require);
         }
         let pool = PgPoolOptions::new()
+            .acquire_timeout(opts.connect_timeout)
             .max_connections(opts.max_connections.max(1))
             .after_connect(|conn, _| {
                 Box::pin(async move {

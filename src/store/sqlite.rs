@@ -55,6 +55,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(30));
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = SqlitePoolOptions::new()
+            .acquire_timeout(opts.connect_timeout)
             .max_connections(if in_memory {
                 1
             } else {

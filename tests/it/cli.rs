@@ -107,3 +107,87 @@ fn invalid_default_time_zone_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Mars/Base"));
 }
+
+/// `migrate` then `replay` twice against a server engine, from the README.
+fn replay_on_server(engine: &str) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = rt.block_on(crate::support::fresh_db(engine)) else {
+        return;
+    };
+    // fresh_db migrated already: migrate reports nothing new.
+    let m = streamfold(&["migrate", "--database-url", &db.url]);
+    assert!(m.status.success(), "{}", String::from_utf8_lossy(&m.stderr));
+    assert!(stdout(&m).contains("already up to date"), "{}", stdout(&m));
+    let first = streamfold(&["replay", "--database-url", &db.url, "fixtures/events"]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let second = streamfold(&["replay", "--database-url", &db.url, "fixtures/events"]);
+    let (o1, o2) = (stdout(&first), stdout(&second));
+    assert!(total_row(&o1)[1] > 0);
+    assert_eq!(total_row(&o2)[1], 0, "{o2}");
+    assert_eq!(database_line(&o1), database_line(&o2));
+    // Same result as the embedded default.
+    let dir = tempfile::tempdir().unwrap();
+    let lite = format!("sqlite://{}", dir.path().join("l.db").display());
+    let o3 = stdout(&streamfold(&[
+        "replay",
+        "--database-url",
+        &lite,
+        "fixtures/events",
+    ]));
+    assert_eq!(database_line(&o1), database_line(&o3));
+    drop(db);
+}
+
+#[test]
+fn replay_on_mysql() {
+    replay_on_server("mysql");
+}
+
+#[test]
+fn replay_on_postgres() {
+    replay_on_server("postgres");
+}
+
+#[test]
+fn unmigrated_server_database_names_the_fix() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = rt.block_on(crate::support::fresh_unmigrated_db("postgres")) else {
+        return;
+    };
+    let err = rt
+        .block_on(streamfold::store::Store::open(&db.url))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("streamfold migrate"), "{err}");
+}
+
+#[test]
+fn passwords_never_appear_in_errors() {
+    for url in [
+        "mysql://root:Sup3rSecretPw@127.0.0.1:1/nodb",
+        "postgres://postgres:Sup3rSecretPw@127.0.0.1:1/nodb",
+        "mysql://root:Sup3rSecretPw@db.invalid.example/nodb?ssl-mode=disabled",
+    ] {
+        let out = streamfold(&[
+            "replay",
+            "--connect-timeout",
+            "1",
+            "--database-url",
+            url,
+            "fixtures/events",
+        ]);
+        assert!(!out.status.success());
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("Sup3rSecretPw"), "{all}");
+        assert!(all.contains("***"), "{all}");
+    }
+}

@@ -55,6 +55,18 @@ static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new
 
 /// `None` when the engine's server is not configured (test skipped).
 pub async fn fresh_db(engine: &str) -> Option<TestDb> {
+    let db = fresh_unmigrated_db(engine).await?;
+    if db.admin.is_some() {
+        let store = streamfold::store::Store::connect(&db.url, &Default::default())
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+    }
+    Some(db)
+}
+
+/// A fresh database with no schema (SQLite: a path not yet created).
+pub async fn fresh_unmigrated_db(engine: &str) -> Option<TestDb> {
     let dir = tempfile::tempdir().unwrap();
     if engine == "sqlite" {
         return Some(TestDb {
@@ -75,10 +87,6 @@ pub async fn fresh_db(engine: &str) -> Option<TestDb> {
     );
     admin_execute(&admin, &format!("CREATE DATABASE {name}")).await;
     let url = with_database(&admin, &name);
-    let store = streamfold::store::Store::connect(&url, &Default::default())
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
     Some(TestDb {
         url,
         admin: Some((admin, name)),
