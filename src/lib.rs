@@ -8,6 +8,7 @@
 
 pub mod aggregate;
 pub mod attrs;
+pub mod bench;
 pub mod config;
 pub mod domain;
 pub mod event_time;

@@ -92,6 +92,25 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Measure batch application against a plain bulk INSERT on the same engine.
+    Bench {
+        /// Database URL: sqlite (a temporary file is used) or a MySQL /
+        /// PostgreSQL server on which scratch databases may be created.
+        #[arg(long, default_value = "sqlite://bench.db")]
+        database_url: String,
+        /// Folder of identity items, as for replay.
+        #[arg(long, default_value = config::DEFAULT_DIRECTORY)]
+        directory: PathBuf,
+        /// Records per round.
+        #[arg(long, default_value_t = 100_000)]
+        records: usize,
+        /// Records per Lambda batch.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Rounds (each on a fresh database); min and median are reported.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Create or update the database schema.
     Migrate {
         #[command(flatten)]
@@ -204,6 +223,13 @@ async fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
+        Command::Bench {
+            database_url,
+            directory,
+            records,
+            batch,
+            rounds,
+        } => bench(&database_url, &directory, records, batch, rounds).await?,
         Command::Migrate { common } => {
             let cfg = common.config()?;
             let store = Store::connect(&cfg.database_url, &cfg.store).await?;
@@ -275,5 +301,56 @@ async fn print_totals(store: &Store) -> Result<()> {
         "database now holds: {} event(s) counted for {} user(s), {} LLM request(s), {} unattributed, {} quarantined record(s), {} ledger row(s)",
         t.events_counted, t.users, t.llm_requests, t.unattributed, t.rejected, t.ledger_rows
     );
+    Ok(())
+}
+
+async fn bench(url: &str, directory: &std::path::Path, records: usize, batch: usize, rounds: usize) -> Result<()> {
+    use streamfold::bench;
+    let events = bench::generate_events(records, batch, 7);
+    println!(
+        "bench: {records} generated records in batches of {batch}, {rounds} round(s), engine {}",
+        redact_url(url)
+    );
+    let mut apply = Vec::new();
+    let mut bulk = Vec::new();
+    for round in 0..rounds.max(1) {
+        let (scratch, _tmp) = bench::scratch_database(url, round).await?;
+        let result = async {
+            let store = bench::open_fresh(&scratch, 2).await?;
+            let p = Pipeline {
+                store: store.clone(),
+                directory: LocalDirectory::load(directory)?,
+                default_tz: chrono_tz::Tz::UTC,
+            };
+            let a = bench::apply_events(&p, &events).await?;
+            let b = bench::bulk_insert_baseline(&store, records, batch).await?;
+            anyhow::Ok((a, b))
+        }
+        .await;
+        bench::drop_scratch(url, round).await?;
+        let (a, b) = result?;
+        println!(
+            "round {}: apply {:>9.0} records/s ({:.1} statements/batch)   bulk INSERT {:>9.0} rows/s ({:.1} statements/batch)   ratio {:.2}",
+            round + 1,
+            a.rate(),
+            a.statements as f64 / a.batches.max(1) as f64,
+            b.rate(),
+            b.statements as f64 / b.batches.max(1) as f64,
+            a.rate() / b.rate()
+        );
+        apply.push(a.rate());
+        bulk.push(b.rate());
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[0], v[v.len() / 2])
+    };
+    let ratios: Vec<f64> = apply.iter().zip(&bulk).map(|(a, b)| a / b).collect();
+    let (amin, amed) = stats(&mut apply);
+    let (bmin, bmed) = stats(&mut bulk);
+    let (rmin, rmed) = stats(&mut ratios.clone());
+    println!("apply       min {amin:>9.0}  median {amed:>9.0} records/s");
+    println!("bulk INSERT min {bmin:>9.0}  median {bmed:>9.0} rows/s");
+    println!("ratio apply/bulk (per round) min {rmin:.2}  median {rmed:.2}");
     Ok(())
 }

@@ -328,6 +328,12 @@ impl Store {
         dispatch!(self, s => s.totals().await)
     }
 
+    /// Plain multi-row INSERT of `rows` ledger-shaped rows into a scratch
+    /// table: the baseline `streamfold bench` compares batch application with.
+    pub async fn bulk_insert_baseline(&self, rows: usize, batch: usize) -> Result<crate::bench::Run, StoreError> {
+        dispatch!(self, s => s.bulk_insert_baseline(rows, batch).await)
+    }
+
     /// The dialect backend, for tests and tools that inspect tables directly.
     pub fn backend(&self) -> &Backend {
         &self.backend

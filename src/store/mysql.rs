@@ -180,6 +180,18 @@ impl MySqlStore {
         Ok(super::totals_from(r))
     }
 
+    /// The bulk-INSERT baseline of `streamfold bench` on this engine.
+    pub async fn bulk_insert_baseline(&self, rows: usize, batch: usize) -> Result<crate::bench::Run, StoreError> {
+        stage::bulk_insert_baseline!(
+            MySql,
+            &self.pool,
+            "CREATE TABLE bench_bulk (id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(18) NOT NULL, state TINYINT NOT NULL, integration CHAR(1) NOT NULL, subject VARCHAR(255) NULL, dow TINYINT NULL, hours TINYINT NULL, event_at BIGINT NULL) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+            rows,
+            batch,
+            MAX_PARAMS / 8,
+        )
+    }
+
     /// The pool, for tests and tools that inspect tables directly.
     pub fn pool(&self) -> &MySqlPool {
         &self.pool

@@ -171,6 +171,18 @@ impl PgStore {
         Ok(super::totals_from(r))
     }
 
+    /// The bulk-INSERT baseline of `streamfold bench` on this engine.
+    pub async fn bulk_insert_baseline(&self, rows: usize, batch: usize) -> Result<crate::bench::Run, StoreError> {
+        stage::bulk_insert_baseline!(
+            Postgres,
+            &self.pool,
+            "CREATE TABLE bench_bulk (id BYTEA NOT NULL PRIMARY KEY, version BYTEA NOT NULL, state SMALLINT NOT NULL, integration CHAR(1) NOT NULL, subject TEXT, dow SMALLINT, hours SMALLINT, event_at BIGINT)",
+            rows,
+            batch,
+            60_000 / 8,
+        )
+    }
+
     /// The pool, for tests and tools that inspect tables directly.
     pub fn pool(&self) -> &PgPool {
         &self.pool

@@ -172,6 +172,18 @@ impl SqliteStore {
         Ok(super::totals_from(r))
     }
 
+    /// The bulk-INSERT baseline of `streamfold bench` on this engine.
+    pub async fn bulk_insert_baseline(&self, rows: usize, batch: usize) -> Result<crate::bench::Run, StoreError> {
+        stage::bulk_insert_baseline!(
+            Sqlite,
+            &self.pool,
+            "CREATE TABLE bench_bulk (id BLOB NOT NULL PRIMARY KEY, version BLOB NOT NULL, state INTEGER NOT NULL, integration TEXT NOT NULL, subject TEXT, dow INTEGER, hours INTEGER, event_at INTEGER) WITHOUT ROWID",
+            rows,
+            batch,
+            MAX_PARAMS / 8,
+        )
+    }
+
     /// The pool, for tests and tools that inspect tables directly.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool

@@ -15,7 +15,19 @@ where
     for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
 {
-    let mut qb = QueryBuilder::new(format!("INSERT INTO stage_activity ({ACTIVITY_COLUMNS}) "));
+    activity_values_into("stage_activity", chunk)
+}
+
+/// `INSERT INTO <table> (activity ledger columns) VALUES …` for one chunk.
+pub fn activity_values_into<'a, DB: Database>(table: &str, chunk: &[ActivityRow]) -> QueryBuilder<'a, DB>
+where
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+{
+    let mut qb = QueryBuilder::new(format!("INSERT INTO {table} ({ACTIVITY_COLUMNS}) "));
     qb.push_values(chunk, |mut b, r| {
         b.push_bind(r.id.to_bytes().to_vec())
             .push_bind(r.version.as_bytes().to_vec())
@@ -117,3 +129,64 @@ where
     }
     Ok(())
 }
+
+/// Rows for the bulk-INSERT baseline of `streamfold bench`: ledger-shaped,
+/// distinct identities, realistic widths.
+pub fn baseline_rows(rows: usize) -> Vec<ActivityRow> {
+    use crate::aggregate::RowState;
+    use crate::domain::{Bucket, Identity, Integration, Version};
+    (0..rows)
+        .map(|i| ActivityRow {
+            id: Identity::from_canonical(&(i as u64).to_be_bytes()),
+            version: Version::from_sequence_number(&(4_421_584_500_000_000_000_000_000_000u128 + i as u128).to_string())
+                .expect("valid sequence number"),
+            state: RowState::Live,
+            integration: Integration::Github,
+            subject: Some("U01ALICE".into()),
+            bucket: Some(Bucket {
+                dow: (i % 7) as u8,
+                hour: (i % 24) as u8,
+            }),
+            event_at: Some(1_710_000_000 + i as i64),
+        })
+        .collect()
+}
+
+/// The bulk-INSERT baseline of `streamfold bench` for one dialect: `rows`
+/// ledger-shaped rows in plain multi-row INSERTs (`per_statement` rows each)
+/// into a scratch table `bench_bulk` (created by `create`), one transaction
+/// per `batch` rows. A macro because sqlx's generic executor bounds do not
+/// let a borrowed query builder be executed in generic code.
+macro_rules! bulk_insert_baseline {
+    ($db:ty, $pool:expr, $create:expr, $rows:expr, $batch:expr, $per_statement:expr $(,)?) => {{
+        use sqlx::Executor as _;
+        let pool = $pool;
+        pool.execute("DROP TABLE IF EXISTS bench_bulk").await?;
+        pool.execute($create).await?;
+        let all = $crate::store::stage::baseline_rows($rows);
+        let started = std::time::Instant::now();
+        let mut statements = 0;
+        for txn_rows in all.chunks(($batch as usize).max(1)) {
+            let mut tx = pool.begin().await?;
+            statements += 1;
+            for chunk in txn_rows.chunks(($per_statement as usize).max(1)) {
+                $crate::store::stage::activity_values_into::<$db>("bench_bulk", chunk)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
+                statements += 1;
+            }
+            tx.commit().await?;
+            statements += 1;
+        }
+        let elapsed = started.elapsed();
+        pool.execute("DROP TABLE IF EXISTS bench_bulk").await?;
+        Ok($crate::bench::Run {
+            rows: $rows,
+            elapsed,
+            statements,
+            batches: ($rows as usize).div_ceil(($batch as usize).max(1)),
+        })
+    }};
+}
+pub(crate) use bulk_insert_baseline;

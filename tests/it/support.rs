@@ -33,24 +33,6 @@ pub fn server_url(engine: &str) -> Option<String> {
     }
 }
 
-/// Replace the database name (the URL path) of a server URL.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{db}", &base[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
 static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 /// `None` when the engine's server is not configured (test skipped).
@@ -86,7 +68,7 @@ pub async fn fresh_unmigrated_db(engine: &str) -> Option<TestDb> {
             .subsec_micros()
     );
     admin_execute(&admin, &format!("CREATE DATABASE {name}")).await;
-    let url = with_database(&admin, &name);
+    let url = streamfold::bench::replace_database(&admin, &name);
     Some(TestDb {
         url,
         admin: Some((admin, name)),
