@@ -22,7 +22,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
     fn below(&mut self, n: usize) -> usize {
@@ -85,7 +88,14 @@ fn item(kind: usize, i: usize, rng: &mut Lcg) -> (&'static str, Value, Value) {
     }
 }
 
-fn record(table: &str, name: &str, seq: u64, keys: Value, new: Option<Value>, old: Option<Value>) -> Value {
+fn record(
+    table: &str,
+    name: &str,
+    seq: u64,
+    keys: Value,
+    new: Option<Value>,
+    old: Option<Value>,
+) -> Value {
     let mut ddb = json!({
         "ApproximateCreationDateTime": 1_710_000_000 + seq % 1_000_000,
         "Keys": keys,
@@ -139,7 +149,9 @@ pub fn generate_events(n: usize, batch: usize, seed: u64) -> Vec<String> {
             out.push(record(table, "INSERT", seq, keys, Some(new), None));
         }
     }
-    out.chunks(batch.max(1)).map(|c| json!({ "Records": c }).to_string()).collect()
+    out.chunks(batch.max(1))
+        .map(|c| json!({ "Records": c }).to_string())
+        .collect()
 }
 
 /// One measured run.
@@ -149,6 +161,8 @@ pub struct Run {
     pub elapsed: Duration,
     pub statements: usize,
     pub batches: usize,
+    /// Of `elapsed`, time in the store.
+    pub db_time: Duration,
 }
 
 impl Run {
@@ -158,27 +172,37 @@ impl Run {
 }
 
 /// Apply pre-generated events through `run_batch`.
-pub async fn apply_events<D: Directory>(p: &Pipeline<D>, events: &[String]) -> Result<Run, crate::pipeline::PipelineError> {
+pub async fn apply_events<D: Directory>(
+    p: &Pipeline<D>,
+    events: &[String],
+) -> Result<Run, crate::pipeline::PipelineError> {
     let started = Instant::now();
     let mut rows = 0;
     let mut statements = 0;
+    let mut db_time = Duration::ZERO;
     for text in events {
         let event = parse_event(text).expect("generated events are valid JSON");
         let report = run_batch(p, &event.records).await?;
         rows += event.records.len();
         statements += report.statements;
+        db_time += report.db_time;
     }
     Ok(Run {
         rows,
         elapsed: started.elapsed(),
         statements,
         batches: events.len(),
+        db_time,
     })
 }
 
 /// Baseline: `rows` ledger-shaped rows in plain multi-row INSERTs, one
 /// transaction per `batch` rows, into a fresh scratch table.
-pub async fn bulk_insert_baseline(store: &Store, rows: usize, batch: usize) -> Result<Run, StoreError> {
+pub async fn bulk_insert_baseline(
+    store: &Store,
+    rows: usize,
+    batch: usize,
+) -> Result<Run, StoreError> {
     store.bulk_insert_baseline(rows, batch).await
 }
 
@@ -195,7 +219,10 @@ pub async fn open_fresh(url: &str, max_connections: u32) -> Result<Store, StoreE
 
 /// A scratch database for one bench round: a temporary SQLite file, or a new
 /// database on the server `url` points at (dropped by `drop_scratch`).
-pub async fn scratch_database(url: &str, round: usize) -> Result<(String, Option<tempfile::TempDir>), StoreError> {
+pub async fn scratch_database(
+    url: &str,
+    round: usize,
+) -> Result<(String, Option<tempfile::TempDir>), StoreError> {
     use sqlx::Connection;
     match crate::store::connect::dialect_of(url) {
         Some(crate::store::connect::Dialect::Sqlite) | None => {
@@ -225,11 +252,15 @@ pub async fn drop_scratch(url: &str, round: usize) -> Result<(), StoreError> {
     match crate::store::connect::dialect_of(url) {
         Some(crate::store::connect::Dialect::Postgres) => {
             let mut c = sqlx::PgConnection::connect(url).await?;
-            sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut c).await?;
+            sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut c)
+                .await?;
         }
         Some(crate::store::connect::Dialect::MySql) => {
             let mut c = sqlx::MySqlConnection::connect(url).await?;
-            sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}")).execute(&mut c).await?;
+            sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name}"))
+                .execute(&mut c)
+                .await?;
         }
         _ => {}
     }
@@ -243,7 +274,9 @@ pub fn replace_database(url: &str, db: &str) -> String {
         None => (url, None),
     };
     let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map_or(base.len(), |i| scheme_end + i);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
     let mut out = format!("{}/{db}", &base[..path_start]);
     if let Some(q) = query {
         out.push('?');
@@ -265,7 +298,9 @@ mod tests {
         for e in &events {
             let v: Value = serde_json::from_str(e).unwrap();
             for r in v["Records"].as_array().unwrap() {
-                *names.entry(r["eventName"].as_str().unwrap().to_string()).or_insert(0) += 1;
+                *names
+                    .entry(r["eventName"].as_str().unwrap().to_string())
+                    .or_insert(0) += 1;
                 n += 1;
             }
         }
@@ -275,8 +310,14 @@ mod tests {
 
     #[test]
     fn database_replacement() {
-        assert_eq!(replace_database("mysql://root@127.0.0.1:3306/test", "x"), "mysql://root@127.0.0.1:3306/x");
-        assert_eq!(replace_database("postgres://u@h/db?sslmode=disable", "x"), "postgres://u@h/x?sslmode=disable");
+        assert_eq!(
+            replace_database("mysql://root@127.0.0.1:3306/test", "x"),
+            "mysql://root@127.0.0.1:3306/x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
         assert_eq!(replace_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }

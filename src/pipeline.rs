@@ -78,6 +78,8 @@ pub struct BatchReport {
     pub by_source: BTreeMap<String, Counts>,
     pub rejections: Vec<Rejection>,
     pub statements: usize,
+    /// Wall time spent in the store (the SQL transaction, retries included).
+    pub db_time: std::time::Duration,
 }
 
 impl BatchReport {
@@ -95,6 +97,7 @@ impl BatchReport {
         }
         self.rejections.extend(other.rejections);
         self.statements += other.statements;
+        self.db_time += other.db_time;
     }
 
     fn counts(&mut self, source: Option<SourceKind>) -> &mut Counts {
@@ -224,7 +227,9 @@ pub async fn fold_changes<D: Directory>(
         .map(|r| (r.id, r.state))
         .chain(staged.llm.iter().map(|r| (r.id, r.state)))
         .collect();
+    let started = std::time::Instant::now();
     let applied = p.store.apply(&staged, rejects).await?;
+    report.db_time += started.elapsed();
     report.statements += applied.statements;
     for (source, identity, fallback) in order {
         let counts = report.counts(Some(source));

@@ -304,7 +304,13 @@ async fn print_totals(store: &Store) -> Result<()> {
     Ok(())
 }
 
-async fn bench(url: &str, directory: &std::path::Path, records: usize, batch: usize, rounds: usize) -> Result<()> {
+async fn bench(
+    url: &str,
+    directory: &std::path::Path,
+    records: usize,
+    batch: usize,
+    rounds: usize,
+) -> Result<()> {
     use streamfold::bench;
     let events = bench::generate_events(records, batch, 7);
     println!(
@@ -330,10 +336,11 @@ async fn bench(url: &str, directory: &std::path::Path, records: usize, batch: us
         bench::drop_scratch(url, round).await?;
         let (a, b) = result?;
         println!(
-            "round {}: apply {:>9.0} records/s ({:.1} statements/batch)   bulk INSERT {:>9.0} rows/s ({:.1} statements/batch)   ratio {:.2}",
+            "round {}: apply {:>9.0} records/s ({:.1} statements/batch, {:.0} % of time in SQL)   bulk INSERT {:>9.0} rows/s ({:.1} statements/batch)   ratio {:.2}",
             round + 1,
             a.rate(),
             a.statements as f64 / a.batches.max(1) as f64,
+            100.0 * a.db_time.as_secs_f64() / a.elapsed.as_secs_f64().max(1e-9),
             b.rate(),
             b.statements as f64 / b.batches.max(1) as f64,
             a.rate() / b.rate()

@@ -330,7 +330,11 @@ impl Store {
 
     /// Plain multi-row INSERT of `rows` ledger-shaped rows into a scratch
     /// table: the baseline `streamfold bench` compares batch application with.
-    pub async fn bulk_insert_baseline(&self, rows: usize, batch: usize) -> Result<crate::bench::Run, StoreError> {
+    pub async fn bulk_insert_baseline(
+        &self,
+        rows: usize,
+        batch: usize,
+    ) -> Result<crate::bench::Run, StoreError> {
         dispatch!(self, s => s.bulk_insert_baseline(rows, batch).await)
     }
 

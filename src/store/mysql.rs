@@ -181,7 +181,11 @@ impl MySqlStore {
     }
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
-    pub async fn bulk_insert_baseline(&self, rows: usize, batch: usize) -> Result<crate::bench::Run, StoreError> {
+    pub async fn bulk_insert_baseline(
+        &self,
+        rows: usize,
+        batch: usize,
+    ) -> Result<crate::bench::Run, StoreError> {
         stage::bulk_insert_baseline!(
             MySql,
             &self.pool,

@@ -3,7 +3,7 @@
 //! same state. Staging tables are per-connection temporary tables.
 
 use super::rows::{self, Existing};
-use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS, WINS};
+use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS};
 use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals, judge};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
@@ -173,7 +173,11 @@ impl SqliteStore {
     }
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
-    pub async fn bulk_insert_baseline(&self, rows: usize, batch: usize) -> Result<crate::bench::Run, StoreError> {
+    pub async fn bulk_insert_baseline(
+        &self,
+        rows: usize,
+        batch: usize,
+    ) -> Result<crate::bench::Run, StoreError> {
         stage::bulk_insert_baseline!(
             Sqlite,
             &self.pool,
@@ -217,7 +221,7 @@ async fn apply_activity(
     }
     let found = existing(tx, "activity_ledger", "stage_activity").await?;
     result.statements += 1;
-    let expected_new = judge(
+    judge(
         rows.iter().map(|r| (r.id, &r.version, r.state)),
         &found,
         &mut result.unchanged,
@@ -238,39 +242,31 @@ async fn apply_activity(
         "activity_ledger",
         "stage_activity",
         ACTIVITY_COLUMNS,
-        found.len(),
-        expected_new,
         result,
     )
     .await
 }
 
-/// Replace losing ledger rows, then insert new ones (checked count).
-#[allow(clippy::too_many_arguments)]
+/// Write the ledger with one upsert driven by the staging table: SQLite
+/// has a single writer (`BEGIN IMMEDIATE`), so no concurrent insert can
+/// race the rows judged new.
 async fn write_ledger(
     tx: &mut Transaction<'static, Sqlite>,
     ledger: &str,
     stage: &str,
     columns: &str,
-    existing: usize,
-    expected_new: u64,
     result: &mut ApplyResult,
 ) -> Result<(), StoreError> {
-    let update = format!(
-        "UPDATE {ledger} AS l SET {} FROM {stage} AS s WHERE l.id = s.id AND {WINS}",
-        sql::assignments(columns, "")
+    let upsert = format!(
+        "INSERT INTO {ledger} ({columns}) SELECT {columns} FROM {stage} WHERE true
+         ON CONFLICT (id) DO UPDATE SET {}
+         WHERE excluded.version > {ledger}.version
+            OR (excluded.version = {ledger}.version AND {ledger}.state = 2 AND excluded.state = 1)",
+        sql::assignments(columns, "").replace("s.", "excluded.")
     );
-    let insert = sql::insert_new(ledger, stage, columns);
-    stage::write_ledger(
-        tx,
-        &update,
-        &insert,
-        existing,
-        expected_new,
-        |r| r.rows_affected(),
-        result,
-    )
-    .await
+    tx.execute(upsert.as_str()).await?;
+    result.statements += 1;
+    Ok(())
 }
 
 async fn apply_llm(
@@ -289,21 +285,12 @@ async fn apply_llm(
     }
     let found = existing(tx, "llm_ledger", "stage_llm").await?;
     result.statements += 1;
-    let expected_new = judge(
+    judge(
         rows.iter().map(|r| (r.id, &r.version, r.state)),
         &found,
         &mut result.unchanged,
     );
-    write_ledger(
-        tx,
-        "llm_ledger",
-        "stage_llm",
-        LLM_COLUMNS,
-        found.len(),
-        expected_new,
-        result,
-    )
-    .await
+    write_ledger(tx, "llm_ledger", "stage_llm", LLM_COLUMNS, result).await
 }
 
 async fn insert_rejects(

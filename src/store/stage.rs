@@ -19,7 +19,10 @@ where
 }
 
 /// `INSERT INTO <table> (activity ledger columns) VALUES …` for one chunk.
-pub fn activity_values_into<'a, DB: Database>(table: &str, chunk: &[ActivityRow]) -> QueryBuilder<'a, DB>
+pub fn activity_values_into<'a, DB: Database>(
+    table: &str,
+    chunk: &[ActivityRow],
+) -> QueryBuilder<'a, DB>
 where
     for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Type<DB>,
@@ -138,8 +141,10 @@ pub fn baseline_rows(rows: usize) -> Vec<ActivityRow> {
     (0..rows)
         .map(|i| ActivityRow {
             id: Identity::from_canonical(&(i as u64).to_be_bytes()),
-            version: Version::from_sequence_number(&(4_421_584_500_000_000_000_000_000_000u128 + i as u128).to_string())
-                .expect("valid sequence number"),
+            version: Version::from_sequence_number(
+                &(4_421_584_500_000_000_000_000_000_000u128 + i as u128).to_string(),
+            )
+            .expect("valid sequence number"),
             state: RowState::Live,
             integration: Integration::Github,
             subject: Some("U01ALICE".into()),
@@ -186,6 +191,7 @@ macro_rules! bulk_insert_baseline {
             elapsed,
             statements,
             batches: ($rows as usize).div_ceil(($batch as usize).max(1)),
+            db_time: elapsed,
         })
     }};
 }
