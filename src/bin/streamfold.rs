@@ -27,6 +27,10 @@ struct Common {
     /// Database URL (sqlite://FILE is created if missing).
     #[arg(long, env = "DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL)]
     database_url: String,
+    /// AWS Secrets Manager secret (RDS credentials JSON) to build the
+    /// database URL from, instead of --database-url.
+    #[arg(long, env = "DATABASE_SECRET_ARN")]
+    database_secret_arn: Option<String>,
     /// Folder of DynamoDB-JSON identity items (<table suffix>.jsonl).
     #[arg(long, default_value = config::DEFAULT_DIRECTORY)]
     directory: PathBuf,
@@ -45,9 +49,17 @@ struct Common {
 }
 
 impl Common {
-    fn config(&self) -> Result<Config> {
+    async fn config(&self) -> Result<Config> {
+        let database_url = match &self.database_secret_arn {
+            Some(arn) => {
+                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let client = aws_sdk_secretsmanager::Client::new(&aws);
+                streamfold::store::secret::database_url_from_secret(&client, arn, None).await?
+            }
+            None => self.database_url.clone(),
+        };
         Ok(Config {
-            database_url: self.database_url.clone(),
+            database_url,
             directory: self.directory.clone(),
             default_tz: config::parse_default_tz(&self.default_tz).map_err(anyhow::Error::msg)?,
             store: StoreOptions {
@@ -149,7 +161,7 @@ async fn open(cfg: &Config) -> Result<Pipeline<LocalDirectory>> {
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Replay { common, paths } => {
-            let cfg = common.config()?;
+            let cfg = common.config().await?;
             let p = open(&cfg).await?;
             let files = replay::event_files(&paths)?;
             let started = Instant::now();
@@ -181,7 +193,7 @@ async fn run(cli: Cli) -> Result<()> {
             slack_id,
             integration,
         } => {
-            let cfg = common.config()?;
+            let cfg = common.config().await?;
             let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
             let cells = store.heatmap(&slack_id, integration.as_deref()).await?;
             println!(
@@ -193,7 +205,7 @@ async fn run(cli: Cli) -> Result<()> {
             print!("{}", streamfold::heatmap::render(&cells));
         }
         Command::Reattribute { common } => {
-            let cfg = common.config()?;
+            let cfg = common.config().await?;
             let p = open(&cfg).await?;
             let report = pipeline::reattribute(&p, 5000)
                 .await
@@ -205,7 +217,7 @@ async fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Rejects { common, limit } => {
-            let cfg = common.config()?;
+            let cfg = common.config().await?;
             let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
             let rows = store.rejects(limit).await?;
             if rows.is_empty() {
@@ -231,7 +243,7 @@ async fn run(cli: Cli) -> Result<()> {
             rounds,
         } => bench(&database_url, &directory, records, batch, rounds).await?,
         Command::Migrate { common } => {
-            let cfg = common.config()?;
+            let cfg = common.config().await?;
             let store = Store::connect(&cfg.database_url, &cfg.store).await?;
             let applied = store.migrate().await?;
             if applied.is_empty() {

@@ -22,6 +22,7 @@ pub mod connect;
 pub mod mysql;
 pub mod postgres;
 mod rows;
+pub mod secret;
 mod sql;
 pub mod sqlite;
 mod stage;
@@ -56,6 +57,8 @@ pub enum StoreError {
     Conflict { inserted: u64, expected: u64 },
     #[error("value does not fit the schema: {0}")]
     Value(String),
+    #[error("database secret: {0}")]
+    Secret(String),
 }
 
 impl StoreError {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod scenarios;
+mod secrets;
 mod support;
 
 mod sqlite {

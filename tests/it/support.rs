@@ -309,3 +309,51 @@ pub fn llm(event_name: &str, seq: &str, conv: &str, generated_at: &str, quality:
         ),
     }
 }
+
+/// A moto server (DynamoDB, Streams, Secrets Manager emulator) started for
+/// one test and killed with it. `STREAMFOLD_TEST_MOTO` names the
+/// `moto_server` executable; unset skips the test, set but failing fails it.
+pub struct Moto {
+    pub endpoint: String,
+    child: std::process::Child,
+}
+
+impl Moto {
+    pub fn start() -> Option<Moto> {
+        let Ok(exe) = std::env::var("STREAMFOLD_TEST_MOTO") else {
+            eprintln!("STREAMFOLD_TEST_MOTO is not set: skipping this moto test");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(&exe)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {exe}: {e}"));
+        let moto = Moto {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not start on port {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
