@@ -21,6 +21,7 @@
 pub mod connect;
 pub mod mysql;
 pub mod postgres;
+mod queries;
 mod rows;
 pub mod secret;
 mod sql;

@@ -6,16 +6,18 @@
 //! tables).
 
 use super::connect::{self, TlsDecision};
-use super::rows::{self, Existing};
-use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS, WINS};
+use super::sql::{self, WINS};
 use super::stage;
-use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals, judge};
+use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
-use crate::domain::Identity;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use sqlx::{Executor, Transaction};
 use std::str::FromStr;
+
+const FLAVOR: super::queries::Flavor = super::queries::Flavor::MySql;
+/// How a batch transaction begins (`None`: the driver default).
+const BEGIN: Option<&str> = None;
 
 static MIGRATOR: Migrator = sqlx::migrate!("sql/mysql");
 
@@ -80,105 +82,7 @@ impl MySqlStore {
         Ok(MySqlStore { pool })
     }
 
-    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-        super::run_migrations(&MIGRATOR, &self.pool).await
-    }
-
-    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
-        Ok(super::pending_migrations(&MIGRATOR, &self.pool).await)
-    }
-
-    pub async fn apply_once(
-        &self,
-        rows: &StagedRows,
-        rejects: &[RejectRow],
-    ) -> Result<ApplyResult, StoreError> {
-        let mut result = ApplyResult::default();
-        let mut tx = self.pool.begin().await?;
-        result.statements += 1;
-        if !rows.activity.is_empty() {
-            apply_activity(&mut tx, &rows.activity, &mut result).await?;
-        }
-        if !rows.llm.is_empty() {
-            apply_llm(&mut tx, &rows.llm, &mut result).await?;
-        }
-        if !rejects.is_empty() {
-            insert_rejects(&mut tx, rejects, &mut result).await?;
-        }
-        tx.commit().await?;
-        result.statements += 1;
-        Ok(result)
-    }
-
-    pub async fn heatmap(
-        &self,
-        slack_id: &str,
-        integration: Option<&str>,
-    ) -> Result<Vec<(u8, u8, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT dow, hours, CAST(SUM(event_count) AS SIGNED) FROM user_event_counts
-              WHERE slack_id = ? AND (? IS NULL OR integration = ?)
-              GROUP BY dow, hours ORDER BY dow, hours",
-        )
-        .bind(slack_id)
-        .bind(integration)
-        .bind(integration)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::cell).collect()
-    }
-
-    pub async fn unattributed_activity(
-        &self,
-        after: Option<Identity>,
-        limit: u32,
-    ) -> Result<Vec<ActivityRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, version, CONVERT(integration USING utf8mb4), CONVERT(subject USING utf8mb4), event_at FROM activity_ledger
-              WHERE state = 2 AND id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(after.map(|i| i.to_bytes().to_vec()).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::unattributed_activity).collect()
-    }
-
-    pub async fn unattributed_llm(
-        &self,
-        after: Option<Identity>,
-        limit: u32,
-    ) -> Result<Vec<LlmRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, version, CONVERT(conversation_id USING utf8mb4), CONVERT(model USING utf8mb4),
-                    CONVERT(function_name USING utf8mb4), prompt_tokens, response_tokens,
-                    total_tokens, CAST(cost_usd AS CHAR), response_time_ms, CAST(quality_score AS CHAR), event_at
-               FROM llm_ledger WHERE state = 2 AND id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(after.map(|i| i.to_bytes().to_vec()).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::unattributed_llm).collect()
-    }
-
-    pub async fn rejects(&self, limit: u32) -> Result<Vec<RejectListing>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, source, event_id, sequence_number, reason, rejected_at
-               FROM rejected_records ORDER BY id LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::reject_listing).collect()
-    }
-
-    pub async fn totals(&self) -> Result<Totals, StoreError> {
-        let r = sqlx::query_as::<_, (i64, i64, i64, i64, i64, i64)>(&super::totals_sql("SIGNED"))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(super::totals_from(r))
-    }
+    super::queries::common_methods!();
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
     pub async fn bulk_insert_baseline(
@@ -202,56 +106,23 @@ impl MySqlStore {
     }
 }
 
-async fn existing(
-    tx: &mut Transaction<'static, MySql>,
-    ledger: &str,
-    stage: &str,
-) -> Result<Existing, StoreError> {
-    let q = format!("{} FOR UPDATE", sql::existing(ledger, stage, "SIGNED"));
-    let found = sqlx::query(&q).fetch_all(&mut **tx).await?;
-    rows::existing(&found, "ledger")
-}
+/// Existing ledger rows are locked (in identity order) for the batch.
+const LOCK_SUFFIX: &str = " FOR UPDATE";
+/// Quarantining the same record twice keeps the first.
+const REJECT_IGNORE: &str = " ON DUPLICATE KEY UPDATE record_key = record_key";
 
-async fn apply_activity(
-    tx: &mut Transaction<'static, MySql>,
-    rows: &[ActivityRow],
-    result: &mut ApplyResult,
-) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM stage_activity").await?;
-    result.statements += 1;
-    for chunk in rows.chunks(MAX_PARAMS / 8) {
-        stage::activity_values::<MySql>(chunk)
-            .build()
-            .execute(&mut **tx)
-            .await?;
-        result.statements += 1;
-    }
-    let found = existing(tx, "activity_ledger", "stage_activity").await?;
-    result.statements += 1;
-    let expected_new = judge(
-        rows.iter().map(|r| (r.id, &r.version, r.state)),
-        &found,
-        &mut result.unchanged,
-    );
-    let delta = format!(
+super::stage::values_staged_apply!(MySql);
+
+/// `user_event_counts` moved by the pre-summed deltas (no `AS new` alias:
+/// MariaDB lacks it; the derived table's column is referenced instead).
+fn activity_delta() -> String {
+    format!(
         "INSERT INTO user_event_counts (slack_id, integration, dow, hours, event_count)
          SELECT y.slack_id, y.integration, y.dow, y.hours, y.d FROM ({}) y
           ORDER BY y.slack_id, y.integration, y.dow, y.hours
          ON DUPLICATE KEY UPDATE event_count = event_count + y.d",
         sql::summed_activity_deltas("stage_activity")
-    );
-    tx.execute(delta.as_str()).await?;
-    result.statements += 1;
-    write_ledger(
-        tx,
-        "activity_ledger",
-        "stage_activity",
-        ACTIVITY_COLUMNS,
-        found.len(),
-        expected_new,
-        result,
     )
-    .await
 }
 
 /// Replace losing ledger rows, then insert new ones (checked count).
@@ -280,52 +151,4 @@ async fn write_ledger(
         result,
     )
     .await
-}
-
-async fn apply_llm(
-    tx: &mut Transaction<'static, MySql>,
-    rows: &[LlmRow],
-    result: &mut ApplyResult,
-) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM stage_llm").await?;
-    result.statements += 1;
-    for chunk in rows.chunks(MAX_PARAMS / 15) {
-        stage::llm_values::<MySql>(chunk)
-            .build()
-            .execute(&mut **tx)
-            .await?;
-        result.statements += 1;
-    }
-    let found = existing(tx, "llm_ledger", "stage_llm").await?;
-    result.statements += 1;
-    let expected_new = judge(
-        rows.iter().map(|r| (r.id, &r.version, r.state)),
-        &found,
-        &mut result.unchanged,
-    );
-    write_ledger(
-        tx,
-        "llm_ledger",
-        "stage_llm",
-        LLM_COLUMNS,
-        found.len(),
-        expected_new,
-        result,
-    )
-    .await
-}
-
-async fn insert_rejects(
-    tx: &mut Transaction<'static, MySql>,
-    rejects: &[RejectRow],
-    result: &mut ApplyResult,
-) -> Result<(), StoreError> {
-    let now = super::now_text();
-    for chunk in rejects.chunks(MAX_PARAMS / 8) {
-        let mut qb = stage::reject_values::<MySql>(chunk, &now);
-        qb.push(" ON DUPLICATE KEY UPDATE record_key = record_key");
-        qb.build().execute(&mut **tx).await?;
-        result.statements += 1;
-    }
-    Ok(())
 }

@@ -6,7 +6,6 @@
 //! batch costs 3 to 5 round trips whatever its size.
 
 use super::connect::{self, TlsDecision};
-use super::rows;
 use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS, WINS};
 use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
@@ -16,6 +15,10 @@ use sqlx::Transaction;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode, Postgres};
 use std::str::FromStr;
+
+const FLAVOR: super::queries::Flavor = super::queries::Flavor::Postgres;
+/// How a batch transaction begins (`None`: the driver default).
+const BEGIN: Option<&str> = None;
 
 static MIGRATOR: Migrator = sqlx::migrate!("sql/postgres");
 
@@ -52,103 +55,7 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
-    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-        super::run_migrations(&MIGRATOR, &self.pool).await
-    }
-
-    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
-        Ok(super::pending_migrations(&MIGRATOR, &self.pool).await)
-    }
-
-    pub async fn apply_once(
-        &self,
-        rows: &StagedRows,
-        rejects: &[RejectRow],
-    ) -> Result<ApplyResult, StoreError> {
-        let mut result = ApplyResult::default();
-        let mut tx = self.pool.begin().await?;
-        result.statements += 1;
-        if !rows.activity.is_empty() {
-            apply_activity(&mut tx, &rows.activity, &mut result).await?;
-        }
-        if !rows.llm.is_empty() {
-            apply_llm(&mut tx, &rows.llm, &mut result).await?;
-        }
-        if !rejects.is_empty() {
-            insert_rejects(&mut tx, rejects, &mut result).await?;
-        }
-        tx.commit().await?;
-        result.statements += 1;
-        Ok(result)
-    }
-
-    pub async fn heatmap(
-        &self,
-        slack_id: &str,
-        integration: Option<&str>,
-    ) -> Result<Vec<(u8, u8, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT dow::int8, hours::int8, SUM(event_count)::int8 FROM user_event_counts
-              WHERE slack_id = $1 AND ($2::text IS NULL OR integration = $2::text)
-              GROUP BY dow, hours ORDER BY dow, hours",
-        )
-        .bind(slack_id)
-        .bind(integration)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::cell).collect()
-    }
-
-    pub async fn unattributed_activity(
-        &self,
-        after: Option<Identity>,
-        limit: u32,
-    ) -> Result<Vec<ActivityRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, version, integration::text, subject, event_at FROM activity_ledger
-              WHERE state = 2 AND id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after.map(|i| i.to_bytes().to_vec()).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::unattributed_activity).collect()
-    }
-
-    pub async fn unattributed_llm(
-        &self,
-        after: Option<Identity>,
-        limit: u32,
-    ) -> Result<Vec<LlmRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, version, conversation_id, model, function_name, prompt_tokens, response_tokens,
-                    total_tokens, cost_usd::text, response_time_ms, quality_score::text, event_at
-               FROM llm_ledger WHERE state = 2 AND id > $1 ORDER BY id LIMIT $2",
-        )
-        .bind(after.map(|i| i.to_bytes().to_vec()).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::unattributed_llm).collect()
-    }
-
-    pub async fn rejects(&self, limit: u32) -> Result<Vec<RejectListing>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, source, event_id, sequence_number, reason, rejected_at
-               FROM rejected_records ORDER BY id LIMIT $1",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::reject_listing).collect()
-    }
-
-    pub async fn totals(&self) -> Result<Totals, StoreError> {
-        let r = sqlx::query_as::<_, (i64, i64, i64, i64, i64, i64)>(&super::totals_sql("BIGINT"))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(super::totals_from(r))
-    }
+    super::queries::common_methods!();
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
     pub async fn bulk_insert_baseline(

@@ -2,12 +2,10 @@
 //! IMMEDIATE`), so the ledger read and the ledger write of a batch see the
 //! same state. Staging tables are per-connection temporary tables.
 
-use super::rows::{self, Existing};
-use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS};
+use super::sql::{self};
 use super::stage;
-use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals, judge};
+use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
-use crate::domain::Identity;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -15,6 +13,10 @@ use sqlx::sqlite::{
 use sqlx::{Executor, Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
+
+const FLAVOR: super::queries::Flavor = super::queries::Flavor::Sqlite;
+/// How a batch transaction begins (`None`: the driver default).
+const BEGIN: Option<&str> = Some("BEGIN IMMEDIATE");
 
 static MIGRATOR: Migrator = sqlx::migrate!("sql/sqlite");
 
@@ -73,104 +75,7 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-        super::run_migrations(&MIGRATOR, &self.pool).await
-    }
-
-    pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
-        Ok(super::pending_migrations(&MIGRATOR, &self.pool).await)
-    }
-
-    pub async fn apply_once(
-        &self,
-        rows: &StagedRows,
-        rejects: &[RejectRow],
-    ) -> Result<ApplyResult, StoreError> {
-        let mut result = ApplyResult::default();
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        result.statements += 1;
-        if !rows.activity.is_empty() {
-            apply_activity(&mut tx, &rows.activity, &mut result).await?;
-        }
-        if !rows.llm.is_empty() {
-            apply_llm(&mut tx, &rows.llm, &mut result).await?;
-        }
-        if !rejects.is_empty() {
-            insert_rejects(&mut tx, rejects, &mut result).await?;
-        }
-        tx.commit().await?;
-        result.statements += 1;
-        Ok(result)
-    }
-
-    pub async fn heatmap(
-        &self,
-        slack_id: &str,
-        integration: Option<&str>,
-    ) -> Result<Vec<(u8, u8, i64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT dow, hours, SUM(event_count) FROM user_event_counts
-              WHERE slack_id = ? AND (? IS NULL OR integration = ?)
-              GROUP BY dow, hours ORDER BY dow, hours",
-        )
-        .bind(slack_id)
-        .bind(integration)
-        .bind(integration)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::cell).collect()
-    }
-
-    pub async fn unattributed_activity(
-        &self,
-        after: Option<Identity>,
-        limit: u32,
-    ) -> Result<Vec<ActivityRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, version, integration, subject, event_at FROM activity_ledger
-              WHERE state = 2 AND id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(after.map(|i| i.to_bytes().to_vec()).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::unattributed_activity).collect()
-    }
-
-    pub async fn unattributed_llm(
-        &self,
-        after: Option<Identity>,
-        limit: u32,
-    ) -> Result<Vec<LlmRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, version, conversation_id, model, function_name, prompt_tokens, response_tokens,
-                    total_tokens, cost_usd, response_time_ms, quality_score, event_at
-               FROM llm_ledger WHERE state = 2 AND id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(after.map(|i| i.to_bytes().to_vec()).unwrap_or_default())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::unattributed_llm).collect()
-    }
-
-    pub async fn rejects(&self, limit: u32) -> Result<Vec<RejectListing>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, source, event_id, sequence_number, reason, rejected_at
-               FROM rejected_records ORDER BY id LIMIT ?",
-        )
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(rows::reject_listing).collect()
-    }
-
-    pub async fn totals(&self) -> Result<Totals, StoreError> {
-        let r = sqlx::query_as::<_, (i64, i64, i64, i64, i64, i64)>(&super::totals_sql("INTEGER"))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(super::totals_from(r))
-    }
+    super::queries::common_methods!();
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
     pub async fn bulk_insert_baseline(
@@ -194,67 +99,36 @@ impl SqliteStore {
     }
 }
 
-async fn existing(
-    tx: &mut Transaction<'static, Sqlite>,
-    ledger: &str,
-    stage: &str,
-) -> Result<Existing, StoreError> {
-    let found = sqlx::query(&sql::existing(ledger, stage, "INTEGER"))
-        .fetch_all(&mut **tx)
-        .await?;
-    rows::existing(&found, "ledger")
-}
+/// `BEGIN IMMEDIATE` already holds the only write lock.
+const LOCK_SUFFIX: &str = "";
+/// Quarantining the same record twice keeps the first.
+const REJECT_IGNORE: &str = " ON CONFLICT (record_key) DO NOTHING";
 
-async fn apply_activity(
-    tx: &mut Transaction<'static, Sqlite>,
-    rows: &[ActivityRow],
-    result: &mut ApplyResult,
-) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM stage_activity").await?;
-    result.statements += 1;
-    for chunk in rows.chunks(MAX_PARAMS / 8) {
-        stage::activity_values::<Sqlite>(chunk)
-            .build()
-            .execute(&mut **tx)
-            .await?;
-        result.statements += 1;
-    }
-    let found = existing(tx, "activity_ledger", "stage_activity").await?;
-    result.statements += 1;
-    judge(
-        rows.iter().map(|r| (r.id, &r.version, r.state)),
-        &found,
-        &mut result.unchanged,
-    );
+super::stage::values_staged_apply!(Sqlite);
 
-    let delta = format!(
+/// `user_event_counts` moved by the pre-summed deltas (`WHERE true` keeps
+/// SQLite's parser from reading `ON CONFLICT` as a join constraint).
+fn activity_delta() -> String {
+    format!(
         "INSERT INTO user_event_counts (slack_id, integration, dow, hours, event_count)
          SELECT slack_id, integration, dow, hours, d FROM ({}) y WHERE true
           ORDER BY slack_id, integration, dow, hours
          ON CONFLICT (slack_id, integration, dow, hours)
          DO UPDATE SET event_count = user_event_counts.event_count + excluded.event_count",
         sql::summed_activity_deltas("stage_activity")
-    );
-    tx.execute(delta.as_str()).await?;
-    result.statements += 1;
-    write_ledger(
-        tx,
-        "activity_ledger",
-        "stage_activity",
-        ACTIVITY_COLUMNS,
-        result,
     )
-    .await
 }
 
-/// Write the ledger with one upsert driven by the staging table: SQLite
-/// has a single writer (`BEGIN IMMEDIATE`), so no concurrent insert can
-/// race the rows judged new.
+/// Write the ledger with one upsert driven by the staging table. SQLite has
+/// a single writer (`BEGIN IMMEDIATE`), so no concurrent insert can race the
+/// rows judged new and the counts need no check.
 async fn write_ledger(
     tx: &mut Transaction<'static, Sqlite>,
     ledger: &str,
     stage: &str,
     columns: &str,
+    _existing: usize,
+    _expected_new: u64,
     result: &mut ApplyResult,
 ) -> Result<(), StoreError> {
     let upsert = format!(
@@ -266,44 +140,5 @@ async fn write_ledger(
     );
     tx.execute(upsert.as_str()).await?;
     result.statements += 1;
-    Ok(())
-}
-
-async fn apply_llm(
-    tx: &mut Transaction<'static, Sqlite>,
-    rows: &[LlmRow],
-    result: &mut ApplyResult,
-) -> Result<(), StoreError> {
-    tx.execute("DELETE FROM stage_llm").await?;
-    result.statements += 1;
-    for chunk in rows.chunks(MAX_PARAMS / 15) {
-        stage::llm_values::<Sqlite>(chunk)
-            .build()
-            .execute(&mut **tx)
-            .await?;
-        result.statements += 1;
-    }
-    let found = existing(tx, "llm_ledger", "stage_llm").await?;
-    result.statements += 1;
-    judge(
-        rows.iter().map(|r| (r.id, &r.version, r.state)),
-        &found,
-        &mut result.unchanged,
-    );
-    write_ledger(tx, "llm_ledger", "stage_llm", LLM_COLUMNS, result).await
-}
-
-async fn insert_rejects(
-    tx: &mut Transaction<'static, Sqlite>,
-    rejects: &[RejectRow],
-    result: &mut ApplyResult,
-) -> Result<(), StoreError> {
-    let now = super::now_text();
-    for chunk in rejects.chunks(MAX_PARAMS / 8) {
-        let mut qb = stage::reject_values::<Sqlite>(chunk, &now);
-        qb.push(" ON CONFLICT (record_key) DO NOTHING");
-        qb.build().execute(&mut **tx).await?;
-        result.statements += 1;
-    }
     Ok(())
 }

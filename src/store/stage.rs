@@ -196,3 +196,109 @@ macro_rules! bulk_insert_baseline {
     }};
 }
 pub(crate) use bulk_insert_baseline;
+
+/// The batch steps of the dialects that stage with VALUES lists (SQLite,
+/// MySQL): clear and fill the staging table, read the existing ledger rows
+/// (locked where `LOCK_SUFFIX` says), judge, move the aggregates, write the
+/// ledger, quarantine. Expects in scope: `MAX_PARAMS`, `LOCK_SUFFIX`,
+/// `REJECT_IGNORE`, `activity_delta()` and `write_ledger(..)`.
+macro_rules! values_staged_apply {
+    ($db:ty) => {
+        async fn existing(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            ledger: &str,
+            stage: &str,
+        ) -> Result<super::rows::Existing, StoreError> {
+            let q = format!(
+                "{}{LOCK_SUFFIX}",
+                super::sql::existing(ledger, stage, FLAVOR.int())
+            );
+            let found = sqlx::query(&q).fetch_all(&mut **tx).await?;
+            super::rows::existing(&found, "ledger")
+        }
+
+        async fn apply_activity(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            rows: &[ActivityRow],
+            result: &mut ApplyResult,
+        ) -> Result<(), StoreError> {
+            tx.execute("DELETE FROM stage_activity").await?;
+            result.statements += 1;
+            for chunk in rows.chunks(MAX_PARAMS / 8) {
+                super::stage::activity_values::<$db>(chunk)
+                    .build()
+                    .execute(&mut **tx)
+                    .await?;
+                result.statements += 1;
+            }
+            let found = existing(tx, "activity_ledger", "stage_activity").await?;
+            result.statements += 1;
+            let expected_new = super::judge(
+                rows.iter().map(|r| (r.id, &r.version, r.state)),
+                &found,
+                &mut result.unchanged,
+            );
+            tx.execute(activity_delta().as_str()).await?;
+            result.statements += 1;
+            write_ledger(
+                tx,
+                "activity_ledger",
+                "stage_activity",
+                super::sql::ACTIVITY_COLUMNS,
+                found.len(),
+                expected_new,
+                result,
+            )
+            .await
+        }
+
+        async fn apply_llm(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            rows: &[LlmRow],
+            result: &mut ApplyResult,
+        ) -> Result<(), StoreError> {
+            tx.execute("DELETE FROM stage_llm").await?;
+            result.statements += 1;
+            for chunk in rows.chunks(MAX_PARAMS / 15) {
+                super::stage::llm_values::<$db>(chunk)
+                    .build()
+                    .execute(&mut **tx)
+                    .await?;
+                result.statements += 1;
+            }
+            let found = existing(tx, "llm_ledger", "stage_llm").await?;
+            result.statements += 1;
+            let expected_new = super::judge(
+                rows.iter().map(|r| (r.id, &r.version, r.state)),
+                &found,
+                &mut result.unchanged,
+            );
+            write_ledger(
+                tx,
+                "llm_ledger",
+                "stage_llm",
+                super::sql::LLM_COLUMNS,
+                found.len(),
+                expected_new,
+                result,
+            )
+            .await
+        }
+
+        async fn insert_rejects(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            rejects: &[RejectRow],
+            result: &mut ApplyResult,
+        ) -> Result<(), StoreError> {
+            let now = super::now_text();
+            for chunk in rejects.chunks(MAX_PARAMS / 8) {
+                let mut qb = super::stage::reject_values::<$db>(chunk, &now);
+                qb.push(REJECT_IGNORE);
+                qb.build().execute(&mut **tx).await?;
+                result.statements += 1;
+            }
+            Ok(())
+        }
+    };
+}
+pub(crate) use values_staged_apply;
