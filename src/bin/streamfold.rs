@@ -11,6 +11,30 @@ use streamfold::resolve::local::LocalDirectory;
 use streamfold::sources::replay;
 use streamfold::store::{Store, StoreOptions, redact_url};
 
+/// Print to stdout; a closed pipe (`streamfold … | head`) ends the program
+/// quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "streamfold",
@@ -169,18 +193,18 @@ async fn run(cli: Cli) -> Result<()> {
             let total = replay::replay(&p, &files, |_, _, _| batches += 1).await?;
             let secs = started.elapsed().as_secs_f64();
             let read = total.total().read;
-            println!(
+            outln!(
                 "replayed {} file(s), {batches} batch(es), {read} record(s) in {secs:.2} s ({:.0} records/s) into {}",
                 files.len(),
                 read as f64 / secs.max(1e-9),
                 redact_url(&cfg.database_url)
             );
-            println!(
+            outln!(
                 "{} SQL statement(s), {:.1} per batch",
                 total.statements,
                 total.statements as f64 / batches.max(1) as f64
             );
-            println!();
+            outln!();
             print_counts(&total);
             print_rejections(&total);
             print_totals(&p.store).await?;
@@ -196,13 +220,13 @@ async fn run(cli: Cli) -> Result<()> {
             let cfg = common.config().await?;
             let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
             let cells = store.heatmap(&slack_id, integration.as_deref()).await?;
-            println!(
+            outln!(
                 "heatmap of {slack_id}{} (rows: day of week, columns: hour, user's time zone)",
                 integration
                     .map(|i| format!(", integration {i}"))
                     .unwrap_or_default()
             );
-            print!("{}", streamfold::heatmap::render(&cells));
+            out!("{}", streamfold::heatmap::render(&cells));
         }
         Command::Reattribute { common } => {
             let cfg = common.config().await?;
@@ -211,9 +235,11 @@ async fn run(cli: Cli) -> Result<()> {
                 .await
                 .context("re-attribution failed")?;
             let t = report.total();
-            println!(
+            outln!(
                 "re-attribution: {} unattributed event(s) examined, {} now attributed and counted, {} still unlinked",
-                t.read, t.applied, t.unchanged
+                t.read,
+                t.applied,
+                t.unchanged
             );
         }
         Command::Rejects { common, limit } => {
@@ -221,10 +247,10 @@ async fn run(cli: Cli) -> Result<()> {
             let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
             let rows = store.rejects(limit).await?;
             if rows.is_empty() {
-                println!("no quarantined records");
+                outln!("no quarantined records");
             }
             for r in rows {
-                println!(
+                outln!(
                     "#{} {} source {} event {} sequence {}: {}",
                     r.id,
                     r.rejected_at,
@@ -247,13 +273,13 @@ async fn run(cli: Cli) -> Result<()> {
             let store = Store::connect(&cfg.database_url, &cfg.store).await?;
             let applied = store.migrate().await?;
             if applied.is_empty() {
-                println!(
+                outln!(
                     "schema of {} was already up to date",
                     redact_url(&cfg.database_url)
                 );
             } else {
                 let list: Vec<String> = applied.iter().map(i64::to_string).collect();
-                println!(
+                outln!(
                     "applied migration(s) {} to {}",
                     list.join(", "),
                     redact_url(&cfg.database_url)
@@ -265,14 +291,26 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 fn print_counts(report: &BatchReport) {
-    println!(
+    outln!(
         "{:<22} {:>9} {:>9} {:>10} {:>8} {:>9} {:>13}",
-        "source", "read", "applied", "unchanged", "skipped", "rejected", "unattributed"
+        "source",
+        "read",
+        "applied",
+        "unchanged",
+        "skipped",
+        "rejected",
+        "unattributed"
     );
     let row = |name: &str, c: &pipeline::Counts| {
-        println!(
+        outln!(
             "{:<22} {:>9} {:>9} {:>10} {:>8} {:>9} {:>13}",
-            name, c.read, c.applied, c.unchanged, c.skipped, c.rejected, c.unattributed
+            name,
+            c.read,
+            c.applied,
+            c.unchanged,
+            c.skipped,
+            c.rejected,
+            c.unattributed
         );
     };
     for (source, c) in &report.by_source {
@@ -281,7 +319,7 @@ fn print_counts(report: &BatchReport) {
     row("total", &report.total());
     let fallback = report.total().time_fallback;
     if fallback > 0 {
-        println!("({fallback} event time(s) taken from ApproximateCreationDateTime)");
+        outln!("({fallback} event time(s) taken from ApproximateCreationDateTime)");
     }
 }
 
@@ -289,12 +327,10 @@ fn print_rejections(report: &BatchReport) {
     if report.rejections.is_empty() {
         return;
     }
-    println!();
-    println!(
-        "rejected records (quarantined in rejected_records; `streamfold rejects` lists them):"
-    );
+    outln!();
+    outln!("rejected records (quarantined in rejected_records; `streamfold rejects` lists them):");
     for r in report.rejections.iter().take(30) {
-        println!(
+        outln!(
             "  record {} of its batch ({}): {}",
             r.index + 1,
             r.meta,
@@ -302,16 +338,21 @@ fn print_rejections(report: &BatchReport) {
         );
     }
     if report.rejections.len() > 30 {
-        println!("  … and {} more", report.rejections.len() - 30);
+        outln!("  … and {} more", report.rejections.len() - 30);
     }
 }
 
 async fn print_totals(store: &Store) -> Result<()> {
     let t = store.totals().await?;
-    println!();
-    println!(
+    outln!();
+    outln!(
         "database now holds: {} event(s) counted for {} user(s), {} LLM request(s), {} unattributed, {} quarantined record(s), {} ledger row(s)",
-        t.events_counted, t.users, t.llm_requests, t.unattributed, t.rejected, t.ledger_rows
+        t.events_counted,
+        t.users,
+        t.llm_requests,
+        t.unattributed,
+        t.rejected,
+        t.ledger_rows
     );
     Ok(())
 }
@@ -325,7 +366,7 @@ async fn bench(
 ) -> Result<()> {
     use streamfold::bench;
     let events = bench::generate_events(records, batch, 7);
-    println!(
+    outln!(
         "bench: {records} generated records in batches of {batch}, {rounds} round(s), engine {}",
         redact_url(url)
     );
@@ -347,7 +388,7 @@ async fn bench(
         .await;
         bench::drop_scratch(url, round).await?;
         let (a, b) = result?;
-        println!(
+        outln!(
             "round {}: apply {:>9.0} records/s ({:.1} statements/batch, {:.0} % of time in SQL)   bulk INSERT {:>9.0} rows/s ({:.1} statements/batch)   ratio {:.2}",
             round + 1,
             a.rate(),
@@ -368,8 +409,8 @@ async fn bench(
     let (amin, amed) = stats(&mut apply);
     let (bmin, bmed) = stats(&mut bulk);
     let (rmin, rmed) = stats(&mut ratios.clone());
-    println!("apply       min {amin:>9.0}  median {amed:>9.0} records/s");
-    println!("bulk INSERT min {bmin:>9.0}  median {bmed:>9.0} rows/s");
-    println!("ratio apply/bulk (per round) min {rmin:.2}  median {rmed:.2}");
+    outln!("apply       min {amin:>9.0}  median {amed:>9.0} records/s");
+    outln!("bulk INSERT min {bmin:>9.0}  median {bmed:>9.0} rows/s");
+    outln!("ratio apply/bulk (per round) min {rmin:.2}  median {rmed:.2}");
     Ok(())
 }
