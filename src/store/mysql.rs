@@ -24,11 +24,14 @@ static MIGRATOR: Migrator = sqlx::migrate!("sql/mysql");
 /// Bound parameters per statement (the protocol allows 65535).
 const MAX_PARAMS: usize = 60_000;
 
+// Staging tables are session-local MEMORY tables: cheaper to fill than
+// InnoDB ones. MEMORY is not transactional, which is harmless here: every
+// batch (and every retry) starts by emptying them.
 const STAGE_ACTIVITY_DDL: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS stage_activity (
     id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(18) NOT NULL, state TINYINT NOT NULL,
     integration CHAR(1) NOT NULL, subject VARCHAR(255) NULL, dow TINYINT NULL, hours TINYINT NULL,
     event_at BIGINT NULL
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
+) ENGINE = MEMORY DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
 
 const STAGE_LLM_DDL: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS stage_llm (
     id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(18) NOT NULL, state TINYINT NOT NULL,
@@ -36,7 +39,7 @@ const STAGE_LLM_DDL: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS stage_llm (
     model VARCHAR(255) NULL, function_name VARCHAR(255) NULL, prompt_tokens BIGINT NULL,
     response_tokens BIGINT NULL, total_tokens BIGINT NULL, cost_usd DECIMAL(38,28) NULL,
     response_time_ms BIGINT NULL, quality_score DECIMAL(38,28) NULL, event_at BIGINT NULL
-) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
+) ENGINE = MEMORY DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
 
 #[derive(Clone)]
 pub struct MySqlStore {
