@@ -26,7 +26,9 @@ const MAX_PARAMS: usize = 60_000;
 
 // Staging tables are session-local MEMORY tables: cheaper to fill than
 // InnoDB ones. MEMORY is not transactional, which is harmless here: every
-// batch (and every retry) starts by emptying them.
+// batch (and every retry) starts by emptying them. Their session's
+// `max_heap_table_size` is raised so that a 10,000-record batch of the
+// widest rows fits (MEMORY stores VARCHAR at full width).
 const STAGE_ACTIVITY_DDL: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS stage_activity (
     id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(18) NOT NULL, state TINYINT NOT NULL,
     integration CHAR(1) NOT NULL, subject VARCHAR(255) NULL, dow TINYINT NULL, hours TINYINT NULL,
@@ -73,6 +75,8 @@ impl MySqlStore {
             .after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                        .await?;
+                    conn.execute("SET SESSION max_heap_table_size = 268435456")
                         .await?;
                     conn.execute(STAGE_ACTIVITY_DDL).await?;
                     conn.execute(STAGE_LLM_DDL).await?;

@@ -449,6 +449,10 @@ macro_rules! scenario_tests {
         async fn missing_event_time_falls_back_to_approximate_creation() {
             s::missing_event_time_falls_back_to_approximate_creation($engine).await
         }
+        #[tokio::test]
+        async fn a_maximal_batch_is_a_handful_of_statements() {
+            s::a_maximal_batch_is_a_handful_of_statements($engine).await
+        }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn concurrent_consumers_agree_with_ground_truth() {
             s::concurrent_consumers_agree_with_ground_truth($engine).await
@@ -548,4 +552,62 @@ pub async fn concurrent_consumers_agree_with_ground_truth(engine: &str) {
             .collect();
         assert_eq!(got, want, "{user} on {engine}");
     }
+}
+
+/// A 10,000-record Lambda batch (the maximum) costs a handful of statements
+/// and, delivered again, changes nothing.
+pub async fn a_maximal_batch_is_a_handful_of_statements(engine: &str) {
+    let Some(h) = Harness::with_directory(engine, &fixture_directory()).await else {
+        return;
+    };
+    let events = streamfold::bench::generate_events(10_000, 10_000, 11);
+    let event = streamfold::sources::lambda_event::parse_event(&events[0]).unwrap();
+    let first = streamfold::pipeline::run_batch(&h.p, &event.records)
+        .await
+        .unwrap();
+    let t = first.total();
+    assert_eq!(t.read, 10_000);
+    assert_eq!(t.rejected, 0);
+    assert!(t.applied > 5_000, "{t:?}");
+    assert!(
+        first.statements <= 16,
+        "{} statements on {engine}",
+        first.statements
+    );
+    let counted = h.total().await;
+    assert!(counted > 0);
+    let again = streamfold::pipeline::run_batch(&h.p, &event.records)
+        .await
+        .unwrap();
+    assert_eq!(
+        again.total().applied + again.total().unattributed,
+        0,
+        "{:?}",
+        again.total()
+    );
+    assert_eq!(h.total().await, counted);
+}
+
+/// The committed fixture directory, as (table, line) pairs.
+fn fixture_directory() -> Vec<(&'static str, &'static str)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/directory");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let table: &'static str = Box::leak(
+            path.file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+                .into_boxed_str(),
+        );
+        let text: &'static str =
+            Box::leak(std::fs::read_to_string(&path).unwrap().into_boxed_str());
+        out.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| (table, l)),
+        );
+    }
+    out
 }
