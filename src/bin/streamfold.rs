@@ -190,7 +190,25 @@ async fn run(cli: Cli) -> Result<()> {
             let files = replay::event_files(&paths)?;
             let started = Instant::now();
             let mut batches = 0usize;
-            let total = replay::replay(&p, &files, |_, _, _| batches += 1).await?;
+            let mut records = 0u64;
+            let mut last_progress = Instant::now();
+            // Where each rejected record came from: (file:line, record).
+            let mut rejected: Vec<(String, streamfold::pipeline::Rejection)> = Vec::new();
+            let total = replay::replay(&p, &files, |file, line, report| {
+                batches += 1;
+                records += report.total().read;
+                let place = format!("{}:{line}", file.display());
+                rejected.extend(report.rejections.iter().map(|r| (place.clone(), r.clone())));
+                if last_progress.elapsed().as_secs() >= 2 {
+                    last_progress = Instant::now();
+                    let secs = started.elapsed().as_secs_f64();
+                    eprintln!(
+                        "… {records} records in {batches} batches ({:.0} records/s), now at {place}",
+                        records as f64 / secs.max(1e-9)
+                    );
+                }
+            })
+            .await?;
             let secs = started.elapsed().as_secs_f64();
             let read = total.total().read;
             outln!(
@@ -206,7 +224,7 @@ async fn run(cli: Cli) -> Result<()> {
             );
             outln!();
             print_counts(&total);
-            print_rejections(&total);
+            print_rejections(&rejected);
             print_totals(&p.store).await?;
             if total.total().read == 0 {
                 bail!("no records found");
@@ -323,22 +341,22 @@ fn print_counts(report: &BatchReport) {
     }
 }
 
-fn print_rejections(report: &BatchReport) {
-    if report.rejections.is_empty() {
+fn print_rejections(rejected: &[(String, streamfold::pipeline::Rejection)]) {
+    if rejected.is_empty() {
         return;
     }
     outln!();
     outln!("rejected records (quarantined in rejected_records; `streamfold rejects` lists them):");
-    for r in report.rejections.iter().take(30) {
+    for (place, r) in rejected.iter().take(30) {
         outln!(
-            "  record {} of its batch ({}): {}",
+            "  {place} record {} ({}): {}",
             r.index + 1,
             r.meta,
             r.reason
         );
     }
-    if report.rejections.len() > 30 {
-        outln!("  … and {} more", report.rejections.len() - 30);
+    if rejected.len() > 30 {
+        outln!("  … and {} more", rejected.len() - 30);
     }
 }
 
