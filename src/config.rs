@@ -41,3 +41,161 @@ mod tests {
         );
     }
 }
+
+/// Configuration of `streamfold-lambda`, read once at init from the
+/// environment.
+#[derive(Clone, Debug)]
+pub struct LambdaConfig {
+    /// `DATABASE_URL`, unless `DATABASE_SECRET_ARN` is given.
+    pub database_url: Option<String>,
+    pub database_secret_arn: Option<String>,
+    pub store: StoreOptions,
+    pub default_tz: Tz,
+    pub tables: crate::resolve::dynamo::TableNames,
+    pub cache: crate::resolve::dynamo::CachePolicy,
+}
+
+/// A configuration value that cannot be used, named.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// Per-table overrides: `TABLE_<NAME>` (e.g. `TABLE_THREADS`,
+/// `TABLE_INTEGRATIONS_INDEX`) replaces the prefixed default.
+const TABLE_OVERRIDES: [&str; 10] = [
+    "integrations",
+    "integrations_index",
+    "github_accounts",
+    "github_index",
+    "dropbox_accounts",
+    "dropbox_index",
+    "accounts",
+    "Users",
+    "Threads",
+    "Conversations",
+];
+
+impl LambdaConfig {
+    /// Parse from an environment lookup (`std::env::var` in the binary).
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LambdaConfig, ConfigError> {
+        let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let database_url = get("DATABASE_URL");
+        let database_secret_arn = get("DATABASE_SECRET_ARN");
+        if database_url.is_none() && database_secret_arn.is_none() {
+            return Err(ConfigError(
+                "set DATABASE_URL or DATABASE_SECRET_ARN".into(),
+            ));
+        }
+        let number = |k: &str, default: u64| -> Result<u64, ConfigError> {
+            match get(k) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| ConfigError(format!("{k} must be a whole number, not {v:?}"))),
+            }
+        };
+        let default_tz = parse_default_tz(get("DEFAULT_TIMEZONE").as_deref().unwrap_or("UTC"))
+            .map_err(|e| ConfigError(format!("DEFAULT_TIMEZONE: {e}")))?;
+        let icarus = get("ICARUS_TABLE_PREFIX").or_else(|| get("TABLE_PREFIX"));
+        let acs = get("ACS_TABLE_PREFIX");
+        let (Some(icarus), Some(acs)) = (icarus, acs) else {
+            return Err(ConfigError(
+                "set ICARUS_TABLE_PREFIX (e.g. icarus-prod-) and ACS_TABLE_PREFIX (e.g. acsd2p-prod-)".into(),
+            ));
+        };
+        let overrides = TABLE_OVERRIDES
+            .iter()
+            .filter_map(|name| {
+                get(&format!("TABLE_{}", name.to_ascii_uppercase())).map(|v| (name.to_string(), v))
+            })
+            .collect();
+        let max_connections = number("DATABASE_MAX_CONNECTIONS", 2)?;
+        if max_connections == 0 {
+            return Err(ConfigError(
+                "DATABASE_MAX_CONNECTIONS must be at least 1".into(),
+            ));
+        }
+        Ok(LambdaConfig {
+            database_url,
+            database_secret_arn,
+            store: StoreOptions {
+                max_connections: max_connections as u32,
+                connect_timeout: std::time::Duration::from_secs(number(
+                    "DATABASE_CONNECT_TIMEOUT",
+                    5,
+                )?),
+                allow_plaintext: get("STREAMFOLD_DB_ALLOW_PLAINTEXT")
+                    .is_some_and(|v| v == "1" || v == "true"),
+                ..StoreOptions::default()
+            },
+            default_tz,
+            tables: crate::resolve::dynamo::TableNames::from_prefixes(&icarus, &acs, &overrides),
+            cache: crate::resolve::dynamo::CachePolicy {
+                positive: std::time::Duration::from_secs(number("LOOKUP_CACHE_TTL_SECS", 300)?),
+                negative: std::time::Duration::from_secs(number("LOOKUP_NEGATIVE_TTL_SECS", 60)?),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod lambda_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn lambda_config() {
+        let c = LambdaConfig::from_env(env(&[
+            ("DATABASE_URL", "mysql://u@db/x"),
+            ("ICARUS_TABLE_PREFIX", "icarus-prod-"),
+            ("ACS_TABLE_PREFIX", "acsd2p-prod-"),
+            ("TABLE_THREADS", "threads-v2"),
+            ("LOOKUP_CACHE_TTL_SECS", "30"),
+        ]))
+        .unwrap();
+        assert_eq!(c.store.max_connections, 2);
+        assert_eq!(c.tables.accounts, "icarus-prod-accounts");
+        assert_eq!(c.tables.threads, "threads-v2");
+        assert_eq!(c.cache.positive.as_secs(), 30);
+        for (bad, want) in [
+            (
+                vec![("ICARUS_TABLE_PREFIX", "i-"), ("ACS_TABLE_PREFIX", "a-")],
+                "DATABASE_URL or DATABASE_SECRET_ARN",
+            ),
+            (
+                vec![("DATABASE_URL", "sqlite://x"), ("ACS_TABLE_PREFIX", "a-")],
+                "ICARUS_TABLE_PREFIX",
+            ),
+            (
+                vec![
+                    ("DATABASE_URL", "sqlite://x"),
+                    ("ICARUS_TABLE_PREFIX", "i-"),
+                    ("ACS_TABLE_PREFIX", "a-"),
+                    ("DATABASE_MAX_CONNECTIONS", "two"),
+                ],
+                "DATABASE_MAX_CONNECTIONS must be a whole number",
+            ),
+            (
+                vec![
+                    ("DATABASE_URL", "sqlite://x"),
+                    ("ICARUS_TABLE_PREFIX", "i-"),
+                    ("ACS_TABLE_PREFIX", "a-"),
+                    ("DEFAULT_TIMEZONE", "Moon/Base"),
+                ],
+                "DEFAULT_TIMEZONE",
+            ),
+        ] {
+            let e = LambdaConfig::from_env(env(&bad)).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+}

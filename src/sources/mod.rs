@@ -2,5 +2,6 @@
 //! only produces raw records; all of them hand batches to
 //! `pipeline::run_batch`.
 
+pub mod lambda;
 pub mod lambda_event;
 pub mod replay;

@@ -2,6 +2,7 @@
 //! databases, and the `streamfold` binary on the fixtures.
 
 mod cli;
+mod lambda;
 mod scenarios;
 mod secrets;
 mod support;

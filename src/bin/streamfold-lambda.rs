@@ -1,0 +1,76 @@
+//! `streamfold-lambda`: the AWS Lambda DynamoDB stream trigger. Everything
+//! is built once at init (configuration, SDK clients, database pool,
+//! lookup cache) and reused by every invocation; each invocation is one
+//! `run_batch` through `sources::lambda::handle`.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use std::time::Instant;
+use streamfold::config::LambdaConfig;
+use streamfold::pipeline::Pipeline;
+use streamfold::resolve::dynamo::DynamoDirectory;
+use streamfold::sources::lambda::handle;
+use streamfold::sources::lambda_event::OwnedRawEvent;
+use streamfold::store::Store;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STREAMFOLD_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_current_span(false)
+        .without_time()
+        .init();
+    let started = Instant::now();
+    let cfg = LambdaConfig::from_env(|k| std::env::var(k).ok())?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let url = match (&cfg.database_secret_arn, &cfg.database_url) {
+        (Some(arn), _) => {
+            let client = aws_sdk_secretsmanager::Client::new(&aws);
+            streamfold::store::secret::database_url_from_secret(&client, arn, None).await?
+        }
+        (None, Some(url)) => url.clone(),
+        (None, None) => unreachable!("LambdaConfig requires one of them"),
+    };
+    let store = Store::open_with(&url, &cfg.store).await?;
+    let directory = DynamoDirectory::new(
+        aws_sdk_dynamodb::Client::new(&aws),
+        cfg.tables.clone(),
+        cfg.cache,
+    );
+    let pipeline = Pipeline {
+        store,
+        directory,
+        default_tz: cfg.default_tz,
+    };
+    tracing::info!(
+        init_ms = started.elapsed().as_millis() as u64,
+        "streamfold-lambda initialised"
+    );
+    let p = &pipeline;
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<OwnedRawEvent>| async move {
+            let started = Instant::now();
+            let (response, report) = handle(p, &event.payload).await?;
+            if let Some(r) = report {
+                let t = r.total();
+                tracing::info!(
+                    records = t.read,
+                    applied = t.applied,
+                    unchanged = t.unchanged,
+                    skipped = t.skipped,
+                    rejected = t.rejected,
+                    unattributed = t.unattributed,
+                    statements = r.statements,
+                    db_ms = r.db_time.as_millis() as u64,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "batch applied"
+                );
+            }
+            Ok::<_, Error>(response)
+        },
+    ))
+    .await
+}

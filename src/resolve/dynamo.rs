@@ -1,0 +1,480 @@
+//! `Directory` on DynamoDB (aws-sdk-dynamodb), for the Lambda and any run
+//! against the real tables. Every lookup of a batch is de-duplicated, served
+//! from an in-process cache (positive and negative entries, with TTLs) when
+//! it can be, and otherwise batched: BatchGetItem in chunks of 100 keys with
+//! `UnprocessedKeys` retried under backoff, Queries run concurrently. The
+//! cache lives as long as the process, so it survives across invocations of
+//! a warm Lambda.
+
+use super::{Directory, DirectoryError, ExternalAccount};
+use crate::domain::Integration;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Table and index names, from configuration.
+#[derive(Clone, Debug)]
+pub struct TableNames {
+    pub integrations: String,
+    /// GSI of `integrations`: partition `account_id`, sort `integration`.
+    pub integrations_index: String,
+    pub github_accounts: String,
+    pub github_index: String,
+    pub dropbox_accounts: String,
+    pub dropbox_index: String,
+    pub accounts: String,
+    pub users: String,
+    pub threads: String,
+    pub conversations: String,
+}
+
+impl TableNames {
+    /// Names from the two prefixes (`icarus-<stage>-`, `acsd2p-<stage>-`),
+    /// each overridable by `overrides` (key: the table suffix or index name).
+    pub fn from_prefixes(
+        icarus: &str,
+        acs: &str,
+        overrides: &HashMap<String, String>,
+    ) -> TableNames {
+        let name = |key: &str, default: String| overrides.get(key).cloned().unwrap_or(default);
+        TableNames {
+            integrations: name("integrations", format!("{icarus}integrations")),
+            integrations_index: name("integrations_index", "account_id-integration-index".into()),
+            github_accounts: name("github_accounts", format!("{icarus}github_accounts")),
+            github_index: name("github_index", "slackid_by_githubuser".into()),
+            dropbox_accounts: name("dropbox_accounts", format!("{icarus}dropbox_accounts")),
+            dropbox_index: name("dropbox_index", "slackid_by_dropboxid".into()),
+            accounts: name("accounts", format!("{icarus}accounts")),
+            users: name("Users", format!("{acs}Users")),
+            threads: name("Threads", format!("{acs}Threads")),
+            conversations: name("Conversations", format!("{acs}Conversations")),
+        }
+    }
+}
+
+/// Cache lifetimes.
+#[derive(Clone, Copy, Debug)]
+pub struct CachePolicy {
+    /// How long a found value is reused.
+    pub positive: Duration,
+    /// How long "not found" is reused (short: links get created).
+    pub negative: Duration,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        CachePolicy {
+            positive: Duration::from_secs(300),
+            negative: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum CacheKey {
+    Slack(Integration, String),
+    IcarusTz(String),
+    AcsTz(String),
+    ConversationAccount(String),
+}
+
+/// Lookup statistics, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+pub struct DynamoDirectory {
+    client: Client,
+    tables: TableNames,
+    policy: CachePolicy,
+    cache: Mutex<HashMap<CacheKey, (Option<String>, Instant)>>,
+    stats: Mutex<CacheStats>,
+}
+
+/// Keys per BatchGetItem request (the service maximum).
+const BATCH_GET_MAX: usize = 100;
+/// Attempts at draining `UnprocessedKeys` before the lookup fails.
+const UNPROCESSED_ATTEMPTS: u32 = 8;
+/// Queries in flight at once.
+const QUERY_CONCURRENCY: usize = 16;
+
+fn lookup_err(what: &str, e: impl std::fmt::Display) -> DirectoryError {
+    DirectoryError::Lookup(format!("{what}: {e}"))
+}
+
+fn s_attr<'a>(item: &'a HashMap<String, AttributeValue>, name: &str) -> Option<&'a str> {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) if !s.is_empty() => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+impl DynamoDirectory {
+    pub fn new(client: Client, tables: TableNames, policy: CachePolicy) -> DynamoDirectory {
+        DynamoDirectory {
+            client,
+            tables,
+            policy,
+            cache: Mutex::new(HashMap::new()),
+            stats: Mutex::new(CacheStats::default()),
+        }
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Split `keys` into cached answers and keys still to look up.
+    fn cached<K: Clone>(
+        &self,
+        keys: &[K],
+        key: impl Fn(&K) -> CacheKey,
+    ) -> (HashMap<CacheKey, Option<String>>, Vec<K>) {
+        let now = Instant::now();
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hit = HashMap::new();
+        let mut miss = Vec::new();
+        for k in keys {
+            let ck = key(k);
+            match cache.get(&ck) {
+                Some((value, at)) => {
+                    let ttl = if value.is_some() {
+                        self.policy.positive
+                    } else {
+                        self.policy.negative
+                    };
+                    if now.duration_since(*at) < ttl {
+                        hit.insert(ck, value.clone());
+                        continue;
+                    }
+                    miss.push(k.clone());
+                }
+                None => miss.push(k.clone()),
+            }
+        }
+        drop(cache);
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.hits += hit.len() as u64;
+        stats.misses += miss.len() as u64;
+        (hit, miss)
+    }
+
+    fn remember(&self, entries: impl IntoIterator<Item = (CacheKey, Option<String>)>) {
+        let now = Instant::now();
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        for (k, v) in entries {
+            cache.insert(k, (v, now));
+        }
+    }
+
+    /// `key_attr` → `value_attr` for `keys` of `table`, by BatchGetItem.
+    async fn batch_get(
+        &self,
+        table: &str,
+        key_attr: &str,
+        keys: &[String],
+        pick: impl Fn(&HashMap<String, AttributeValue>) -> Option<String>,
+    ) -> Result<HashMap<String, String>, DirectoryError> {
+        let mut out = HashMap::new();
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let request_keys: Vec<HashMap<String, AttributeValue>> = chunk
+                .iter()
+                .map(|k| HashMap::from([(key_attr.to_string(), AttributeValue::S(k.clone()))]))
+                .collect();
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(request_keys))
+                    .build()
+                    .map_err(|e| lookup_err(table, e))?,
+            );
+            let mut attempt = 0;
+            while let Some(ka) = pending.take() {
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        lookup_err(
+                            &format!("BatchGetItem on {table}"),
+                            aws_sdk_dynamodb::error::DisplayErrorContext(&e),
+                        )
+                    })?;
+                for item in resp
+                    .responses()
+                    .and_then(|r| r.get(table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let (Some(k), Some(v)) = (s_attr(item, key_attr), pick(item)) {
+                        out.insert(k.to_string(), v);
+                    }
+                }
+                if let Some(left) = resp
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(table))
+                    .filter(|ka| !ka.keys().is_empty())
+                {
+                    attempt += 1;
+                    if attempt >= UNPROCESSED_ATTEMPTS {
+                        return Err(DirectoryError::Lookup(format!(
+                            "BatchGetItem on {table}: keys still unprocessed after {attempt} attempts (throttled)"
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                    pending = Some(left.clone());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// First item of a Query `attr = value` on `table` (optionally an index,
+    /// optionally with a sort-key condition), as `value_attr`.
+    async fn query_one(
+        &self,
+        table: &str,
+        index: Option<&str>,
+        conditions: &[(&str, &str)],
+        value_attr: &str,
+    ) -> Result<Option<String>, DirectoryError> {
+        let expr = conditions
+            .iter()
+            .enumerate()
+            .map(|(i, _)| format!("#k{i} = :v{i}"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
+        let mut q = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression(expr)
+            .limit(1);
+        if let Some(index) = index {
+            q = q.index_name(index);
+        }
+        for (i, (name, value)) in conditions.iter().enumerate() {
+            q = q
+                .expression_attribute_names(format!("#k{i}"), *name)
+                .expression_attribute_values(
+                    format!(":v{i}"),
+                    AttributeValue::S(value.to_string()),
+                );
+        }
+        let resp = q.send().await.map_err(|e| {
+            lookup_err(
+                &format!("Query on {table}"),
+                aws_sdk_dynamodb::error::DisplayErrorContext(&e),
+            )
+        })?;
+        Ok(resp
+            .items()
+            .first()
+            .and_then(|item| s_attr(item, value_attr))
+            .map(str::to_string))
+    }
+
+    async fn slack_id_of(
+        &self,
+        account: &ExternalAccount,
+    ) -> Result<Option<String>, DirectoryError> {
+        let (integration, id) = account;
+        let code = integration.code();
+        if let Some(slack) = self
+            .query_one(
+                &self.tables.integrations,
+                Some(&self.tables.integrations_index),
+                &[("account_id", id), ("integration", code)],
+                "slack_id",
+            )
+            .await?
+        {
+            return Ok(Some(slack));
+        }
+        match integration {
+            Integration::Github => {
+                self.query_one(
+                    &self.tables.github_accounts,
+                    Some(&self.tables.github_index),
+                    &[("githubId", id)],
+                    "slack_id",
+                )
+                .await
+            }
+            Integration::Dropbox => {
+                self.query_one(
+                    &self.tables.dropbox_accounts,
+                    Some(&self.tables.dropbox_index),
+                    &[("dropboxId", id)],
+                    "slack_id",
+                )
+                .await
+            }
+            Integration::Email => Ok(None),
+        }
+    }
+}
+
+/// Run `f` over `items` with bounded concurrency, failing on the first error.
+async fn concurrently<T, R, F, Fut>(items: Vec<T>, f: F) -> Result<Vec<(T, R)>, DirectoryError>
+where
+    T: Clone,
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<R, DirectoryError>>,
+{
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    stream::iter(items.into_iter().map(|t| {
+        let fut = f(t.clone());
+        async move { fut.await.map(|r| (t, r)) }
+    }))
+    .buffer_unordered(QUERY_CONCURRENCY)
+    .try_collect()
+    .await
+}
+
+fn found(
+    hit: HashMap<CacheKey, Option<String>>,
+    unwrap: impl Fn(CacheKey) -> Option<String>,
+) -> HashMap<String, String> {
+    hit.into_iter()
+        .filter_map(|(k, v)| Some((unwrap(k)?, v?)))
+        .collect()
+}
+
+impl Directory for DynamoDirectory {
+    async fn slack_ids(
+        &self,
+        accounts: &[ExternalAccount],
+    ) -> Result<HashMap<ExternalAccount, String>, DirectoryError> {
+        let (hit, miss) = self.cached(accounts, |(i, id)| CacheKey::Slack(*i, id.clone()));
+        let mut out: HashMap<ExternalAccount, String> = hit
+            .into_iter()
+            .filter_map(|(k, v)| match (k, v) {
+                (CacheKey::Slack(i, id), Some(slack)) => Some(((i, id), slack)),
+                _ => None,
+            })
+            .collect();
+        let looked =
+            concurrently(miss, |acct| async move { self.slack_id_of(&acct).await }).await?;
+        self.remember(
+            looked
+                .iter()
+                .map(|((i, id), v)| (CacheKey::Slack(*i, id.clone()), v.clone())),
+        );
+        out.extend(looked.into_iter().filter_map(|(k, v)| Some((k, v?))));
+        Ok(out)
+    }
+
+    async fn icarus_time_zones(
+        &self,
+        slack_ids: &[String],
+    ) -> Result<HashMap<String, String>, DirectoryError> {
+        let (hit, miss) = self.cached(slack_ids, |s| CacheKey::IcarusTz(s.clone()));
+        let mut out = found(hit, |k| match k {
+            CacheKey::IcarusTz(s) => Some(s),
+            _ => None,
+        });
+        let got = self
+            .batch_get(&self.tables.accounts, "slack_id", &miss, |item| {
+                s_attr(item, "tz").map(str::to_string)
+            })
+            .await?;
+        self.remember(
+            miss.iter()
+                .map(|k| (CacheKey::IcarusTz(k.clone()), got.get(k).cloned())),
+        );
+        out.extend(got);
+        Ok(out)
+    }
+
+    async fn acs_time_zones(
+        &self,
+        account_ids: &[String],
+    ) -> Result<HashMap<String, String>, DirectoryError> {
+        let (hit, miss) = self.cached(account_ids, |s| CacheKey::AcsTz(s.clone()));
+        let mut out = found(hit, |k| match k {
+            CacheKey::AcsTz(s) => Some(s),
+            _ => None,
+        });
+        let got = self
+            .batch_get(&self.tables.users, "id", &miss, |item| {
+                s_attr(item, "timezone").map(str::to_string).or_else(|| {
+                    match item.get("preferences") {
+                        Some(AttributeValue::M(m)) => s_attr(m, "timezone").map(str::to_string),
+                        _ => None,
+                    }
+                })
+            })
+            .await?;
+        self.remember(
+            miss.iter()
+                .map(|k| (CacheKey::AcsTz(k.clone()), got.get(k).cloned())),
+        );
+        out.extend(got);
+        Ok(out)
+    }
+
+    async fn conversation_accounts(
+        &self,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, String>, DirectoryError> {
+        let (hit, miss) = self.cached(conversation_ids, |s| {
+            CacheKey::ConversationAccount(s.clone())
+        });
+        let mut out = found(hit, |k| match k {
+            CacheKey::ConversationAccount(s) => Some(s),
+            _ => None,
+        });
+        let mut got = self
+            .batch_get(&self.tables.threads, "conversation_id", &miss, |item| {
+                s_attr(item, "associated_account").map(str::to_string)
+            })
+            .await?;
+        // Fallback: the Conversations table (partition key conversation_id).
+        let rest: Vec<String> = miss
+            .iter()
+            .filter(|c| !got.contains_key(*c))
+            .cloned()
+            .collect();
+        let table = &self.tables.conversations;
+        let fallback = concurrently(rest, |c| async move {
+            self.query_one(
+                table,
+                None,
+                &[("conversation_id", &c)],
+                "associated_account",
+            )
+            .await
+        })
+        .await?;
+        got.extend(fallback.into_iter().filter_map(|(c, a)| Some((c, a?))));
+        self.remember(miss.iter().map(|k| {
+            (
+                CacheKey::ConversationAccount(k.clone()),
+                got.get(k).cloned(),
+            )
+        }));
+        out.extend(got);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_from_prefixes_and_overrides() {
+        let overrides = HashMap::from([("Threads".to_string(), "custom-threads".to_string())]);
+        let t = TableNames::from_prefixes("icarus-dev-", "acsd2p-dev-", &overrides);
+        assert_eq!(t.integrations, "icarus-dev-integrations");
+        assert_eq!(t.users, "acsd2p-dev-Users");
+        assert_eq!(t.threads, "custom-threads");
+        assert_eq!(t.github_index, "slackid_by_githubuser");
+    }
+}

@@ -1,0 +1,381 @@
+//! The Lambda handler against DynamoDB lookups in moto: same counts as a
+//! local replay, unattributed when unlinked, partial batch failures that
+//! name the first unapplied record and converge on retry.
+
+use crate::support::{self, Moto};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ScalarAttributeType,
+};
+use serde_json::Value;
+use std::collections::HashMap;
+use streamfold::pipeline::Pipeline;
+use streamfold::resolve::dynamo::{CachePolicy, DynamoDirectory, TableNames};
+use streamfold::sources::lambda::handle;
+use streamfold::sources::lambda_event::OwnedRawEvent;
+use streamfold::store::Store;
+
+const ICARUS: &str = "icarus-test-";
+const ACS: &str = "acsd2p-test-";
+
+fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+fn key(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .unwrap()
+}
+
+fn attr(name: &str) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .unwrap()
+}
+
+/// Create a table: (hash, range) keys and optional GSIs (name, hash, range).
+async fn create(
+    c: &aws_sdk_dynamodb::Client,
+    table: &str,
+    hash: &str,
+    range: Option<&str>,
+    gsis: &[(&str, &str, Option<&str>)],
+) {
+    let mut attrs = vec![attr(hash)];
+    let mut req = c
+        .create_table()
+        .table_name(table)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .key_schema(key(hash, KeyType::Hash));
+    if let Some(r) = range {
+        attrs.push(attr(r));
+        req = req.key_schema(key(r, KeyType::Range));
+    }
+    for (name, h, r) in gsis {
+        let mut g = GlobalSecondaryIndex::builder()
+            .index_name(*name)
+            .key_schema(key(h, KeyType::Hash))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            );
+        if !attrs.iter().any(|a| a.attribute_name() == *h) {
+            attrs.push(attr(h));
+        }
+        if let Some(r) = r {
+            g = g.key_schema(key(r, KeyType::Range));
+            if !attrs.iter().any(|a| a.attribute_name() == *r) {
+                attrs.push(attr(r));
+            }
+        }
+        req = req.global_secondary_indexes(g.build().unwrap());
+    }
+    req.set_attribute_definitions(Some(attrs))
+        .send()
+        .await
+        .unwrap();
+}
+
+/// DynamoDB JSON → SDK AttributeValue.
+fn to_av(v: &Value) -> AttributeValue {
+    let (tag, inner) = v.as_object().unwrap().iter().next().unwrap();
+    match tag.as_str() {
+        "S" => AttributeValue::S(inner.as_str().unwrap().into()),
+        "N" => AttributeValue::N(inner.as_str().unwrap().into()),
+        "BOOL" => AttributeValue::Bool(inner.as_bool().unwrap()),
+        "NULL" => AttributeValue::Null(true),
+        "M" => AttributeValue::M(
+            inner
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), to_av(v)))
+                .collect(),
+        ),
+        "L" => AttributeValue::L(inner.as_array().unwrap().iter().map(to_av).collect()),
+        other => panic!("unexpected tag {other}"),
+    }
+}
+
+/// The Icarus and ACS lookup tables in moto, filled from fixtures/directory.
+async fn seed_tables(c: &aws_sdk_dynamodb::Client) {
+    create(
+        c,
+        &format!("{ICARUS}integrations"),
+        "slack_id",
+        Some("integration"),
+        &[(
+            "account_id-integration-index",
+            "account_id",
+            Some("integration"),
+        )],
+    )
+    .await;
+    create(
+        c,
+        &format!("{ICARUS}github_accounts"),
+        "slack_id",
+        None,
+        &[("slackid_by_githubuser", "githubId", None)],
+    )
+    .await;
+    create(
+        c,
+        &format!("{ICARUS}dropbox_accounts"),
+        "slack_id",
+        None,
+        &[("slackid_by_dropboxid", "dropboxId", None)],
+    )
+    .await;
+    create(c, &format!("{ICARUS}accounts"), "slack_id", None, &[]).await;
+    create(c, &format!("{ACS}Users"), "id", None, &[]).await;
+    create(c, &format!("{ACS}Threads"), "conversation_id", None, &[]).await;
+    create(
+        c,
+        &format!("{ACS}Conversations"),
+        "conversation_id",
+        Some("response_id"),
+        &[],
+    )
+    .await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/directory");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+        let table = if ["Users", "Threads", "Conversations"].contains(&stem.as_str()) {
+            format!("{ACS}{stem}")
+        } else {
+            format!("{ICARUS}{stem}")
+        };
+        for line in std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+        {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let item = v.get("Item").unwrap_or(&v);
+            let item: HashMap<String, AttributeValue> = item
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), to_av(v)))
+                .collect();
+            c.put_item()
+                .table_name(&table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn fixture_events() -> Vec<OwnedRawEvent> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/events");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap())
+        .collect()
+}
+
+async fn dynamo_pipeline(
+    moto: &Moto,
+    db_url: &str,
+    tables: TableNames,
+) -> Pipeline<DynamoDirectory> {
+    Pipeline {
+        store: Store::open(db_url).await.unwrap(),
+        directory: DynamoDirectory::new(client(&moto.endpoint), tables, CachePolicy::default()),
+        default_tz: chrono_tz::Tz::UTC,
+    }
+}
+
+#[tokio::test]
+async fn handler_with_dynamodb_lookups_matches_local_replay() {
+    let Some(moto) = Moto::start() else { return };
+    seed_tables(&client(&moto.endpoint)).await;
+    let lambda_db = support::fresh_db("sqlite").await.unwrap();
+    let p = dynamo_pipeline(
+        &moto,
+        &lambda_db.url,
+        TableNames::from_prefixes(ICARUS, ACS, &HashMap::new()),
+    )
+    .await;
+    for event in fixture_events() {
+        let (response, report) = handle(&p, &event).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        assert!(report.is_some());
+    }
+    // The same files through the local directory (what `streamfold replay` does).
+    let Some(local) = support::Harness::with_directory("sqlite", &[]).await else {
+        return;
+    };
+    let local_p = Pipeline {
+        store: local.p.store.clone(),
+        directory: streamfold::resolve::local::LocalDirectory::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/directory"
+        )))
+        .unwrap(),
+        default_tz: chrono_tz::Tz::UTC,
+    };
+    for event in fixture_events() {
+        handle(&local_p, &event).await.unwrap();
+    }
+    let (a, b) = (
+        p.store.totals().await.unwrap(),
+        local_p.store.totals().await.unwrap(),
+    );
+    assert_eq!(a, b);
+    assert!(a.events_counted > 0 && a.unattributed > 0, "{a:?}");
+    for user in ["U01ALICE", "U02BOB", "U03CAROL", "acct-1001", "acct-1002"] {
+        assert_eq!(
+            p.store.heatmap(user, None).await.unwrap(),
+            local_p.store.heatmap(user, None).await.unwrap(),
+            "{user}"
+        );
+    }
+    // A warm Lambda answers repeated lookups from its cache.
+    let before = p.directory.cache_stats();
+    handle(&p, &fixture_events()[0]).await.unwrap();
+    let after = p.directory.cache_stats();
+    assert!(
+        after.hits > before.hits && after.misses == before.misses,
+        "{before:?} → {after:?}"
+    );
+}
+
+#[tokio::test]
+async fn failed_lookup_reports_the_first_record_and_a_retry_converges() {
+    let Some(moto) = Moto::start() else { return };
+    seed_tables(&client(&moto.endpoint)).await;
+    let db = support::fresh_db("sqlite").await.unwrap();
+    let events = fixture_events();
+    let first_seq = streamfold::sources::lambda_event::read_meta(&events[0].records[0])
+        .sequence_number
+        .unwrap();
+    // The accounts table is missing: every lookup of a time zone fails.
+    let mut broken = TableNames::from_prefixes(ICARUS, ACS, &HashMap::new());
+    broken.accounts = "icarus-test-no_such_table".into();
+    let p = dynamo_pipeline(&moto, &db.url, broken).await;
+    let (response, report) = handle(&p, &events[0]).await.unwrap();
+    assert!(report.is_none());
+    assert_eq!(response.batch_item_failures.len(), 1);
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier.as_deref(),
+        Some(first_seq.as_str())
+    );
+    assert_eq!(
+        p.store.totals().await.unwrap().ledger_rows,
+        0,
+        "nothing partially applied"
+    );
+    // Fixed configuration, same batch again: applied once.
+    let fixed = dynamo_pipeline(
+        &moto,
+        &db.url,
+        TableNames::from_prefixes(ICARUS, ACS, &HashMap::new()),
+    )
+    .await;
+    let (response, _) = handle(&fixed, &events[0]).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    let counted = fixed.store.totals().await.unwrap().events_counted;
+    assert!(counted > 0);
+    let (again, _) = handle(&fixed, &events[0]).await.unwrap();
+    assert!(again.batch_item_failures.is_empty());
+    assert_eq!(fixed.store.totals().await.unwrap().events_counted, counted);
+}
+
+#[tokio::test]
+async fn database_failure_on_the_third_record_reports_the_first_and_retry_converges() {
+    let Some(moto) = Moto::start() else { return };
+    seed_tables(&client(&moto.endpoint)).await;
+    let db = support::fresh_db("sqlite").await.unwrap();
+    let p = dynamo_pipeline(
+        &moto,
+        &db.url,
+        TableNames::from_prefixes(ICARUS, ACS, &HashMap::new()),
+    )
+    .await;
+    let times = [
+        "2024-03-12T14:00:00Z",
+        "2024-03-12T15:00:00Z",
+        "2024-03-12T16:00:00Z",
+        "2024-03-12T17:00:00Z",
+        "2024-03-12T18:00:00Z",
+    ];
+    let records: Vec<Value> = times
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            support::gh(
+                "INSERT",
+                &format!("{}", 500 + i),
+                &format!("e{i}"),
+                "alice-gh",
+                t,
+            )
+        })
+        .collect();
+    let event: OwnedRawEvent =
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap();
+    // Inject: the database refuses the third record's ledger row.
+    let streamfold::store::Backend::Sqlite(s) = p.store.backend() else {
+        unreachable!()
+    };
+    let third_at = chrono::DateTime::parse_from_rfc3339(times[2])
+        .unwrap()
+        .timestamp();
+    sqlx::raw_sql(&format!(
+        "CREATE TRIGGER inject_failure BEFORE INSERT ON activity_ledger WHEN NEW.event_at = {third_at}
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+    ))
+    .execute(s.pool())
+    .await
+    .unwrap();
+    let (response, report) = handle(&p, &event).await.unwrap();
+    assert!(report.is_none());
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier.as_deref(),
+        Some("500")
+    );
+    assert_eq!(
+        p.store.totals().await.unwrap().ledger_rows,
+        0,
+        "records 1 and 2 must not be committed alone"
+    );
+    sqlx::raw_sql("DROP TRIGGER inject_failure")
+        .execute(s.pool())
+        .await
+        .unwrap();
+    let (response, _) = handle(&p, &event).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(p.store.totals().await.unwrap().events_counted, 5);
+    let (response, _) = handle(&p, &event).await.unwrap();
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(p.store.totals().await.unwrap().events_counted, 5);
+    // alice is in New York: 10:00 … 14:00 EDT on Tuesday.
+    let cells = p.store.heatmap("U01ALICE", Some("G")).await.unwrap();
+    assert_eq!(
+        cells,
+        (10..15).map(|h| (2u8, h as u8, 1i64)).collect::<Vec<_>>()
+    );
+}
