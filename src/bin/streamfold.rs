@@ -106,12 +106,13 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// Show a user's 7×24 heatmap (day of week × hour, in the user's time zone).
+    /// Show a user's 7×24 heatmap (day of week × hour, in the user's time
+    /// zone), or without --slack-id the database's totals.
     Stats {
         #[command(flatten)]
         common: Common,
         #[arg(long)]
-        slack_id: String,
+        slack_id: Option<String>,
         /// Only one integration: G (GitHub), D (Dropbox) or E (e-mail).
         #[arg(long, value_parser = ["G", "D", "E"])]
         integration: Option<String>,
@@ -225,6 +226,7 @@ async fn run(cli: Cli) -> Result<()> {
             outln!();
             print_counts(&total);
             print_rejections(&rejected);
+            outln!();
             print_totals(&p.store).await?;
             if total.total().read == 0 {
                 bail!("no records found");
@@ -237,6 +239,10 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let cfg = common.config().await?;
             let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            let Some(slack_id) = slack_id else {
+                print_totals(&store).await?;
+                return Ok(());
+            };
             let cells = store.heatmap(&slack_id, integration.as_deref()).await?;
             outln!(
                 "heatmap of {slack_id}{} (rows: day of week, columns: hour, user's time zone)",
@@ -362,7 +368,6 @@ fn print_rejections(rejected: &[(String, streamfold::pipeline::Rejection)]) {
 
 async fn print_totals(store: &Store) -> Result<()> {
     let t = store.totals().await?;
-    outln!();
     outln!(
         "database now holds: {} event(s) counted for {} user(s), {} LLM request(s), {} unattributed, {} quarantined record(s), {} ledger row(s)",
         t.events_counted,

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# End-to-end run of the real streamfold-lambda binary under cargo-lambda:
+# moto serves the lookup tables, `cargo lambda watch` runs the function,
+# `cargo lambda invoke` sends every fixture event, and the resulting counts
+# must equal a local `streamfold replay` of the same files.
+#
+#   bash scripts/lambda-e2e.sh            # debug build
+#   RELEASE=1 bash scripts/lambda-e2e.sh  # release build (for timings)
+#   bash scripts/lambda-e2e.sh extra.json # also invoke with these event files
+#
+# Needs .venv with moto[server] and cargo-lambda (.ci/run installs both).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="$PWD/.venv"
+scratch=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$scratch"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 600); do
+    python3 -c "import socket,sys; s=socket.socket(); sys.exit(s.connect_ex(('127.0.0.1',$1)))" && return 0
+    sleep 0.2
+  done
+  echo "nothing listens on port $1" >&2; return 1
+}
+
+profile=()
+target=debug
+if [ "${RELEASE:-}" = 1 ]; then profile=(--release); target=release; fi
+
+moto_port=$(free_port)
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$moto_port" > "$scratch/moto.log" 2>&1 &
+pids+=($!)
+wait_port "$moto_port"
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_REGION=us-east-1
+"$venv/bin/python" scripts/seed_moto.py "http://127.0.0.1:$moto_port" icarus-e2e- acsd2p-e2e-
+
+cargo build "${profile[@]}" --bin streamfold --bin streamfold-lambda
+lambda_port=$(free_port)
+env_vars="DATABASE_URL=sqlite://$scratch/lambda.db,ICARUS_TABLE_PREFIX=icarus-e2e-,ACS_TABLE_PREFIX=acsd2p-e2e-"
+env_vars+=",AWS_ENDPOINT_URL=http://127.0.0.1:$moto_port,AWS_ACCESS_KEY_ID=testing,AWS_SECRET_ACCESS_KEY=testing,AWS_REGION=us-east-1"
+"$venv/bin/cargo-lambda" lambda watch "${profile[@]}" --bin streamfold-lambda \
+  -A 127.0.0.1 -P "$lambda_port" --env-vars "$env_vars" > "$scratch/watch.log" 2>&1 &
+pids+=($!)
+wait_port "$lambda_port"
+
+for f in fixtures/events/*.json "$@"; do
+  out=$("$venv/bin/cargo-lambda" lambda invoke streamfold-lambda -A 127.0.0.1 -P "$lambda_port" --data-file "$f")
+  echo "$f -> $out"
+  case "$out" in
+    *'"batchItemFailures":[]'*) ;;
+    *) echo "unexpected response for $f" >&2; cat "$scratch/watch.log" >&2; exit 1 ;;
+  esac
+done
+
+bin="target/$target/streamfold"
+"$bin" replay --database-url "sqlite://$scratch/local.db" fixtures/events "$@" > /dev/null
+for db in lambda local; do
+  "$bin" stats --database-url "sqlite://$scratch/$db.db" > "$scratch/$db.totals"
+  for u in U01ALICE U02BOB U03CAROL acct-1001 acct-1002; do
+    "$bin" stats --database-url "sqlite://$scratch/$db.db" --slack-id "$u" >> "$scratch/$db.totals"
+  done
+done
+if ! diff -u "$scratch/local.totals" "$scratch/lambda.totals"; then
+  echo "the Lambda's counts differ from a local replay" >&2; exit 1
+fi
+head -1 "$scratch/lambda.totals"
+grep -o '"init_ms":[0-9]*' "$scratch/watch.log" | head -1 || true
+grep -o '"records":[0-9]*.*"total_ms":[0-9]*' "$scratch/watch.log" | sed -E 's/"(applied|unchanged|skipped|rejected|unattributed)":[0-9]*,//g' || true
+echo
+echo "lambda e2e OK: same counts as streamfold replay"
