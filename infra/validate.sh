@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Offline checks of the SAM template: `sam validate --lint`, cfn-lint on the
+# template, and cfn-lint on the template expanded by aws-sam-translator.
+# Usage: bash infra/validate.sh [TEMPLATE]   (needs .venv with aws-sam-cli,
+# cfn-lint and aws-sam-translator; .ci/run installs them)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+template="${1:-infra/template.yaml}"
+venv="$PWD/.venv"
+export AWS_DEFAULT_REGION=us-east-1 AWS_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing SAM_CLI_TELEMETRY=0
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+"$venv/bin/sam" validate --lint -t "$template"
+"$venv/bin/cfn-lint" "$template"
+"$venv/bin/python" infra/expand.py "$template" "$scratch/expanded.json"
+"$venv/bin/cfn-lint" "$scratch/expanded.json"
+echo "template OK: $template"
