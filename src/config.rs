@@ -1,7 +1,7 @@
 //! Configuration, parsed once at start-up into plain structs and passed
 //! explicitly to whatever needs it.
 
-use crate::store::StoreOptions;
+use crate::store::{StoreOptions, redact_url};
 use chrono_tz::Tz;
 use std::path::PathBuf;
 
@@ -10,13 +10,40 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://streamfold.db";
 /// Default local directory of identity items.
 pub const DEFAULT_DIRECTORY: &str = "fixtures/directory";
 
-/// What every local command needs.
-#[derive(Clone, Debug)]
+/// What every local command needs. `Debug` redacts the database password.
+#[derive(Clone)]
 pub struct Config {
     pub database_url: String,
     pub directory: PathBuf,
     pub default_tz: Tz,
     pub store: StoreOptions,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("directory", &self.directory)
+            .field("default_tz", &self.default_tz)
+            .field("store", &self.store)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for LambdaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LambdaConfig")
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("database_secret_arn", &self.database_secret_arn)
+            .field("store", &self.store)
+            .field("default_tz", &self.default_tz)
+            .field("tables", &self.tables)
+            .field("cache", &self.cache)
+            .finish()
+    }
 }
 
 /// Parse an IANA time zone name given by an operator (strict: an invalid
@@ -43,8 +70,8 @@ mod tests {
 }
 
 /// Configuration of `streamfold-lambda`, read once at init from the
-/// environment.
-#[derive(Clone, Debug)]
+/// environment. `Debug` redacts the database password.
+#[derive(Clone)]
 pub struct LambdaConfig {
     /// `DATABASE_URL`, unless `DATABASE_SECRET_ARN` is given.
     pub database_url: Option<String>,
@@ -166,6 +193,13 @@ mod lambda_tests {
         assert_eq!(c.tables.accounts, "icarus-prod-accounts");
         assert_eq!(c.tables.threads, "threads-v2");
         assert_eq!(c.cache.positive.as_secs(), 30);
+        let with_pw = LambdaConfig::from_env(env(&[
+            ("DATABASE_URL", "mysql://admin:Sup3rSecretPw@db/x"),
+            ("ICARUS_TABLE_PREFIX", "i-"),
+            ("ACS_TABLE_PREFIX", "a-"),
+        ]))
+        .unwrap();
+        assert!(!format!("{with_pw:?}").contains("Sup3rSecretPw"));
         for (bad, want) in [
             (
                 vec![("ICARUS_TABLE_PREFIX", "i-"), ("ACS_TABLE_PREFIX", "a-")],
