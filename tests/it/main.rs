@@ -1,6 +1,7 @@
 //! streamfold integration tests: real records through `run_batch` into real
 //! databases, and the `streamfold` binary on the fixtures.
 
+mod bad_input;
 mod cli;
 mod lambda;
 mod scenarios;

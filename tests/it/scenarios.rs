@@ -557,7 +557,8 @@ pub async fn concurrent_consumers_agree_with_ground_truth(engine: &str) {
 /// A 10,000-record Lambda batch (the maximum) costs a handful of statements
 /// and, delivered again, changes nothing.
 pub async fn a_maximal_batch_is_a_handful_of_statements(engine: &str) {
-    let Some(h) = Harness::with_directory(engine, &fixture_directory()).await else {
+    let Some(h) = Harness::with_directory(engine, &crate::support::fixture_directory()).await
+    else {
         return;
     };
     let events = streamfold::bench::generate_events(10_000, 10_000, 11);
@@ -586,28 +587,4 @@ pub async fn a_maximal_batch_is_a_handful_of_statements(engine: &str) {
         again.total()
     );
     assert_eq!(h.total().await, counted);
-}
-
-/// The committed fixture directory, as (table, line) pairs.
-fn fixture_directory() -> Vec<(&'static str, &'static str)> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/directory");
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let table: &'static str = Box::leak(
-            path.file_stem()
-                .unwrap()
-                .to_string_lossy()
-                .into_owned()
-                .into_boxed_str(),
-        );
-        let text: &'static str =
-            Box::leak(std::fs::read_to_string(&path).unwrap().into_boxed_str());
-        out.extend(
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(|l| (table, l)),
-        );
-    }
-    out
 }

@@ -357,3 +357,27 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+/// The committed fixture directory, as (table, line) pairs.
+pub fn fixture_directory() -> Vec<(&'static str, &'static str)> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/directory");
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let table: &'static str = Box::leak(
+            path.file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+                .into_boxed_str(),
+        );
+        let text: &'static str =
+            Box::leak(std::fs::read_to_string(&path).unwrap().into_boxed_str());
+        out.extend(
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| (table, l)),
+        );
+    }
+    out
+}
