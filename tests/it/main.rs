@@ -4,6 +4,7 @@
 mod bad_input;
 mod cli;
 mod lambda;
+mod properties;
 mod scenarios;
 mod secrets;
 mod support;

@@ -1,0 +1,269 @@
+//! Property test: random item histories (INSERT / MODIFY / application
+//! REMOVE / TTL REMOVE), delivered the way Lambda and operators do — in
+//! batches, whole batches redelivered, a batch retried from one of its
+//! records, old batches replayed later, a user linked only at the end and
+//! then `reattribute` — must leave the store equal to an independent,
+//! obviously-correct model of what the counts should be.
+
+use crate::support::{self, Harness};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// Users: (actor, Slack ID, zone). `carol` is linked only at the end.
+const USERS: [(&str, &str, chrono_tz::Tz); 3] = [
+    ("alice", "U_ALICE", chrono_tz::Tz::America__New_York),
+    ("bob", "U_BOB", chrono_tz::Tz::Australia__Sydney),
+    ("carol", "U_CAROL", chrono_tz::Tz::Asia__Tokyo),
+];
+const TIMES: [&str; 5] = [
+    "2024-03-10T06:30:00Z",
+    "2024-03-10T07:30:00Z",
+    "2024-04-06T16:30:00Z",
+    "2024-11-03T06:30:00Z",
+    "2024-12-31T23:59:59Z",
+];
+
+#[derive(Clone, Debug)]
+enum Op {
+    Put(usize), // INSERT or MODIFY with this time
+    Remove,
+    TtlRemove,
+}
+
+#[derive(Clone, Debug)]
+struct History {
+    user: usize,
+    ops: Vec<Op>,
+}
+
+#[derive(Clone, Debug)]
+struct Delivery {
+    batch_sizes: Vec<usize>,
+    /// Per batch: redeliver it whole right away.
+    redeliver: Vec<bool>,
+    /// Per batch: also retry it from this record on (partial batch retry).
+    retry_from: Vec<Option<usize>>,
+    /// Old batches replayed at the end.
+    replay_old: Vec<usize>,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0..TIMES.len()).prop_map(Op::Put),
+        1 => Just(Op::Remove),
+        1 => Just(Op::TtlRemove),
+    ]
+}
+
+fn histories() -> impl Strategy<Value = Vec<History>> {
+    prop::collection::vec(
+        (0..USERS.len(), prop::collection::vec(op(), 1..6))
+            .prop_map(|(user, ops)| History { user, ops }),
+        1..10,
+    )
+}
+
+fn delivery() -> impl Strategy<Value = Delivery> {
+    (
+        prop::collection::vec(1usize..8, 1..12),
+        prop::collection::vec(any::<bool>(), 12),
+        prop::collection::vec(prop::option::weighted(0.3, 0usize..8), 12),
+        prop::collection::vec(0usize..12, 0..4),
+    )
+        .prop_map(
+            |(batch_sizes, redeliver, retry_from, replay_old)| Delivery {
+                batch_sizes,
+                redeliver,
+                retry_from,
+                replay_old,
+            },
+        )
+}
+
+/// The stream: every op of every item as a record, in sequence order
+/// (items interleaved round-robin, each item's ops in order).
+fn stream(histories: &[History]) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut seq = 1_000u64;
+    let longest = histories.iter().map(|h| h.ops.len()).max().unwrap_or(0);
+    for step in 0..longest {
+        for (i, h) in histories.iter().enumerate() {
+            let Some(op) = h.ops.get(step) else { continue };
+            seq += 1;
+            let id = format!("item-{i}");
+            let user = USERS[h.user].0;
+            // The time an item had before this op (for REMOVE's OldImage).
+            let last_time = h.ops[..step].iter().rev().find_map(|o| match o {
+                Op::Put(t) => Some(*t),
+                _ => None,
+            });
+            let rec = match op {
+                Op::Put(t) => {
+                    let existed = h.ops[..step]
+                        .last()
+                        .is_some_and(|o| matches!(o, Op::Put(_)));
+                    support::gh(
+                        if existed { "MODIFY" } else { "INSERT" },
+                        &seq.to_string(),
+                        &id,
+                        user,
+                        TIMES[*t],
+                    )
+                }
+                Op::Remove | Op::TtlRemove => {
+                    let r = support::gh(
+                        "REMOVE",
+                        &seq.to_string(),
+                        &id,
+                        user,
+                        TIMES[last_time.unwrap_or(0)],
+                    );
+                    if matches!(op, Op::TtlRemove) {
+                        support::ttl_remove(r)
+                    } else {
+                        r
+                    }
+                }
+            };
+            out.push(rec);
+        }
+    }
+    out
+}
+
+/// The model: an item counts at its last non-TTL op's time if that op is a
+/// put; TTL removes never retract.
+fn model(histories: &[History]) -> BTreeMap<(&'static str, u8, u8), i64> {
+    let mut want = BTreeMap::new();
+    for h in histories {
+        let last = h.ops.iter().rev().find(|o| !matches!(o, Op::TtlRemove));
+        if let Some(Op::Put(t)) = last {
+            let (_, slack, tz) = USERS[h.user];
+            let at = chrono::DateTime::parse_from_rfc3339(TIMES[*t])
+                .unwrap()
+                .to_utc();
+            let b = streamfold::aggregate::bucket::bucket(at, tz);
+            *want.entry((slack, b.dow, b.hour)).or_insert(0) += 1;
+        }
+    }
+    want
+}
+
+const DIRECTORY: &[(&str, &str)] = &[
+    (
+        "integrations",
+        r#"{"slack_id":{"S":"U_ALICE"},"integration":{"S":"G"},"account_id":{"S":"alice"}}"#,
+    ),
+    (
+        "github_accounts",
+        r#"{"slack_id":{"S":"U_BOB"},"githubId":{"S":"bob"}}"#,
+    ),
+    (
+        "accounts",
+        r#"{"slack_id":{"S":"U_ALICE"},"tz":{"S":"America/New_York"}}"#,
+    ),
+    (
+        "accounts",
+        r#"{"slack_id":{"S":"U_BOB"},"tz":{"S":"Australia/Sydney"}}"#,
+    ),
+    (
+        "accounts",
+        r#"{"slack_id":{"S":"U_CAROL"},"tz":{"S":"Asia/Tokyo"}}"#,
+    ),
+];
+const CAROL_LINK: (&str, &str) = (
+    "integrations",
+    r#"{"slack_id":{"S":"U_CAROL"},"integration":{"S":"G"},"account_id":{"S":"carol"}}"#,
+);
+
+async fn check(engine: &str, histories: Vec<History>, d: Delivery) -> Result<(), TestCaseError> {
+    let Some(mut h) = Harness::with_directory(engine, DIRECTORY).await else {
+        return Ok(());
+    };
+    let records = stream(&histories);
+    let mut batches: Vec<Vec<Value>> = Vec::new();
+    let mut rest = &records[..];
+    let mut sizes = d.batch_sizes.iter().cycle();
+    while !rest.is_empty() {
+        let n = (*sizes.next().unwrap()).min(rest.len());
+        batches.push(rest[..n].to_vec());
+        rest = &rest[n..];
+    }
+    for (i, batch) in batches.iter().enumerate() {
+        h.apply(batch).await;
+        if d.redeliver.get(i % 12).copied().unwrap_or(false) {
+            h.apply(batch).await;
+        }
+        if let Some(Some(from)) = d.retry_from.get(i % 12) {
+            if *from < batch.len() {
+                h.apply(&batch[*from..]).await;
+            }
+        }
+    }
+    for old in &d.replay_old {
+        if let Some(batch) = batches.get(*old) {
+            h.apply(batch).await;
+        }
+    }
+    // carol gets linked, then re-attribution (twice: idempotent).
+    let mut linked = DIRECTORY.to_vec();
+    linked.push(CAROL_LINK);
+    h.relink(&linked);
+    streamfold::pipeline::reattribute(&h.p, 3).await.unwrap();
+    streamfold::pipeline::reattribute(&h.p, 3).await.unwrap();
+
+    let want = model(&histories);
+    let mut got = BTreeMap::new();
+    for (_, slack, _) in USERS {
+        for (dow, hour, n) in h.p.store.heatmap(slack, None).await.unwrap() {
+            if n != 0 {
+                got.insert((slack, dow, hour), n);
+            }
+        }
+    }
+    prop_assert_eq!(got, want, "engine {}", engine);
+    Ok(())
+}
+
+/// Cases per engine: `STREAMFOLD_PROPTEST_CASES`, else 48 on SQLite and 12
+/// on a server.
+fn cases(engine: &str) -> u32 {
+    std::env::var("STREAMFOLD_PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if engine == "sqlite" { 48 } else { 12 })
+}
+
+fn run(engine: &'static str) {
+    if engine != "sqlite" && support::server_url(engine).is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: cases(engine),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&(histories(), delivery()), |(hs, d)| {
+            rt.block_on(check(engine, hs, d))
+        })
+        .unwrap();
+}
+
+#[test]
+fn histories_fold_to_the_model_on_sqlite() {
+    run("sqlite");
+}
+
+#[test]
+fn histories_fold_to_the_model_on_mysql() {
+    run("mysql");
+}
+
+#[test]
+fn histories_fold_to_the_model_on_postgres() {
+    run("postgres");
+}
