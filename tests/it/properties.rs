@@ -196,10 +196,10 @@ async fn check(engine: &str, histories: Vec<History>, d: Delivery) -> Result<(),
         if d.redeliver.get(i % 12).copied().unwrap_or(false) {
             h.apply(batch).await;
         }
-        if let Some(Some(from)) = d.retry_from.get(i % 12) {
-            if *from < batch.len() {
-                h.apply(&batch[*from..]).await;
-            }
+        if let Some(Some(from)) = d.retry_from.get(i % 12)
+            && *from < batch.len()
+        {
+            h.apply(&batch[*from..]).await;
         }
     }
     for old in &d.replay_old {
