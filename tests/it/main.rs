@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod cli;
+mod faults;
 mod lambda;
 mod properties;
 mod scenarios;

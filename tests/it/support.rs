@@ -91,6 +91,49 @@ async fn admin_execute(admin_url: &str, statement: &str) {
     }
 }
 
+impl TestDb {
+    /// (admin URL, database name) of a server database.
+    pub fn server(&self) -> Option<(String, String)> {
+        self.admin.clone()
+    }
+}
+
+/// Kill every server session of `db` (not the admin's own); returns how many.
+pub async fn kill_sessions(admin_url: &str, db: &str) -> u64 {
+    use sqlx::Connection;
+    if admin_url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(admin_url).await.unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(db)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        n as u64
+    } else {
+        let mut c = sqlx::MySqlConnection::connect(admin_url).await.unwrap();
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+        )
+        .bind(db)
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+        let mut killed = 0;
+        for id in ids {
+            if sqlx::raw_sql(&format!("KILL {id}"))
+                .execute(&mut c)
+                .await
+                .is_ok()
+            {
+                killed += 1;
+            }
+        }
+        killed
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some((admin, name)) = self.admin.take() {
@@ -159,8 +202,8 @@ pub fn write_directory(dir: &Path, items: &[(&str, &str)]) {
 
 /// A pipeline on a fresh database with the standard directory.
 pub struct Harness {
-    /// Keeps the database alive (and dropped) with the harness.
-    pub _db: TestDb,
+    /// The database, kept alive (and dropped) with the harness.
+    pub db: TestDb,
     pub dir: tempfile::TempDir,
     pub p: Pipeline<LocalDirectory>,
 }
@@ -180,7 +223,7 @@ impl Harness {
             directory: LocalDirectory::load(dir.path()).unwrap(),
             default_tz: chrono_tz::Tz::UTC,
         };
-        Some(Harness { _db: db, dir, p })
+        Some(Harness { db, dir, p })
     }
 
     /// Reload the directory after its files changed (a user got linked).
