@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Run every fuzz target for SECONDS each (default 20), with a corpus seeded
+# from the fixtures (copied at run time, not committed). Needs the nightly
+# toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
+#   bash fuzz/run.sh          # short run (CI)
+#   bash fuzz/run.sh 600      # longer run, by hand
+set -euo pipefail
+cd "$(dirname "$0")"
+seconds="${1:-20}"
+corpus=$(mktemp -d)
+trap 'rm -rf "$corpus"' EXIT
+targets=(parse_event normalize_github_events normalize_dropbox_file_changes normalize_conversations normalize_llm_data_collection event_time)
+for t in "${targets[@]}"; do mkdir -p "$corpus/$t"; done
+cp ../fixtures/events/*.json ../fixtures/bad/*.json "$corpus/parse_event/"
+# Item images from the fixtures seed the normaliser targets.
+python3 - "$corpus" <<'PY'
+import json, os, sys, glob
+out = sys.argv[1]
+by_table = {"github_events": "normalize_github_events", "dropbox_file_changes": "normalize_dropbox_file_changes",
+            "Conversations": "normalize_conversations", "LLMDataCollection": "normalize_llm_data_collection"}
+n = 0
+for path in sorted(glob.glob("../fixtures/events/*.json")):
+    for rec in json.load(open(path))["Records"]:
+        table = rec.get("eventSourceARN", "").split("table/")[-1].split("/")[0]
+        target = next((t for s, t in by_table.items() if table.endswith(s)), None)
+        image = rec.get("dynamodb", {}).get("NewImage")
+        if target and image:
+            n += 1
+            open(os.path.join(out, target, f"seed{n}.json"), "w").write(json.dumps(image))
+for i, s in enumerate(["2024-03-10T09:30:00Z", "1710063000", "1710063000123", "2024-03-10T09:30:00", "4421584500000000017450439091"]):
+    open(os.path.join(out, "event_time", f"seed{i}"), "w").write(s)
+PY
+for t in "${targets[@]}"; do
+  echo "== fuzz $t for ${seconds}s"
+  log="$corpus/$t.log"
+  if ! cargo +nightly fuzz run "$t" "$corpus/$t" -- -max_total_time="$seconds" -print_final_stats=1 > "$log" 2>&1; then
+    tail -60 "$log" >&2
+    echo "fuzz target $t crashed (reproducer under fuzz/artifacts/$t/)" >&2
+    exit 1
+  fi
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$log" || true
+done

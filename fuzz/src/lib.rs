@@ -1,0 +1,46 @@
+//! Shared helpers of the fuzz targets: drive arbitrary bytes through the
+//! same parsing and normalisation the pipeline uses. A target "finds" a bug
+//! by panicking; every error must come back as a value.
+
+use serde_json::value::RawValue;
+use streamfold::normalize::{Normalized, normalize};
+use streamfold::sources::lambda_event::{parse_event, parse_record};
+
+/// A whole Lambda event document, record by record.
+pub fn event(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(event) = parse_event(text) else { return };
+    for raw in event.records {
+        check(normalize(&parse_record(raw)));
+    }
+}
+
+/// Arbitrary bytes as the NewImage (and OldImage) of an otherwise valid
+/// record of `table`: exercises that table's normaliser.
+pub fn image_of(table: &str, keys: &str, data: &[u8]) {
+    let Ok(image) = std::str::from_utf8(data) else {
+        return;
+    };
+    if serde_json::from_str::<&RawValue>(image).is_err() {
+        return;
+    }
+    for name in ["INSERT", "MODIFY", "REMOVE"] {
+        let record = format!(
+            r#"{{"eventID":"f","eventName":"{name}","eventVersion":"1.1","eventSource":"aws:dynamodb","awsRegion":"us-east-1",
+               "dynamodb":{{"ApproximateCreationDateTime":1710063000.5,"Keys":{keys},"NewImage":{image},"OldImage":{image},
+               "SequenceNumber":"4421584500000000017450439091","SizeBytes":1,"StreamViewType":"NEW_AND_OLD_IMAGES"}},
+               "eventSourceARN":"arn:aws:dynamodb:us-east-1:1:table/{table}/stream/x"}}"#
+        );
+        if let Ok(raw) = serde_json::from_str::<&RawValue>(&record) {
+            check(normalize(&parse_record(raw)));
+        }
+    }
+}
+
+fn check(n: Normalized) {
+    if let Normalized::Reject(reason) = n {
+        assert!(!reason.is_empty(), "a rejection without a reason");
+    }
+}
