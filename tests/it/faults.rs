@@ -162,3 +162,65 @@ async fn mysql_survives_killed_sessions() {
 async fn postgres_survives_killed_sessions() {
     survives("postgres", "kill").await;
 }
+
+/// A lock timeout: another session holds the ledger rows of a batch longer
+/// than the store's `lock_timeout`; the store retries with backoff and the
+/// batch lands once the lock is released, counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_lock_timeouts_are_retried() {
+    use sqlx::Connection;
+    let Some(mut h) = Harness::with_directory("postgres", &support::fixture_directory()).await
+    else {
+        return;
+    };
+    let first = support::gh(
+        "INSERT",
+        "100",
+        "locked-item",
+        "alice-gh",
+        "2024-03-12T14:00:00Z",
+    );
+    h.apply(std::slice::from_ref(&first)).await;
+    // The store gives up waiting for a lock after 200 ms.
+    let url = format!("{}?options=-c%20lock_timeout%3D200", h.db.url);
+    h.p.store = streamfold::store::Store::open(&url).await.unwrap();
+    let mut holder = sqlx::PgConnection::connect(&h.db.url).await.unwrap();
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("SELECT id FROM activity_ledger FOR UPDATE")
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        tx.rollback().await.unwrap();
+    };
+    let modify = support::gh(
+        "MODIFY",
+        "101",
+        "locked-item",
+        "alice-gh",
+        "2024-03-12T20:30:00Z",
+    );
+    let text = serde_json::json!({ "Records": [modify] }).to_string();
+    let event = parse_event(&text).unwrap();
+    let started = std::time::Instant::now();
+    let (report, ()) = tokio::join!(run_batch(&h.p, &event.records), release);
+    let report = report.unwrap();
+    // It could only land after the holder let go (lock timeouts, retried).
+    assert!(
+        started.elapsed() >= Duration::from_millis(650),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.total().applied, 1);
+    // Moved, not duplicated: Tue 16:30 in New York.
+    let cells: Vec<_> =
+        h.p.store
+            .heatmap("U01ALICE", None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.2 != 0)
+            .collect();
+    assert_eq!(cells, vec![(2, 16, 1)]);
+}
