@@ -1,5 +1,5 @@
 //! Property test: random item histories (INSERT / MODIFY / application
-//! REMOVE / TTL REMOVE), delivered the way Lambda and operators do — in
+//! REMOVE / TTL REMOVE) of GitHub, Dropbox and e-mail items, delivered the way Lambda and operators do — in
 //! batches, whole batches redelivered, a batch retried from one of its
 //! records, old batches replayed later, a user linked only at the end and
 //! then `reattribute` — must leave the store equal to an independent,
@@ -34,8 +34,44 @@ enum Op {
 
 #[derive(Clone, Debug)]
 struct History {
+    /// 0 github_events, 1 dropbox_file_changes, 2 Conversations.
+    source: usize,
     user: usize,
     ops: Vec<Op>,
+}
+
+/// Dropbox IDs and ACS accounts of the users, in `USERS` order.
+const DROPBOX_IDS: [&str; 3] = ["dbid:A", "dbid:B", "dbid:C"];
+const ACS_ACCOUNTS: [&str; 3] = ["acct-alice", "acct-bob", "acct-carol"];
+
+/// One stream record of item `id` of `source`, by `user` at `ts`.
+fn item_record(
+    source: usize,
+    event_name: &str,
+    seq: u64,
+    id: &str,
+    user: usize,
+    ts: &str,
+) -> Value {
+    let seq = seq.to_string();
+    let (table, keys, image) = match source {
+        0 => return support::gh(event_name, &seq, id, USERS[user].0, ts),
+        1 => (
+            "icarus-dev-dropbox_file_changes",
+            serde_json::json!({"account_id":{"S":id}}),
+            serde_json::json!({"account_id":{"S":id},"user_id":{"S":DROPBOX_IDS[user]},"timestamp":{"S":ts},"type":{"S":"file"}}),
+        ),
+        _ => (
+            "acsd2p-dev-Conversations",
+            serde_json::json!({"conversation_id":{"S":id},"response_id":{"S":"r1"}}),
+            serde_json::json!({"conversation_id":{"S":id},"response_id":{"S":"r1"},"associated_account":{"S":ACS_ACCOUNTS[user]},"timestamp":{"S":ts}}),
+        ),
+    };
+    if event_name == "REMOVE" {
+        support::record(table, event_name, &seq, keys, None, Some(image))
+    } else {
+        support::record(table, event_name, &seq, keys, Some(image), None)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -59,8 +95,8 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn histories() -> impl Strategy<Value = Vec<History>> {
     prop::collection::vec(
-        (0..USERS.len(), prop::collection::vec(op(), 1..6))
-            .prop_map(|(user, ops)| History { user, ops }),
+        (0..3usize, 0..USERS.len(), prop::collection::vec(op(), 1..6))
+            .prop_map(|(source, user, ops)| History { source, user, ops }),
         1..10,
     )
 }
@@ -93,7 +129,6 @@ fn stream(histories: &[History]) -> Vec<Value> {
             let Some(op) = h.ops.get(step) else { continue };
             seq += 1;
             let id = format!("item-{i}");
-            let user = USERS[h.user].0;
             // The time an item had before this op (for REMOVE's OldImage).
             let last_time = h.ops[..step].iter().rev().find_map(|o| match o {
                 Op::Put(t) => Some(*t),
@@ -104,20 +139,22 @@ fn stream(histories: &[History]) -> Vec<Value> {
                     let existed = h.ops[..step]
                         .last()
                         .is_some_and(|o| matches!(o, Op::Put(_)));
-                    support::gh(
+                    item_record(
+                        h.source,
                         if existed { "MODIFY" } else { "INSERT" },
-                        &seq.to_string(),
+                        seq,
                         &id,
-                        user,
+                        h.user,
                         TIMES[*t],
                     )
                 }
                 Op::Remove | Op::TtlRemove => {
-                    let r = support::gh(
+                    let r = item_record(
+                        h.source,
                         "REMOVE",
-                        &seq.to_string(),
+                        seq,
                         &id,
-                        user,
+                        h.user,
                         TIMES[last_time.unwrap_or(0)],
                     );
                     if matches!(op, Op::TtlRemove) {
@@ -141,6 +178,12 @@ fn model(histories: &[History]) -> BTreeMap<(&'static str, u8, u8), i64> {
         let last = h.ops.iter().rev().find(|o| !matches!(o, Op::TtlRemove));
         if let Some(Op::Put(t)) = last {
             let (_, slack, tz) = USERS[h.user];
+            // E-mail counts for the ACS account itself.
+            let slack = if h.source == 2 {
+                ACS_ACCOUNTS[h.user]
+            } else {
+                slack
+            };
             let at = chrono::DateTime::parse_from_rfc3339(TIMES[*t])
                 .unwrap()
                 .to_utc();
@@ -157,8 +200,16 @@ const DIRECTORY: &[(&str, &str)] = &[
         r#"{"slack_id":{"S":"U_ALICE"},"integration":{"S":"G"},"account_id":{"S":"alice"}}"#,
     ),
     (
+        "integrations",
+        r#"{"slack_id":{"S":"U_ALICE"},"integration":{"S":"D"},"account_id":{"S":"dbid:A"}}"#,
+    ),
+    (
         "github_accounts",
         r#"{"slack_id":{"S":"U_BOB"},"githubId":{"S":"bob"}}"#,
+    ),
+    (
+        "dropbox_accounts",
+        r#"{"slack_id":{"S":"U_BOB"},"dropboxId":{"S":"dbid:B"}}"#,
     ),
     (
         "accounts",
@@ -171,6 +222,18 @@ const DIRECTORY: &[(&str, &str)] = &[
     (
         "accounts",
         r#"{"slack_id":{"S":"U_CAROL"},"tz":{"S":"Asia/Tokyo"}}"#,
+    ),
+    (
+        "Users",
+        r#"{"id":{"S":"acct-alice"},"timezone":{"S":"America/New_York"}}"#,
+    ),
+    (
+        "Users",
+        r#"{"id":{"S":"acct-bob"},"preferences":{"M":{"timezone":{"S":"Australia/Sydney"}}}}"#,
+    ),
+    (
+        "Users",
+        r#"{"id":{"S":"acct-carol"},"timezone":{"S":"Asia/Tokyo"}}"#,
     ),
 ];
 const CAROL_LINK: (&str, &str) = (
@@ -210,13 +273,18 @@ async fn check(engine: &str, histories: Vec<History>, d: Delivery) -> Result<(),
     // carol gets linked, then re-attribution (twice: idempotent).
     let mut linked = DIRECTORY.to_vec();
     linked.push(CAROL_LINK);
+    linked.push((
+        "integrations",
+        r#"{"slack_id":{"S":"U_CAROL"},"integration":{"S":"D"},"account_id":{"S":"dbid:C"}}"#,
+    ));
     h.relink(&linked);
     streamfold::pipeline::reattribute(&h.p, 3).await.unwrap();
     streamfold::pipeline::reattribute(&h.p, 3).await.unwrap();
 
     let want = model(&histories);
     let mut got = BTreeMap::new();
-    for (_, slack, _) in USERS {
+    let subjects = USERS.iter().map(|u| u.1).chain(ACS_ACCOUNTS);
+    for slack in subjects {
         for (dow, hour, n) in h.p.store.heatmap(slack, None).await.unwrap() {
             if n != 0 {
                 got.insert((slack, dow, hour), n);
