@@ -56,12 +56,6 @@ impl SourceKind {
             SourceKind::LlmDataCollection => 4,
         }
     }
-
-    pub fn from_code(code: i64) -> Option<SourceKind> {
-        SourceKind::ALL
-            .into_iter()
-            .find(|k| i64::from(k.code()) == code)
-    }
 }
 
 impl fmt::Display for SourceKind {
@@ -185,15 +179,6 @@ pub enum Actor {
     },
     /// An ACS account: it is its own subject.
     Acs(String),
-}
-
-impl Actor {
-    /// The raw id, as stored for unattributed events.
-    pub fn raw_id(&self) -> &str {
-        match self {
-            Actor::External { id, .. } | Actor::Acs(id) => id,
-        }
-    }
 }
 
 /// An activity event (GitHub, Dropbox, e-mail) as read from one source item.

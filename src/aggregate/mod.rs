@@ -24,6 +24,13 @@ impl RowState {
     pub fn code(self) -> i64 {
         self as i64
     }
+
+    /// The inverse of `code`, for rows read back from SQL.
+    pub fn from_code(code: i64) -> Option<RowState> {
+        [RowState::Live, RowState::Unattributed, RowState::Tombstone]
+            .into_iter()
+            .find(|s| s.code() == code)
+    }
 }
 
 /// Does a staged row replace the ledger's row? Newer versions win; at the

@@ -106,11 +106,6 @@ impl MySqlStore {
             MAX_PARAMS / 8,
         )
     }
-
-    /// The pool, for tests and tools that inspect tables directly.
-    pub fn pool(&self) -> &MySqlPool {
-        &self.pool
-    }
 }
 
 /// Existing ledger rows are locked (in identity order) for the batch.

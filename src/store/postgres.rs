@@ -72,11 +72,6 @@ impl PgStore {
             60_000 / 8,
         )
     }
-
-    /// The pool, for tests and tools that inspect tables directly.
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
 
 /// One statement per table, built from data-modifying CTEs over the batch

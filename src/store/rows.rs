@@ -21,15 +21,6 @@ fn corrupt(table: &'static str, reason: &str) -> StoreError {
     }
 }
 
-pub fn state_of(code: i64) -> Option<RowState> {
-    match code {
-        1 => Some(RowState::Live),
-        2 => Some(RowState::Unattributed),
-        3 => Some(RowState::Tombstone),
-        _ => None,
-    }
-}
-
 /// `(id, version, state)` rows of `sql::existing`.
 pub fn existing<R>(rows: &[R], table: &'static str) -> Result<Existing, StoreError>
 where
@@ -47,7 +38,7 @@ where
                 Identity::from_bytes(&id).ok_or_else(|| corrupt(table, "id is not 16 bytes"))?,
                 (
                     Version::from_bytes(version),
-                    state_of(state).ok_or_else(|| corrupt(table, "unknown state"))?,
+                    RowState::from_code(state).ok_or_else(|| corrupt(table, "unknown state"))?,
                 ),
             ))
         })
