@@ -79,6 +79,26 @@ pub fn below_1e10(d: Decimal, name: &str) -> Result<Decimal, String> {
     }
 }
 
+/// Most fractional digits a money or score value may carry. With values
+/// below 10^10 every sum of them stays exact in `rust_decimal` (96-bit
+/// mantissa) and in the reports' DECIMAL(38,18) columns.
+pub const MAX_FRACTION_DIGITS: u32 = 18;
+
+/// A non-negative exact amount (money, scores) below 10^10 with at most
+/// `MAX_FRACTION_DIGITS` fractional digits, normalised.
+pub fn amount(d: Decimal, name: &str) -> Result<Decimal, String> {
+    let d = below_1e10(d, name)?.normalize();
+    if d.is_sign_negative() && !d.is_zero() {
+        return Err(format!("attribute `{name}` is negative"));
+    }
+    if d.scale() > MAX_FRACTION_DIGITS {
+        return Err(format!(
+            "attribute `{name}` has more than {MAX_FRACTION_DIGITS} fractional digits"
+        ));
+    }
+    Ok(d)
+}
+
 /// An integer attribute (N, or S holding digits) within `i64`.
 pub fn opt_int(v: Option<&AttributeValue>, name: &str) -> Result<Option<i64>, String> {
     let Some(text) = number_text(v, name)? else {
@@ -105,7 +125,16 @@ pub fn opt_decimal(v: Option<&AttributeValue>, name: &str) -> Result<Option<Deci
     let parsed = if text.contains(['e', 'E']) {
         Decimal::from_scientific(text)
     } else {
-        Decimal::from_str_exact(text)
+        // Trailing fractional zeros carry no value: a 38-digit
+        // "0.00250000…0" is exactly 0.0025.
+        let trimmed = match text.split_once('.') {
+            Some((int, frac)) => {
+                let frac = frac.trim_end_matches('0');
+                if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") }
+            }
+            None => text.to_string(),
+        };
+        Decimal::from_str_exact(&trimmed)
     };
     parsed.map(Some).map_err(|_| {
         format!("attribute `{name}` is not a decimal representable exactly in 28 digits")

@@ -5,6 +5,7 @@
 //! The SQL stores implement exactly `wins` below, set-based.
 
 pub mod bucket;
+pub mod llm_rollup;
 
 use crate::domain::{Bucket, Identity, Integration, LlmRequest, SourceKind, Version};
 use std::collections::HashMap;

@@ -64,10 +64,7 @@ pub(crate) fn fact(image: &Item) -> Result<(Fact, bool), String> {
             attrs::opt_decimal(attrs::get(image, "cost_usd"), "cost_usd")?.unwrap_or(Decimal::ZERO)
         }
     };
-    let cost_usd = attrs::below_1e10(cost_usd, "cost_usd")?;
-    if cost_usd.is_sign_negative() && !cost_usd.is_zero() {
-        return Err("cost_usd is negative".into());
-    }
+    let cost_usd = attrs::amount(cost_usd, "cost_usd")?;
     let response_time_ms =
         match attrs::opt_decimal(attrs::get(image, "response_time_ms"), "response_time_ms")? {
             Some(d) => i64::try_from(d.round())
@@ -75,7 +72,7 @@ pub(crate) fn fact(image: &Item) -> Result<(Fact, bool), String> {
             None => 0,
         };
     let quality_score = attrs::opt_decimal(attrs::get(image, "quality_score"), "quality_score")?
-        .map(|q| attrs::below_1e10(q, "quality_score"))
+        .map(|q| attrs::amount(q, "quality_score"))
         .transpose()?;
     let request = LlmRequest {
         conversation_id: conversation_id.to_string(),
@@ -85,9 +82,9 @@ pub(crate) fn fact(image: &Item) -> Result<(Fact, bool), String> {
         prompt_tokens,
         response_tokens,
         total_tokens,
-        cost_usd: cost_usd.normalize(),
+        cost_usd,
         response_time_ms,
-        quality_score: quality_score.map(|q| q.normalize()),
+        quality_score,
     };
     Ok((Fact::Llm(request), false))
 }
@@ -167,6 +164,26 @@ mod tests {
         let mut v = base();
         v["metadata"] = json!({"M":{"cost_usd":{"S":"free"}}});
         assert!(rejected(run(&rec(v))).contains("cost_usd"));
+    }
+
+    #[test]
+    fn money_precision() {
+        // 38 significant digits, all but 2 of them trailing zeros: exact.
+        let mut v = base();
+        v["metadata"] = json!({"M":{"cost_usd":{"N":format!("0.0025{}", "0".repeat(34))}}});
+        let (fact, _) = upsert(run(&rec(v)));
+        let Fact::Llm(r) = fact else { panic!() };
+        assert_eq!(r.cost_usd.to_string(), "0.0025");
+        // 19 fractional digits: would not sum exactly, quarantined by name.
+        let mut v = base();
+        v["metadata"] = json!({"M":{"cost_usd":{"N":"0.0000000000000000001"}}});
+        assert!(rejected(run(&rec(v))).contains("more than 18 fractional digits"));
+        let mut v = base();
+        v["quality_score"] = json!({"N":"0.1234567890123456789"});
+        assert!(rejected(run(&rec(v))).contains("quality_score"));
+        let mut v = base();
+        v["metadata"] = json!({"M":{"cost_usd":{"N":"-0.5"}}});
+        assert!(rejected(run(&rec(v))).contains("negative"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod connect;
 pub mod mysql;
 pub mod postgres;
 mod queries;
+pub mod reports;
 mod rows;
 pub mod secret;
 mod sql;
@@ -52,6 +53,8 @@ pub enum StoreError {
     Sql(#[from] sqlx::Error),
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
+    #[error(transparent)]
+    ReportOverflow(#[from] crate::aggregate::llm_rollup::RollupOverflow),
     #[error(
         "a concurrent writer created ledger rows of this batch ({inserted} inserted, {expected} expected)"
     )]
@@ -153,6 +156,8 @@ pub struct ApplyResult {
     pub statements: usize,
     /// Transaction attempts that failed transiently before the final one.
     pub retries: u32,
+    /// LLM reports the batch changed (now pending projection).
+    pub reports_changed: usize,
 }
 
 /// One quarantined record as listed by `streamfold rejects`.
@@ -322,6 +327,23 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<LlmRow>, StoreError> {
         dispatch!(self, s => s.unattributed_llm(after, limit).await)
+    }
+
+    /// LLM reports selected by `filter`, in key order.
+    pub async fn reports(
+        &self,
+        filter: &reports::ReportFilter,
+    ) -> Result<Vec<crate::aggregate::llm_rollup::Report>, StoreError> {
+        dispatch!(self, s => s.reports(filter).await)
+    }
+
+    /// Record that `revision` of a report was projected to LLMReportData.
+    pub async fn mark_published(
+        &self,
+        key: &crate::aggregate::llm_rollup::ReportKey,
+        revision: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.mark_published(key, revision).await)
     }
 
     pub async fn rejects(&self, limit: u32) -> Result<Vec<RejectListing>, StoreError> {

@@ -9,10 +9,12 @@ use super::connect::{self, TlsDecision};
 use super::sql::{self, WINS};
 use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
+use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
+use std::collections::BTreeMap;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
-use sqlx::{Executor, Transaction};
+use sqlx::{Executor, QueryBuilder, Transaction};
 use std::str::FromStr;
 
 const FLAVOR: super::queries::Flavor = super::queries::Flavor::MySql;
@@ -90,6 +92,7 @@ impl MySqlStore {
     }
 
     super::queries::common_methods!();
+    super::reports::report_methods!();
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
     pub async fn bulk_insert_baseline(
@@ -153,4 +156,84 @@ async fn write_ledger(
         result,
     )
     .await
+}
+
+/// Move the LLM reports by a batch's deltas, added in SQL on exact DECIMAL
+/// columns, keys in order. `VALUES(col)` (not a row alias, which MariaDB
+/// lacks) is the value converted to the column's type, so the additions
+/// stay decimal.
+async fn apply_reports(
+    tx: &mut Transaction<'static, MySql>,
+    deltas: &BTreeMap<ReportKey, ReportSums>,
+    result: &mut ApplyResult,
+) -> Result<(), StoreError> {
+    let now = super::now_text();
+    let totals: Vec<(&ReportKey, &ReportSums)> = deltas.iter().collect();
+    for chunk in totals.chunks(MAX_PARAMS / 11) {
+        let mut qb = QueryBuilder::<MySql>::new(format!(
+            "INSERT INTO llm_reports ({}) ",
+            super::reports::TOTALS_COLUMNS
+        ));
+        qb.push_values(chunk, |mut b, (k, s)| {
+            b.push_bind(k.account_id.clone())
+                .push_bind(k.period.clone())
+                .push_bind(s.requests)
+                .push_bind(s.tokens)
+                .push_bind(s.cost_usd.to_string())
+                .push_bind(s.response_time_ms)
+                .push_bind(s.quality_sum.to_string())
+                .push_bind(s.quality_scored)
+                .push_bind(1i64)
+                .push_bind(1i64)
+                .push_bind(now.clone());
+        });
+        qb.push(
+            " ON DUPLICATE KEY UPDATE
+               total_requests = total_requests + VALUES(total_requests),
+               total_tokens = total_tokens + VALUES(total_tokens),
+               total_cost_usd = total_cost_usd + VALUES(total_cost_usd),
+               response_time_ms_sum = response_time_ms_sum + VALUES(response_time_ms_sum),
+               quality_score_sum = quality_score_sum + VALUES(quality_score_sum),
+               quality_scored = quality_scored + VALUES(quality_scored),
+               revision = revision + 1, pending = 1, updated_at = VALUES(updated_at)",
+        );
+        qb.build().execute(&mut **tx).await?;
+        result.statements += 1;
+    }
+    let models = super::reports::model_rows(deltas);
+    for chunk in models.chunks(MAX_PARAMS / 6) {
+        let mut qb = QueryBuilder::<MySql>::new(
+            "INSERT INTO llm_report_models (account_id, report_period, model, requests, tokens, cost_usd) ",
+        );
+        qb.push_values(chunk, |mut b, (k, m, u)| {
+            b.push_bind(k.account_id.clone())
+                .push_bind(k.period.clone())
+                .push_bind((*m).clone())
+                .push_bind(u.requests)
+                .push_bind(u.tokens)
+                .push_bind(u.cost_usd.to_string());
+        });
+        qb.push(
+            " ON DUPLICATE KEY UPDATE requests = requests + VALUES(requests),
+               tokens = tokens + VALUES(tokens), cost_usd = cost_usd + VALUES(cost_usd)",
+        );
+        qb.build().execute(&mut **tx).await?;
+        result.statements += 1;
+    }
+    let functions = super::reports::function_rows(deltas);
+    for chunk in functions.chunks(MAX_PARAMS / 4) {
+        let mut qb = QueryBuilder::<MySql>::new(
+            "INSERT INTO llm_report_functions (account_id, report_period, function_name, requests) ",
+        );
+        qb.push_values(chunk, |mut b, (k, f, n)| {
+            b.push_bind(k.account_id.clone())
+                .push_bind(k.period.clone())
+                .push_bind((*f).clone())
+                .push_bind(*n);
+        });
+        qb.push(" ON DUPLICATE KEY UPDATE requests = requests + VALUES(requests)");
+        qb.build().execute(&mut **tx).await?;
+        result.statements += 1;
+    }
+    Ok(())
 }

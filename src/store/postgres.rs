@@ -9,7 +9,9 @@ use super::connect::{self, TlsDecision};
 use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS, WINS};
 use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
+use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
+use std::collections::BTreeMap;
 use crate::domain::Identity;
 use sqlx::Transaction;
 use sqlx::migrate::Migrator;
@@ -56,6 +58,7 @@ impl PgStore {
     }
 
     super::queries::common_methods!();
+    super::reports::report_methods!();
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
     pub async fn bulk_insert_baseline(
@@ -202,6 +205,22 @@ async fn apply_llm(
     let int = |f: &dyn Fn(&crate::domain::LlmRequest) -> i64| -> Vec<Option<i64>> {
         rows.iter().map(|r| r.request.as_ref().map(f)).collect()
     };
+    // Lock the existing rows and read what they count, for the rollup.
+    let ids: Vec<Vec<u8>> = rows.iter().map(|r| r.id.to_bytes().to_vec()).collect();
+    let found = sqlx::query(&format!(
+        "{} FOR UPDATE",
+        FLAVOR.existing_llm("SELECT UNNEST($1::bytea[])")
+    ))
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    result.statements += 1;
+    let found = found
+        .iter()
+        .map(super::rows::llm_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let (_, contributions) = super::rows::llm_existing(&found);
+    let deltas = crate::aggregate::llm_rollup::report_deltas(rows, &contributions)?;
     let statement = fold_statement(
         "llm_ledger",
         LLM_COLUMNS,
@@ -240,7 +259,92 @@ async fn apply_llm(
         .fetch_one(&mut **tx)
         .await?;
     result.statements += 1;
-    settle(row, result)
+    settle(row, result)?;
+    if !deltas.is_empty() {
+        apply_reports(tx, &deltas, result).await?;
+        result.reports_changed += deltas.len();
+    }
+    Ok(())
+}
+
+/// Move the LLM reports by a batch's deltas, added in SQL on exact NUMERIC
+/// columns, keys in order: one statement per table.
+async fn apply_reports(
+    tx: &mut Transaction<'static, Postgres>,
+    deltas: &BTreeMap<ReportKey, ReportSums>,
+    result: &mut ApplyResult,
+) -> Result<(), StoreError> {
+    let text = |f: &dyn Fn(&ReportKey, &ReportSums) -> String| -> Vec<String> {
+        deltas.iter().map(|(k, s)| f(k, s)).collect()
+    };
+    let int = |f: &dyn Fn(&ReportSums) -> i64| -> Vec<i64> { deltas.values().map(f).collect() };
+    sqlx::query(&format!(
+        "INSERT INTO llm_reports ({})
+         SELECT a, p, r, t, c, rt, qs, qn, 1, 1, $9
+           FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::int8[], $5::text[]::numeric[],
+                       $6::int8[], $7::text[]::numeric[], $8::int8[]) AS u(a, p, r, t, c, rt, qs, qn)
+          ORDER BY a, p
+         ON CONFLICT (account_id, report_period) DO UPDATE SET
+           total_requests = llm_reports.total_requests + EXCLUDED.total_requests,
+           total_tokens = llm_reports.total_tokens + EXCLUDED.total_tokens,
+           total_cost_usd = llm_reports.total_cost_usd + EXCLUDED.total_cost_usd,
+           response_time_ms_sum = llm_reports.response_time_ms_sum + EXCLUDED.response_time_ms_sum,
+           quality_score_sum = llm_reports.quality_score_sum + EXCLUDED.quality_score_sum,
+           quality_scored = llm_reports.quality_scored + EXCLUDED.quality_scored,
+           revision = llm_reports.revision + 1, pending = 1, updated_at = EXCLUDED.updated_at",
+        super::reports::TOTALS_COLUMNS
+    ))
+    .bind(text(&|k, _| k.account_id.clone()))
+    .bind(text(&|k, _| k.period.clone()))
+    .bind(int(&|s| s.requests))
+    .bind(int(&|s| s.tokens))
+    .bind(text(&|_, s| s.cost_usd.to_string()))
+    .bind(int(&|s| s.response_time_ms))
+    .bind(text(&|_, s| s.quality_sum.to_string()))
+    .bind(int(&|s| s.quality_scored))
+    .bind(super::now_text())
+    .execute(&mut **tx)
+    .await?;
+    result.statements += 1;
+    let models = super::reports::model_rows(deltas);
+    if !models.is_empty() {
+        sqlx::query(
+            "INSERT INTO llm_report_models (account_id, report_period, model, requests, tokens, cost_usd)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[]::numeric[])
+              ORDER BY 1, 2, 3
+             ON CONFLICT (account_id, report_period, model) DO UPDATE SET
+               requests = llm_report_models.requests + EXCLUDED.requests,
+               tokens = llm_report_models.tokens + EXCLUDED.tokens,
+               cost_usd = llm_report_models.cost_usd + EXCLUDED.cost_usd",
+        )
+        .bind(models.iter().map(|(k, _, _)| k.account_id.clone()).collect::<Vec<_>>())
+        .bind(models.iter().map(|(k, _, _)| k.period.clone()).collect::<Vec<_>>())
+        .bind(models.iter().map(|(_, m, _)| (*m).clone()).collect::<Vec<_>>())
+        .bind(models.iter().map(|(_, _, u)| u.requests).collect::<Vec<_>>())
+        .bind(models.iter().map(|(_, _, u)| u.tokens).collect::<Vec<_>>())
+        .bind(models.iter().map(|(_, _, u)| u.cost_usd.to_string()).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+        result.statements += 1;
+    }
+    let functions = super::reports::function_rows(deltas);
+    if !functions.is_empty() {
+        sqlx::query(
+            "INSERT INTO llm_report_functions (account_id, report_period, function_name, requests)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[])
+              ORDER BY 1, 2, 3
+             ON CONFLICT (account_id, report_period, function_name) DO UPDATE SET
+               requests = llm_report_functions.requests + EXCLUDED.requests",
+        )
+        .bind(functions.iter().map(|(k, _, _)| k.account_id.clone()).collect::<Vec<_>>())
+        .bind(functions.iter().map(|(k, _, _)| k.period.clone()).collect::<Vec<_>>())
+        .bind(functions.iter().map(|(_, f, _)| (*f).clone()).collect::<Vec<_>>())
+        .bind(functions.iter().map(|(_, _, n)| *n).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+        result.statements += 1;
+    }
+    Ok(())
 }
 
 async fn insert_rejects(

@@ -54,7 +54,7 @@ impl Flavor {
     }
 
     /// A text parameter, typed where the engine needs it (`… IS NULL`).
-    fn text_param(self, n: usize) -> String {
+    pub(crate) fn text_param(self, n: usize) -> String {
         match self {
             Flavor::Postgres => format!("CAST(${n} AS TEXT)"),
             _ => "?".to_string(),
@@ -86,18 +86,37 @@ impl Flavor {
         )
     }
 
-    pub fn unattributed_llm(self) -> String {
+    /// LLM ledger columns as `rows::llm_row` decodes them.
+    pub fn llm_row_columns(self) -> String {
         format!(
-            "SELECT id, version, {}, {}, {}, prompt_tokens, response_tokens, total_tokens, {},
-                    response_time_ms, {}, event_at
-               FROM llm_ledger WHERE state = 2 AND id > {} ORDER BY id LIMIT {}",
+            "id, version, {}, {}, {}, prompt_tokens, response_tokens, total_tokens, {},
+             response_time_ms, {}, event_at, {}, {}",
             self.as_text("conversation_id"),
             self.as_text("model"),
             self.as_text("function_name"),
             self.decimal_text("cost_usd"),
             self.decimal_text("quality_score"),
+            self.as_int("state"),
+            self.as_text("subject"),
+        )
+    }
+
+    pub fn unattributed_llm(self) -> String {
+        format!(
+            "SELECT {} FROM llm_ledger WHERE state = 2 AND id > {} ORDER BY id LIMIT {}",
+            self.llm_row_columns(),
             self.p(1),
             self.p(2),
+        )
+    }
+
+    /// The LLM ledger rows of the staged identities with their counted
+    /// contributions, in identity order (`ids`: the dialect's way to name
+    /// the staged identities; the dialect appends its row lock).
+    pub fn existing_llm(self, ids: &str) -> String {
+        format!(
+            "SELECT {} FROM llm_ledger WHERE id IN ({ids}) ORDER BY id",
+            self.llm_row_columns()
         )
     }
 
@@ -194,7 +213,7 @@ macro_rules! common_methods {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-            rows.iter().map(super::rows::unattributed_llm).collect()
+            rows.iter().map(super::rows::llm_row).collect()
         }
 
         pub async fn rejects(&self, limit: u32) -> Result<Vec<RejectListing>, StoreError> {

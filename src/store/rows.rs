@@ -70,52 +70,81 @@ where
     })
 }
 
-/// Unattributed LLM rows: `id, version, conversation_id, model,
-/// function_name, prompt_tokens, response_tokens, total_tokens, cost_usd
-/// (text), response_time_ms, quality_score (text), event_at`.
-pub fn unattributed_llm<R>(r: &R) -> Result<LlmRow, StoreError>
+/// LLM ledger rows (`Flavor::llm_row_columns`): `id, version,
+/// conversation_id, model, function_name, prompt_tokens, response_tokens,
+/// total_tokens, cost_usd (text), response_time_ms, quality_score (text),
+/// event_at, state, subject`. Tombstones carry no request.
+pub fn llm_row<R>(r: &R) -> Result<LlmRow, StoreError>
 where
     R: Row,
     usize: ColumnIndex<R>,
     for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
     for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
 {
     let t = "llm_ledger";
     let id: Vec<u8> = r.try_get(0)?;
-    let cost: String = r.try_get(8)?;
-    let quality: Option<String> = r.try_get(10)?;
-    let event_at: i64 = r.try_get(11)?;
+    let state: i64 = r.try_get(12)?;
+    let state = RowState::from_code(state).ok_or_else(|| corrupt(t, "unknown state"))?;
     let decimal = |s: &str, what: &str| {
         Decimal::from_str(s.trim())
             .map(|d| d.normalize())
             .map_err(|_| corrupt(t, what))
     };
-    let request = LlmRequest {
-        conversation_id: r.try_get(2)?,
-        generated_at: Utc
-            .timestamp_opt(event_at, 0)
-            .single()
-            .ok_or_else(|| corrupt(t, "bad event_at"))?,
-        model: r.try_get(3)?,
-        function: r.try_get(4)?,
-        prompt_tokens: r.try_get(5)?,
-        response_tokens: r.try_get(6)?,
-        total_tokens: r.try_get(7)?,
-        cost_usd: decimal(&cost, "bad cost_usd")?,
-        response_time_ms: r.try_get(9)?,
-        quality_score: quality
-            .map(|q| decimal(&q, "bad quality_score"))
-            .transpose()?,
+    let conversation_id: Option<String> = r.try_get(2)?;
+    let request = match conversation_id {
+        None => None,
+        Some(conversation_id) => {
+            let need_s = |i: usize, what: &str| -> Result<String, StoreError> {
+                r.try_get::<Option<String>, _>(i)?.ok_or_else(|| corrupt(t, what))
+            };
+            let need_i = |i: usize, what: &str| -> Result<i64, StoreError> {
+                r.try_get::<Option<i64>, _>(i)?.ok_or_else(|| corrupt(t, what))
+            };
+            let event_at = need_i(11, "no event_at")?;
+            let quality: Option<String> = r.try_get(10)?;
+            Some(LlmRequest {
+                conversation_id,
+                generated_at: Utc
+                    .timestamp_opt(event_at, 0)
+                    .single()
+                    .ok_or_else(|| corrupt(t, "bad event_at"))?,
+                model: need_s(3, "no model")?,
+                function: need_s(4, "no function_name")?,
+                prompt_tokens: need_i(5, "no prompt_tokens")?,
+                response_tokens: need_i(6, "no response_tokens")?,
+                total_tokens: need_i(7, "no total_tokens")?,
+                cost_usd: decimal(&need_s(8, "no cost_usd")?, "bad cost_usd")?,
+                response_time_ms: need_i(9, "no response_time_ms")?,
+                quality_score: quality
+                    .map(|q| decimal(&q, "bad quality_score"))
+                    .transpose()?,
+            })
+        }
     };
     Ok(LlmRow {
         id: Identity::from_bytes(&id).ok_or_else(|| corrupt(t, "id is not 16 bytes"))?,
         version: Version::from_bytes(r.try_get(1)?),
-        state: RowState::Unattributed,
-        subject: None,
-        request: Some(request),
+        state,
+        subject: r.try_get(13)?,
+        request,
     })
+}
+
+/// Ledger rows read under lock, as `judge` and the LLM rollup need them.
+pub fn llm_existing(rows: &[LlmRow]) -> (Existing, crate::aggregate::llm_rollup::ExistingLlm) {
+    let mut existing = Existing::with_capacity(rows.len());
+    let mut contributions = crate::aggregate::llm_rollup::ExistingLlm::with_capacity(rows.len());
+    for row in rows {
+        existing.insert(row.id, (row.version.clone(), row.state));
+        let counted = match (&row.subject, &row.request) {
+            (Some(account), Some(request)) => Some((account.clone(), request.clone())),
+            _ => None,
+        };
+        contributions.insert(row.id, (row.version.clone(), row.state, counted));
+    }
+    (existing, contributions)
 }
 
 /// `id, source, event_id, sequence_number, reason, rejected_at`.

@@ -5,7 +5,9 @@
 use super::sql::{self};
 use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
+use crate::aggregate::llm_rollup::{Report, ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
+use std::collections::BTreeMap;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -76,6 +78,7 @@ impl SqliteStore {
     }
 
     super::queries::common_methods!();
+    super::reports::report_methods!();
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
     pub async fn bulk_insert_baseline(
@@ -140,5 +143,145 @@ async fn write_ledger(
     );
     tx.execute(upsert.as_str()).await?;
     result.statements += 1;
+    Ok(())
+}
+
+/// Move the LLM reports by a batch's deltas. SQLite has no exact decimal
+/// type, so the touched reports are read (the batch holds the only write
+/// lock), added to in Rust and written back whole.
+async fn apply_reports(
+    tx: &mut Transaction<'static, Sqlite>,
+    deltas: &BTreeMap<ReportKey, ReportSums>,
+    result: &mut ApplyResult,
+) -> Result<(), StoreError> {
+    let keys: Vec<&ReportKey> = deltas.keys().collect();
+    let mut current: BTreeMap<ReportKey, Report> = BTreeMap::new();
+    // 2 parameters a key; the three reads share the key list.
+    for chunk in keys.chunks(MAX_PARAMS / 2) {
+        let list = vec!["(?, ?)"; chunk.len()].join(", ");
+        let within = format!("(account_id, report_period) IN (VALUES {list})");
+        let sql = [
+            format!(
+                "SELECT account_id, report_period, total_requests, total_tokens, total_cost_usd,
+                        response_time_ms_sum, quality_score_sum, quality_scored, revision
+                   FROM llm_reports WHERE {within}"
+            ),
+            format!(
+                "SELECT account_id, report_period, model, requests, tokens, cost_usd
+                   FROM llm_report_models WHERE {within}"
+            ),
+            format!(
+                "SELECT account_id, report_period, function_name, requests
+                   FROM llm_report_functions WHERE {within}"
+            ),
+        ];
+        let mut found = Vec::with_capacity(3);
+        for text in &sql {
+            let mut q = sqlx::query(text);
+            for k in chunk {
+                q = q.bind(&k.account_id).bind(&k.period);
+            }
+            found.push(q.fetch_all(&mut **tx).await?);
+        }
+        let (totals, models, functions) = (&found[0], &found[1], &found[2]);
+        result.statements += 3;
+        for report in super::reports::assemble(totals, models, functions)? {
+            current.insert(report.key.clone(), report);
+        }
+    }
+    let mut updated: BTreeMap<ReportKey, ReportSums> = BTreeMap::new();
+    let mut revisions = Vec::with_capacity(deltas.len());
+    for (key, delta) in deltas {
+        let (base, revision) = match current.get(key) {
+            Some(r) => (&r.sums, r.revision + 1),
+            None => (&ReportSums::default() as &ReportSums, 1),
+        };
+        let sums = base
+            .plus(delta)
+            .map_err(|what| crate::aggregate::llm_rollup::RollupOverflow {
+                report: key.report_id(),
+                what,
+            })?;
+        // Only the breakdown entries this batch moved are written back.
+        let mut written = sums.clone();
+        written.models.retain(|m, _| delta.models.contains_key(m));
+        written.functions.retain(|f, _| delta.functions.contains_key(f));
+        revisions.push(revision);
+        updated.insert(key.clone(), written);
+    }
+    let now = super::now_text();
+    let rows: Vec<(&ReportKey, &ReportSums, i64)> = updated
+        .iter()
+        .zip(&revisions)
+        .map(|((k, s), r)| (k, s, *r))
+        .collect();
+    for chunk in rows.chunks(MAX_PARAMS / 11) {
+        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(format!(
+            "INSERT INTO llm_reports ({}) ",
+            super::reports::TOTALS_COLUMNS
+        ));
+        qb.push_values(chunk, |mut b, (k, s, revision)| {
+            b.push_bind(k.account_id.clone())
+                .push_bind(k.period.clone())
+                .push_bind(s.requests)
+                .push_bind(s.tokens)
+                .push_bind(s.cost_usd.to_string())
+                .push_bind(s.response_time_ms)
+                .push_bind(s.quality_sum.to_string())
+                .push_bind(s.quality_scored)
+                .push_bind(*revision)
+                .push_bind(1i64)
+                .push_bind(now.clone());
+        });
+        qb.push(
+            " ON CONFLICT (account_id, report_period) DO UPDATE SET
+               total_requests = excluded.total_requests, total_tokens = excluded.total_tokens,
+               total_cost_usd = excluded.total_cost_usd,
+               response_time_ms_sum = excluded.response_time_ms_sum,
+               quality_score_sum = excluded.quality_score_sum,
+               quality_scored = excluded.quality_scored, revision = excluded.revision,
+               pending = 1, updated_at = excluded.updated_at",
+        );
+        qb.build().execute(&mut **tx).await?;
+        result.statements += 1;
+    }
+    let models = super::reports::model_rows(&updated);
+    for chunk in models.chunks(MAX_PARAMS / 6) {
+        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO llm_report_models (account_id, report_period, model, requests, tokens, cost_usd) ",
+        );
+        qb.push_values(chunk, |mut b, (k, m, u)| {
+            b.push_bind(k.account_id.clone())
+                .push_bind(k.period.clone())
+                .push_bind((*m).clone())
+                .push_bind(u.requests)
+                .push_bind(u.tokens)
+                .push_bind(u.cost_usd.to_string());
+        });
+        qb.push(
+            " ON CONFLICT (account_id, report_period, model) DO UPDATE SET
+               requests = excluded.requests, tokens = excluded.tokens, cost_usd = excluded.cost_usd",
+        );
+        qb.build().execute(&mut **tx).await?;
+        result.statements += 1;
+    }
+    let functions = super::reports::function_rows(&updated);
+    for chunk in functions.chunks(MAX_PARAMS / 4) {
+        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
+            "INSERT INTO llm_report_functions (account_id, report_period, function_name, requests) ",
+        );
+        qb.push_values(chunk, |mut b, (k, f, n)| {
+            b.push_bind(k.account_id.clone())
+                .push_bind(k.period.clone())
+                .push_bind((*f).clone())
+                .push_bind(*n);
+        });
+        qb.push(
+            " ON CONFLICT (account_id, report_period, function_name) DO UPDATE SET
+               requests = excluded.requests",
+        );
+        qb.build().execute(&mut **tx).await?;
+        result.statements += 1;
+    }
     Ok(())
 }

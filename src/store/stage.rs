@@ -200,7 +200,8 @@ pub(crate) use bulk_insert_baseline;
 /// The batch steps of the dialects that stage with VALUES lists (SQLite,
 /// MySQL): clear and fill the staging table, read the existing ledger rows
 /// (locked where `LOCK_SUFFIX` says), judge, move the aggregates, write the
-/// ledger, quarantine. Expects in scope: `MAX_PARAMS`, `LOCK_SUFFIX`,
+/// ledger, move the LLM reports, quarantine. Expects in scope: `MAX_PARAMS`,
+/// `LOCK_SUFFIX`, `FLAVOR`, `apply_reports(..)`,
 /// `REJECT_IGNORE`, `activity_delta()` and `write_ledger(..)`.
 macro_rules! values_staged_apply {
     ($db:ty) => {
@@ -266,13 +267,23 @@ macro_rules! values_staged_apply {
                     .await?;
                 result.statements += 1;
             }
-            let found = existing(tx, "llm_ledger", "stage_llm").await?;
+            let q = format!(
+                "{}{LOCK_SUFFIX}",
+                FLAVOR.existing_llm("SELECT id FROM stage_llm")
+            );
+            let found = sqlx::query(&q).fetch_all(&mut **tx).await?;
             result.statements += 1;
+            let found = found
+                .iter()
+                .map(super::rows::llm_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let (found, contributions) = super::rows::llm_existing(&found);
             let expected_new = super::judge(
                 rows.iter().map(|r| (r.id, &r.version, r.state)),
                 &found,
                 &mut result.unchanged,
             );
+            let deltas = crate::aggregate::llm_rollup::report_deltas(rows, &contributions)?;
             write_ledger(
                 tx,
                 "llm_ledger",
@@ -282,7 +293,12 @@ macro_rules! values_staged_apply {
                 expected_new,
                 result,
             )
-            .await
+            .await?;
+            if !deltas.is_empty() {
+                apply_reports(tx, &deltas, result).await?;
+                result.reports_changed += deltas.len();
+            }
+            Ok(())
         }
 
         async fn insert_rejects(
