@@ -130,7 +130,11 @@ pub fn opt_decimal(v: Option<&AttributeValue>, name: &str) -> Result<Option<Deci
         let trimmed = match text.split_once('.') {
             Some((int, frac)) => {
                 let frac = frac.trim_end_matches('0');
-                if frac.is_empty() { int.to_string() } else { format!("{int}.{frac}") }
+                if frac.is_empty() {
+                    int.to_string()
+                } else {
+                    format!("{int}.{frac}")
+                }
             }
             None => text.to_string(),
         };

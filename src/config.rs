@@ -89,7 +89,7 @@ pub struct ConfigError(pub String);
 
 /// Per-table overrides: `TABLE_<NAME>` (e.g. `TABLE_THREADS`,
 /// `TABLE_INTEGRATIONS_INDEX`) replaces the prefixed default.
-const TABLE_OVERRIDES: [&str; 10] = [
+const TABLE_OVERRIDES: [&str; 11] = [
     "integrations",
     "integrations_index",
     "github_accounts",
@@ -100,6 +100,7 @@ const TABLE_OVERRIDES: [&str; 10] = [
     "Users",
     "Threads",
     "Conversations",
+    "LLMReportData",
 ];
 
 impl LambdaConfig {

@@ -7,8 +7,10 @@
 use crate::aggregate::{self, ActivityRow, LlmRow, RowState, StagedRows, bucket::bucket};
 use crate::domain::{ActivityEvent, Actor, Fact, Identity, Integration, SourceKind};
 use crate::normalize::{self, Change, ChangeKind, Normalized};
+use crate::report::publish::{PublishSummary, ReportPublisher};
 use crate::resolve::{Directory, DirectoryError, ExternalAccount, pick_time_zone};
 use crate::sources::lambda_event::{RecordMeta, parse_record};
+use crate::store::reports::ReportFilter;
 use crate::store::{RejectRow, Store, StoreError};
 use chrono::{TimeZone, Utc};
 use chrono_tz::Tz;
@@ -35,7 +37,14 @@ pub struct Pipeline<D> {
     pub directory: D,
     /// Zone for users without a valid `tz` / `timezone`.
     pub default_tz: Tz,
+    /// Where LLM reports are projected after each commit (`LLMReportData`);
+    /// `None` keeps them in SQL only (local use).
+    pub publisher: Option<ReportPublisher>,
 }
+
+/// Reports projected per batch at most; more wait for the next batch or
+/// `streamfold llm-report --publish`.
+const PUBLISH_PER_BATCH: u32 = 200;
 
 /// Per-source outcome counts. Every record read ends in exactly one of
 /// applied, unchanged, skipped, rejected, unattributed.
@@ -80,6 +89,10 @@ pub struct BatchReport {
     pub statements: usize,
     /// Wall time spent in the store (the SQL transaction, retries included).
     pub db_time: std::time::Duration,
+    /// LLM reports changed in SQL.
+    pub reports_changed: u64,
+    /// LLM report projections to DynamoDB after the commit.
+    pub published: PublishSummary,
 }
 
 impl BatchReport {
@@ -98,6 +111,8 @@ impl BatchReport {
         self.rejections.extend(other.rejections);
         self.statements += other.statements;
         self.db_time += other.db_time;
+        self.reports_changed += other.reports_changed;
+        self.published.add(&other.published);
     }
 
     fn counts(&mut self, source: Option<SourceKind>) -> &mut Counts {
@@ -231,6 +246,25 @@ pub async fn fold_changes<D: Directory>(
     let applied = p.store.apply(&staged, rejects).await?;
     report.db_time += started.elapsed();
     report.statements += applied.statements;
+    report.reports_changed += applied.reports_changed as u64;
+    if let Some(publisher) = &p.publisher
+        && !staged.llm.is_empty()
+    {
+        // After the commit: what this batch changed, and anything an
+        // earlier projection left pending.
+        let filter = ReportFilter {
+            pending_only: true,
+            limit: PUBLISH_PER_BATCH,
+            ..ReportFilter::default()
+        };
+        match publisher.publish(&p.store, &filter).await {
+            Ok(s) => report.published.add(&s),
+            Err(e) => {
+                report.published.failed += 1;
+                tracing::warn!(error = %e, "reading LLM reports to project failed; they stay pending");
+            }
+        }
+    }
     for (source, identity, fallback) in order {
         let counts = report.counts(Some(source));
         if applied.unchanged.contains(&identity) {

@@ -57,6 +57,8 @@ pub struct Report {
     pub key: ReportKey,
     pub sums: ReportSums,
     pub revision: i64,
+    /// When the report last changed (RFC 3339, UTC).
+    pub updated_at: String,
 }
 
 /// A rollup sum left the range in which it stays exact.
@@ -205,10 +207,7 @@ pub fn report_deltas(
     };
     for row in staged {
         let old = existing.get(&row.id);
-        if !wins(
-            (&row.version, row.state),
-            old.map(|(v, s, _)| (v, *s)),
-        ) {
+        if !wins((&row.version, row.state), old.map(|(v, s, _)| (v, *s))) {
             continue;
         }
         if let Some((_, state, Some((account, request)))) = old
@@ -234,7 +233,14 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use std::str::FromStr;
 
-    fn request(at: i64, model: &str, function: &str, tokens: i64, cost: &str, q: Option<&str>) -> LlmRequest {
+    fn request(
+        at: i64,
+        model: &str,
+        function: &str,
+        tokens: i64,
+        cost: &str,
+        q: Option<&str>,
+    ) -> LlmRequest {
         LlmRequest {
             conversation_id: "conv-1".into(),
             generated_at: Utc.timestamp_opt(at, 0).unwrap(),
@@ -249,7 +255,13 @@ mod tests {
         }
     }
 
-    fn row(id: u128, seq: &str, state: RowState, account: Option<&str>, r: Option<LlmRequest>) -> LlmRow {
+    fn row(
+        id: u128,
+        seq: &str,
+        state: RowState,
+        account: Option<&str>,
+        r: Option<LlmRequest>,
+    ) -> LlmRow {
         LlmRow {
             id: Identity(id),
             version: Version::from_sequence_number(seq).unwrap(),
@@ -265,21 +277,61 @@ mod tests {
     #[test]
     fn new_requests_add_and_group_by_account_and_month() {
         let staged = vec![
-            row(1, "10", RowState::Live, Some("acct"), Some(request(JAN, "m1", "f1", 100, "0.10", Some("0.5")))),
-            row(2, "11", RowState::Live, Some("acct"), Some(request(JAN + 60, "m2", "f1", 50, "0.0025", None))),
-            row(3, "12", RowState::Live, Some("acct"), Some(request(FEB - 1, "m1", "f2", 10, "1", Some("1")))),
-            row(4, "13", RowState::Live, Some("acct"), Some(request(FEB, "m1", "f2", 10, "1", None))),
-            row(5, "14", RowState::Unattributed, Some("conv-x"), Some(request(FEB, "m1", "f2", 10, "1", None))),
+            row(
+                1,
+                "10",
+                RowState::Live,
+                Some("acct"),
+                Some(request(JAN, "m1", "f1", 100, "0.10", Some("0.5"))),
+            ),
+            row(
+                2,
+                "11",
+                RowState::Live,
+                Some("acct"),
+                Some(request(JAN + 60, "m2", "f1", 50, "0.0025", None)),
+            ),
+            row(
+                3,
+                "12",
+                RowState::Live,
+                Some("acct"),
+                Some(request(FEB - 1, "m1", "f2", 10, "1", Some("1"))),
+            ),
+            row(
+                4,
+                "13",
+                RowState::Live,
+                Some("acct"),
+                Some(request(FEB, "m1", "f2", 10, "1", None)),
+            ),
+            row(
+                5,
+                "14",
+                RowState::Unattributed,
+                Some("conv-x"),
+                Some(request(FEB, "m1", "f2", 10, "1", None)),
+            ),
         ];
         let d = report_deltas(&staged, &ExistingLlm::new()).unwrap();
         assert_eq!(d.len(), 2);
-        let jan = &d[&ReportKey { account_id: "acct".into(), period: "2024-01".into() }];
+        let jan = &d[&ReportKey {
+            account_id: "acct".into(),
+            period: "2024-01".into(),
+        }];
         assert_eq!(jan.requests, 3);
         assert_eq!(jan.tokens, 160);
         assert_eq!(jan.cost_usd.to_string(), "1.1025");
         assert_eq!(jan.quality_scored, 2);
         assert_eq!(jan.average_quality_score().to_string(), "0.75");
-        assert_eq!(jan.models["m1"], ModelUsage { requests: 2, tokens: 110, cost_usd: Decimal::from_str("1.10").unwrap() });
+        assert_eq!(
+            jan.models["m1"],
+            ModelUsage {
+                requests: 2,
+                tokens: 110,
+                cost_usd: Decimal::from_str("1.10").unwrap()
+            }
+        );
         assert_eq!(jan.functions["f2"], 1);
         assert_eq!(jan.average_response_time_ms().to_string(), "1000");
     }
@@ -289,32 +341,66 @@ mod tests {
         let old = request(JAN, "m1", "f1", 100, "0.10", Some("0.5"));
         let existing: ExistingLlm = [(
             Identity(1),
-            (Version::from_sequence_number("10").unwrap(), RowState::Live, Some(("acct".to_string(), old.clone()))),
+            (
+                Version::from_sequence_number("10").unwrap(),
+                RowState::Live,
+                Some(("acct".to_string(), old.clone())),
+            ),
         )]
         .into();
         let corrected = request(JAN, "m1", "f1", 120, "0.12", Some("0.5"));
-        let d = report_deltas(&[row(1, "20", RowState::Live, Some("acct"), Some(corrected))], &existing).unwrap();
+        let d = report_deltas(
+            &[row(1, "20", RowState::Live, Some("acct"), Some(corrected))],
+            &existing,
+        )
+        .unwrap();
         let jan = d.values().next().unwrap();
-        assert_eq!((jan.requests, jan.tokens, jan.cost_usd.to_string()), (0, 20, "0.02".into()));
+        assert_eq!(
+            (jan.requests, jan.tokens, jan.cost_usd.to_string()),
+            (0, 20, "0.02".into())
+        );
         assert!(jan.functions.is_empty(), "function count unchanged");
         // Stale: nothing.
         let stale = request(JAN, "m9", "f9", 1, "9", None);
-        assert!(report_deltas(&[row(1, "5", RowState::Live, Some("acct"), Some(stale))], &existing).unwrap().is_empty());
+        assert!(
+            report_deltas(
+                &[row(1, "5", RowState::Live, Some("acct"), Some(stale))],
+                &existing
+            )
+            .unwrap()
+            .is_empty()
+        );
         // Same version redelivered: nothing.
-        assert!(report_deltas(&[row(1, "10", RowState::Live, Some("acct"), Some(old))], &existing).unwrap().is_empty());
+        assert!(
+            report_deltas(
+                &[row(1, "10", RowState::Live, Some("acct"), Some(old))],
+                &existing
+            )
+            .unwrap()
+            .is_empty()
+        );
         // Tombstone retracts.
         let d = report_deltas(&[row(1, "30", RowState::Tombstone, None, None)], &existing).unwrap();
         let jan = d.values().next().unwrap();
-        assert_eq!((jan.requests, jan.tokens, jan.quality_scored), (-1, -100, -1));
+        assert_eq!(
+            (jan.requests, jan.tokens, jan.quality_scored),
+            (-1, -100, -1)
+        );
         assert_eq!(jan.cost_usd.to_string(), "-0.10");
     }
 
     #[test]
     fn exact_add_refuses_to_round() {
         let tiny = Decimal::from_str("0.000000000000000001").unwrap();
-        assert_eq!(exact_add(tiny, tiny).unwrap().to_string(), "0.000000000000000002");
+        assert_eq!(
+            exact_add(tiny, tiny).unwrap().to_string(),
+            "0.000000000000000002"
+        );
         let big = Decimal::from_str("9999999999.999999999999999999").unwrap();
-        assert_eq!(exact_add(big, tiny).unwrap().to_string(), "10000000000.000000000000000000");
+        assert_eq!(
+            exact_add(big, tiny).unwrap().to_string(),
+            "10000000000.000000000000000000"
+        );
         // 7·10^10 at 18 places uses 7·10^28 of the 7.9·10^28 mantissa: the
         // sum no longer fits, rust_decimal would drop a place, we refuse.
         let a = Decimal::from_i128_with_scale(70_000_000_000_000_000_000_000_000_001, 18);

@@ -7,6 +7,7 @@ use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::time::Instant;
 use streamfold::config::LambdaConfig;
 use streamfold::pipeline::Pipeline;
+use streamfold::report::publish::ReportPublisher;
 use streamfold::resolve::dynamo::DynamoDirectory;
 use streamfold::sources::lambda::handle;
 use streamfold::sources::lambda_event::OwnedRawEvent;
@@ -44,6 +45,10 @@ async fn main() -> Result<(), Error> {
         store,
         directory,
         default_tz: cfg.default_tz,
+        publisher: Some(ReportPublisher::new(
+            aws_sdk_dynamodb::Client::new(&aws),
+            cfg.tables.llm_reports.clone(),
+        )),
     };
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,
@@ -64,6 +69,10 @@ async fn main() -> Result<(), Error> {
                     rejected = t.rejected,
                     unattributed = t.unattributed,
                     statements = r.statements,
+                    reports_changed = r.reports_changed,
+                    reports_published = r.published.written,
+                    reports_superseded = r.published.superseded,
+                    report_projections_failed = r.published.failed,
                     db_ms = r.db_time.as_millis() as u64,
                     total_ms = started.elapsed().as_millis() as u64,
                     "batch applied"

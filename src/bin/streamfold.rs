@@ -7,8 +7,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 use streamfold::config::{self, Config};
 use streamfold::pipeline::{self, BatchReport, Pipeline};
+use streamfold::report::publish::ReportPublisher;
 use streamfold::resolve::local::LocalDirectory;
 use streamfold::sources::replay;
+use streamfold::store::reports::ReportFilter;
 use streamfold::store::{Store, StoreOptions, redact_url};
 
 /// Print to stdout; a closed pipe (`streamfold … | head`) ends the program
@@ -148,6 +150,26 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         rounds: usize,
     },
+    /// Print monthly LLM usage reports as JSON Lines (LLMReportData items:
+    /// seed field names, exact decimal numbers); --publish also writes them
+    /// to the LLMReportData table.
+    LlmReport {
+        #[command(flatten)]
+        common: Common,
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// Only this UTC month, YYYY-MM.
+        #[arg(long, value_parser = parse_period)]
+        period: Option<String>,
+        /// Write the reports to DynamoDB (conditional on their version).
+        #[arg(long)]
+        publish: bool,
+        /// LLMReportData table; default: $TABLE_LLMREPORTDATA, else
+        /// $ACS_TABLE_PREFIX followed by LLMReportData.
+        #[arg(long)]
+        table: Option<String>,
+    },
     /// Create or update the database schema.
     Migrate {
         #[command(flatten)]
@@ -180,6 +202,7 @@ async fn open(cfg: &Config) -> Result<Pipeline<LocalDirectory>> {
         store,
         directory,
         default_tz: cfg.default_tz,
+        publisher: None,
     })
 }
 
@@ -223,6 +246,12 @@ async fn run(cli: Cli) -> Result<()> {
                 total.statements,
                 total.statements as f64 / batches.max(1) as f64
             );
+            if total.reports_changed > 0 {
+                outln!(
+                    "{} LLM report change(s) (`streamfold llm-report` prints the reports)",
+                    total.reports_changed
+                );
+            }
             outln!();
             print_counts(&total);
             print_rejections(&rejected);
@@ -292,6 +321,52 @@ async fn run(cli: Cli) -> Result<()> {
             batch,
             rounds,
         } => bench(&database_url, &directory, records, batch, rounds).await?,
+        Command::LlmReport {
+            common,
+            account,
+            period,
+            publish,
+            table,
+        } => {
+            let cfg = common.config().await?;
+            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            let filter = ReportFilter {
+                account_id: account,
+                period,
+                pending_only: false,
+                limit: u32::MAX,
+            };
+            let reports = store.reports(&filter).await?;
+            for r in &reports {
+                outln!("{}", streamfold::report::json_line(r));
+            }
+            if publish {
+                let table = table
+                    .or_else(|| std::env::var("TABLE_LLMREPORTDATA").ok())
+                    .or_else(|| {
+                        std::env::var("ACS_TABLE_PREFIX")
+                            .ok()
+                            .map(|p| format!("{p}LLMReportData"))
+                    })
+                    .context("--publish needs --table, TABLE_LLMREPORTDATA or ACS_TABLE_PREFIX")?;
+                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let publisher = ReportPublisher::new(aws_sdk_dynamodb::Client::new(&aws), &table);
+                let s = publisher.publish(&store, &filter).await?;
+                eprintln!(
+                    "published {} report(s) to {table}: {} written, {} already there at this or a newer version, {} failed",
+                    reports.len(),
+                    s.written,
+                    s.superseded,
+                    s.failed
+                );
+                if s.failed > 0 {
+                    bail!(
+                        "{} report(s) could not be written; they stay pending",
+                        s.failed
+                    );
+                }
+            }
+        }
         Command::Migrate { common } => {
             let cfg = common.config().await?;
             let store = Store::connect(&cfg.database_url, &cfg.store).await?;
@@ -380,6 +455,14 @@ async fn print_totals(store: &Store) -> Result<()> {
     Ok(())
 }
 
+fn parse_period(s: &str) -> Result<String, String> {
+    chrono::NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d")
+        .ok()
+        .filter(|_| s.len() == 7)
+        .map(|_| s.to_string())
+        .ok_or_else(|| format!("{s:?} is not a month like 2024-01"))
+}
+
 async fn bench(
     url: &str,
     directory: &std::path::Path,
@@ -403,6 +486,7 @@ async fn bench(
                 store: store.clone(),
                 directory: LocalDirectory::load(directory)?,
                 default_tz: chrono_tz::Tz::UTC,
+                publisher: None,
             };
             let a = bench::apply_events(&p, &events).await?;
             let b = bench::bulk_insert_baseline(&store, records, batch).await?;

@@ -28,6 +28,8 @@ pub struct TableNames {
     pub users: String,
     pub threads: String,
     pub conversations: String,
+    /// Where LLM reports are projected.
+    pub llm_reports: String,
 }
 
 impl TableNames {
@@ -50,6 +52,7 @@ impl TableNames {
             users: name("Users", format!("{acs}Users")),
             threads: name("Threads", format!("{acs}Threads")),
             conversations: name("Conversations", format!("{acs}Conversations")),
+            llm_reports: name("LLMReportData", format!("{acs}LLMReportData")),
         }
     }
 }

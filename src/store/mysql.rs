@@ -11,10 +11,10 @@ use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
-use std::collections::BTreeMap;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use sqlx::{Executor, QueryBuilder, Transaction};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 const FLAVOR: super::queries::Flavor = super::queries::Flavor::MySql;

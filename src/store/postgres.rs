@@ -11,11 +11,11 @@ use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
-use std::collections::BTreeMap;
 use crate::domain::Identity;
 use sqlx::Transaction;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode, Postgres};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 
 const FLAVOR: super::queries::Flavor = super::queries::Flavor::Postgres;
@@ -336,9 +336,24 @@ async fn apply_reports(
              ON CONFLICT (account_id, report_period, function_name) DO UPDATE SET
                requests = llm_report_functions.requests + EXCLUDED.requests",
         )
-        .bind(functions.iter().map(|(k, _, _)| k.account_id.clone()).collect::<Vec<_>>())
-        .bind(functions.iter().map(|(k, _, _)| k.period.clone()).collect::<Vec<_>>())
-        .bind(functions.iter().map(|(_, f, _)| (*f).clone()).collect::<Vec<_>>())
+        .bind(
+            functions
+                .iter()
+                .map(|(k, _, _)| k.account_id.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            functions
+                .iter()
+                .map(|(k, _, _)| k.period.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            functions
+                .iter()
+                .map(|(_, f, _)| (*f).clone())
+                .collect::<Vec<_>>(),
+        )
         .bind(functions.iter().map(|(_, _, n)| *n).collect::<Vec<_>>())
         .execute(&mut **tx)
         .await?;

@@ -79,7 +79,7 @@ impl Flavor {
     pub fn report_totals(self) -> String {
         format!(
             "SELECT {}, {}, t.total_requests, t.total_tokens, {}, t.response_time_ms_sum, {},
-                    t.quality_scored, t.revision
+                    t.quality_scored, t.revision, {}
                FROM llm_reports t JOIN {} r
                  ON r.account_id = t.account_id AND r.report_period = t.report_period
               ORDER BY t.account_id, t.report_period",
@@ -87,6 +87,7 @@ impl Flavor {
             self.as_text("t.report_period"),
             self.decimal_text("t.total_cost_usd"),
             self.decimal_text("t.quality_score_sum"),
+            self.as_text("t.updated_at"),
             self.selected_reports()
         )
     }
@@ -190,7 +191,16 @@ where
             functions: BTreeMap::new(),
         };
         let revision = r.try_get(8)?;
-        out.insert(key.clone(), Report { key, sums, revision });
+        let updated_at = r.try_get(9)?;
+        out.insert(
+            key.clone(),
+            Report {
+                key,
+                sums,
+                revision,
+                updated_at,
+            },
+        );
     }
     for r in models {
         let key = key_of(r)?;

@@ -97,10 +97,12 @@ where
         None => None,
         Some(conversation_id) => {
             let need_s = |i: usize, what: &str| -> Result<String, StoreError> {
-                r.try_get::<Option<String>, _>(i)?.ok_or_else(|| corrupt(t, what))
+                r.try_get::<Option<String>, _>(i)?
+                    .ok_or_else(|| corrupt(t, what))
             };
             let need_i = |i: usize, what: &str| -> Result<i64, StoreError> {
-                r.try_get::<Option<i64>, _>(i)?.ok_or_else(|| corrupt(t, what))
+                r.try_get::<Option<i64>, _>(i)?
+                    .ok_or_else(|| corrupt(t, what))
             };
             let event_at = need_i(11, "no event_at")?;
             let quality: Option<String> = r.try_get(10)?;

@@ -7,12 +7,12 @@ use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{Report, ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
-use std::collections::BTreeMap;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Executor, Sqlite, Transaction};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -163,7 +163,7 @@ async fn apply_reports(
         let sql = [
             format!(
                 "SELECT account_id, report_period, total_requests, total_tokens, total_cost_usd,
-                        response_time_ms_sum, quality_score_sum, quality_scored, revision
+                        response_time_ms_sum, quality_score_sum, quality_scored, revision, updated_at
                    FROM llm_reports WHERE {within}"
             ),
             format!(
@@ -196,16 +196,18 @@ async fn apply_reports(
             Some(r) => (&r.sums, r.revision + 1),
             None => (&ReportSums::default() as &ReportSums, 1),
         };
-        let sums = base
-            .plus(delta)
-            .map_err(|what| crate::aggregate::llm_rollup::RollupOverflow {
-                report: key.report_id(),
-                what,
-            })?;
+        let sums =
+            base.plus(delta)
+                .map_err(|what| crate::aggregate::llm_rollup::RollupOverflow {
+                    report: key.report_id(),
+                    what,
+                })?;
         // Only the breakdown entries this batch moved are written back.
         let mut written = sums.clone();
         written.models.retain(|m, _| delta.models.contains_key(m));
-        written.functions.retain(|f, _| delta.functions.contains_key(f));
+        written
+            .functions
+            .retain(|f, _| delta.functions.contains_key(f));
         revisions.push(revision);
         updated.insert(key.clone(), written);
     }

@@ -205,6 +205,7 @@ async fn dynamo_pipeline(
         store: Store::open(db_url).await.unwrap(),
         directory: DynamoDirectory::new(client(&moto.endpoint), tables, CachePolicy::default()),
         default_tz: chrono_tz::Tz::UTC,
+        publisher: None,
     }
 }
 
@@ -236,6 +237,7 @@ async fn handler_with_dynamodb_lookups_matches_local_replay() {
         )))
         .unwrap(),
         default_tz: chrono_tz::Tz::UTC,
+        publisher: None,
     };
     for event in fixture_events() {
         handle(&local_p, &event).await.unwrap();

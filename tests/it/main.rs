@@ -5,6 +5,7 @@ mod bad_input;
 mod cli;
 mod faults;
 mod lambda;
+mod llm_reports;
 mod properties;
 mod scenarios;
 mod secrets;
@@ -12,12 +13,15 @@ mod support;
 
 mod sqlite {
     crate::scenario_tests!("sqlite");
+    crate::llm_report_tests!("sqlite");
 }
 
 mod mysql {
     crate::scenario_tests!("mysql");
+    crate::llm_report_tests!("mysql");
 }
 
 mod postgres {
     crate::scenario_tests!("postgres");
+    crate::llm_report_tests!("postgres");
 }

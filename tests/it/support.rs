@@ -222,6 +222,7 @@ impl Harness {
             store: Store::open(&db.url).await.unwrap(),
             directory: LocalDirectory::load(dir.path()).unwrap(),
             default_tz: chrono_tz::Tz::UTC,
+            publisher: None,
         };
         Some(Harness { db, dir, p })
     }
