@@ -147,8 +147,9 @@ async fn write_ledger(
 }
 
 /// Move the LLM reports by a batch's deltas. SQLite has no exact decimal
-/// type, so the touched reports are read (the batch holds the only write
-/// lock), added to in Rust and written back whole.
+/// type, so the touched reports and model rows are read (the batch holds
+/// the only write lock), added to in Rust and written back; function counts
+/// are plain integers and are added in SQL.
 async fn apply_reports(
     tx: &mut Transaction<'static, Sqlite>,
     deltas: &BTreeMap<ReportKey, ReportSums>,
@@ -156,7 +157,7 @@ async fn apply_reports(
 ) -> Result<(), StoreError> {
     let keys: Vec<&ReportKey> = deltas.keys().collect();
     let mut current: BTreeMap<ReportKey, Report> = BTreeMap::new();
-    // 2 parameters a key; the three reads share the key list.
+    // 2 parameters a key; the two reads share the key list.
     for chunk in keys.chunks(MAX_PARAMS / 2) {
         let list = vec!["(?, ?)"; chunk.len()].join(", ");
         let within = format!("(account_id, report_period) IN (VALUES {list})");
@@ -170,12 +171,8 @@ async fn apply_reports(
                 "SELECT account_id, report_period, model, requests, tokens, cost_usd
                    FROM llm_report_models WHERE {within}"
             ),
-            format!(
-                "SELECT account_id, report_period, function_name, requests
-                   FROM llm_report_functions WHERE {within}"
-            ),
         ];
-        let mut found = Vec::with_capacity(3);
+        let mut found = Vec::with_capacity(2);
         for text in &sql {
             let mut q = sqlx::query(text);
             for k in chunk {
@@ -183,9 +180,9 @@ async fn apply_reports(
             }
             found.push(q.fetch_all(&mut **tx).await?);
         }
-        let (totals, models, functions) = (&found[0], &found[1], &found[2]);
-        result.statements += 3;
-        for report in super::reports::assemble(totals, models, functions)? {
+        let (totals, models) = (&found[0], &found[1]);
+        result.statements += 2;
+        for report in super::reports::assemble(totals, models, &[])? {
             current.insert(report.key.clone(), report);
         }
     }
@@ -205,9 +202,8 @@ async fn apply_reports(
         // Only the breakdown entries this batch moved are written back.
         let mut written = sums.clone();
         written.models.retain(|m, _| delta.models.contains_key(m));
-        written
-            .functions
-            .retain(|f, _| delta.functions.contains_key(f));
+        // Function counts are plain integers: added in SQL, from the delta.
+        written.functions = delta.functions.clone();
         revisions.push(revision);
         updated.insert(key.clone(), written);
     }
@@ -280,7 +276,7 @@ async fn apply_reports(
         });
         qb.push(
             " ON CONFLICT (account_id, report_period, function_name) DO UPDATE SET
-               requests = excluded.requests",
+               requests = llm_report_functions.requests + excluded.requests",
         );
         qb.build().execute(&mut **tx).await?;
         result.statements += 1;

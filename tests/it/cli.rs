@@ -78,6 +78,29 @@ fn replaying_the_fixtures_twice_applies_nothing_new() {
 
     let rejects = streamfold(&["rejects", "--database-url", &url]);
     assert!(stdout(&rejects).contains("KEYS_ONLY"));
+
+    // The monthly LLM reports, as JSON Lines with exact decimal numbers.
+    let all = streamfold(&["llm-report", "--database-url", &url]);
+    assert!(all.status.success());
+    assert_eq!(stdout(&all).lines().count(), 5, "{}", stdout(&all));
+    let jan = streamfold(&[
+        "llm-report",
+        "--database-url",
+        &url,
+        "--account",
+        "acct-1001",
+        "--period",
+        "2024-01",
+    ]);
+    let text = stdout(&jan);
+    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(line["report_id"], "acct-1001#2024-01");
+    assert_eq!(line["total_requests"], 2);
+    assert!(text.contains(r#""total_cost_usd":0.0175,"#), "{text}");
+    assert!(text.contains(r#""average_quality_score":0.93,"#), "{text}");
+    let bad = streamfold(&["llm-report", "--database-url", &url, "--period", "2024-13"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a month"));
 }
 
 #[test]

@@ -381,3 +381,167 @@ async fn database_failure_on_the_third_record_reports_the_first_and_retry_conver
         (10..15).map(|h| (2u8, h as u8, 1i64)).collect::<Vec<_>>()
     );
 }
+
+fn n(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => v.clone(),
+        other => panic!("{name} is not N: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn llm_reports_are_projected_to_dynamodb_and_never_regress() {
+    use streamfold::report::publish::ReportPublisher;
+    use streamfold::store::reports::ReportFilter;
+    let Some(moto) = Moto::start() else { return };
+    let c = client(&moto.endpoint);
+    seed_tables(&c).await;
+    let table = format!("{ACS}LLMReportData");
+    create(&c, &table, "report_id", None, &[]).await;
+    let db = support::fresh_db("sqlite").await.unwrap();
+    let mut p = dynamo_pipeline(
+        &moto,
+        &db.url,
+        TableNames::from_prefixes(ICARUS, ACS, &HashMap::new()),
+    )
+    .await;
+    // First with a table that does not exist: projections fail, the
+    // batches do not, and the reports stay pending.
+    p.publisher = Some(ReportPublisher::new(c.clone(), "no-such-table"));
+    for event in fixture_events() {
+        let (response, report) = handle(&p, &event).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+        let _ = report.unwrap();
+    }
+    let all = ReportFilter {
+        limit: u32::MAX,
+        ..ReportFilter::default()
+    };
+    let pending = ReportFilter {
+        pending_only: true,
+        ..all.clone()
+    };
+    let reports = p.store.reports(&all).await.unwrap();
+    assert_eq!(reports.len(), 5);
+    assert_eq!(p.store.reports(&pending).await.unwrap().len(), 5);
+
+    // The next batch with LLM data (here: a redelivery) repairs them all.
+    p.publisher = Some(ReportPublisher::new(c.clone(), &table));
+    let llm_event = &fixture_events()[3];
+    let (_, report) = handle(&p, llm_event).await.unwrap();
+    let report = report.unwrap();
+    assert_eq!(report.reports_changed, 0);
+    assert_eq!(report.published.written, 5, "{:?}", report.published);
+    assert!(p.store.reports(&pending).await.unwrap().is_empty());
+
+    // Every item reads back with every seed field, typed N / M / S.
+    for r in &reports {
+        let item = c
+            .get_item()
+            .table_name(&table)
+            .key("report_id", AttributeValue::S(r.key.report_id()))
+            .send()
+            .await
+            .unwrap()
+            .item
+            .unwrap_or_else(|| panic!("{} not projected", r.key.report_id()));
+        for s in ["report_id", "account_id", "report_period", "generated_at"] {
+            assert!(matches!(item.get(s), Some(AttributeValue::S(_))), "{s}");
+        }
+        assert_eq!(n(&item, "total_requests"), r.sums.requests.to_string());
+        assert_eq!(n(&item, "total_tokens"), r.sums.tokens.to_string());
+        assert_eq!(n(&item, "total_cost_usd"), r.sums.cost_usd.to_string());
+        assert_eq!(
+            n(&item, "average_response_time_ms"),
+            r.sums.average_response_time_ms().to_string()
+        );
+        assert_eq!(
+            n(&item, "average_quality_score"),
+            r.sums.average_quality_score().to_string()
+        );
+        assert_eq!(n(&item, "version"), r.revision.to_string());
+        let Some(AttributeValue::M(models)) = item.get("model_usage") else {
+            panic!("model_usage is not M")
+        };
+        assert_eq!(models.len(), r.sums.models.len());
+        for (model, usage) in &r.sums.models {
+            let Some(AttributeValue::M(m)) = models.get(model) else {
+                panic!("{model}")
+            };
+            assert_eq!(n(m, "requests"), usage.requests.to_string());
+            assert_eq!(n(m, "tokens"), usage.tokens.to_string());
+            assert_eq!(n(m, "cost"), usage.cost_usd.to_string());
+        }
+        let Some(AttributeValue::M(functions)) = item.get("function_breakdown") else {
+            panic!("function_breakdown is not M")
+        };
+        for (f, count) in &r.sums.functions {
+            assert_eq!(n(functions, f), count.to_string());
+        }
+    }
+    let exact = c
+        .get_item()
+        .table_name(&table)
+        .key("report_id", AttributeValue::S("acct-1002#2024-02".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(n(&exact, "total_cost_usd"), "0.000123456789012345");
+
+    // A newer projection is already there (another writer): ours loses the
+    // condition, which is not an error, and the newer item stays.
+    let id = "acct-1001#2024-02";
+    c.update_item()
+        .table_name(&table)
+        .key("report_id", AttributeValue::S(id.into()))
+        .update_expression("SET #v = :v, total_requests = :r")
+        .expression_attribute_names("#v", "version")
+        .expression_attribute_values(":v", AttributeValue::N("99".into()))
+        .expression_attribute_values(":r", AttributeValue::N("999".into()))
+        .send()
+        .await
+        .unwrap();
+    let newer = support::record(
+        "acsd2p-test-LLMDataCollection",
+        "INSERT",
+        "99000000000000000000000001",
+        serde_json::json!({"conversation_id":{"S":"conv-a"}}),
+        Some(serde_json::json!({
+            "conversation_id":{"S":"conv-a"},"model_used":{"S":"m"},"total_tokens":{"N":"5"},
+            "generated_at":{"S":"2024-02-20T00:00:00Z"},"metadata":{"M":{"cost_usd":{"N":"0.5"}}}
+        })),
+        None,
+    );
+    let event: OwnedRawEvent =
+        serde_json::from_value(serde_json::json!({ "Records": [newer] })).unwrap();
+    let (_, report) = handle(&p, &event).await.unwrap();
+    let report = report.unwrap();
+    assert_eq!(report.reports_changed, 1);
+    assert_eq!(report.published.superseded, 1, "{:?}", report.published);
+    let item = c
+        .get_item()
+        .table_name(&table)
+        .key("report_id", AttributeValue::S(id.into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(n(&item, "version"), "99");
+    assert_eq!(n(&item, "total_requests"), "999");
+    // SQL has the request all the same.
+    let sql = p
+        .store
+        .reports(&ReportFilter {
+            account_id: Some("acct-1001".into()),
+            period: Some("2024-02".into()),
+            limit: 1,
+            ..ReportFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(sql[0].sums.requests, 2);
+    assert_eq!(sql[0].sums.cost_usd.to_string(), "0.5021");
+}

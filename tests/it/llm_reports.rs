@@ -22,7 +22,7 @@ const GPT: &str = "gpt-4o-mini";
 
 /// (requests, tokens, cost, response ms sum, quality sum, scored,
 /// models, functions) of one report.
-#[allow(clippy::type_complexity)]
+#[allow(clippy::too_many_arguments)]
 fn sums(
     requests: i64,
     tokens: i64,

@@ -570,8 +570,12 @@ pub async fn a_maximal_batch_is_a_handful_of_statements(engine: &str) {
     assert_eq!(t.read, 10_000);
     assert_eq!(t.rejected, 0);
     assert!(t.applied > 5_000, "{t:?}");
+    // Servers: at most 16 network round trips. SQLite's statements are
+    // in-process calls; its LLM report update adds a read-modify-write
+    // (no exact decimal type), and its staging is chunked at 32k parameters.
+    let bound = if engine == "sqlite" { 20 } else { 16 };
     assert!(
-        first.statements <= 16,
+        first.statements <= bound,
         "{} statements on {engine}",
         first.statements
     );
