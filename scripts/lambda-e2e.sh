@@ -66,6 +66,23 @@ done
 if ! diff -u "$scratch/local.totals" "$scratch/lambda.totals"; then
   echo "the Lambda's counts differ from a local replay" >&2; exit 1
 fi
+# The Lambda projected every LLM report to LLMReportData, as in SQL.
+"$bin" llm-report --database-url "sqlite://$scratch/lambda.db" > "$scratch/reports.jsonl"
+"$venv/bin/python" - "http://127.0.0.1:$moto_port" acsd2p-e2e-LLMReportData "$scratch/reports.jsonl" <<'PY'
+import json, sys, boto3
+endpoint, table, path = sys.argv[1:]
+ddb = boto3.client("dynamodb", endpoint_url=endpoint, region_name="us-east-1")
+items = {i["report_id"]["S"]: i for i in ddb.scan(TableName=table)["Items"]}
+# Exact decimal text of the JSON numbers, not floats.
+want = [json.loads(l, parse_float=str, parse_int=str) for l in open(path)]
+assert want, "no LLM reports in SQL"
+assert sorted(items) == sorted(w["report_id"] for w in want), (sorted(items), want)
+for w in want:
+    got = items[w["report_id"]]
+    for f in ("total_requests", "total_tokens", "total_cost_usd", "version"):
+        assert got[f]["N"] == w[f], (w["report_id"], f, got[f], w[f])
+print(f"{len(want)} LLM report(s) in {table} match SQL")
+PY
 head -1 "$scratch/lambda.totals"
 grep -o '"init_ms":[0-9]*' "$scratch/watch.log" | head -1 || true
 grep -o '"records":[0-9]*.*"total_ms":[0-9]*' "$scratch/watch.log" | sed -E 's/"(applied|unchanged|skipped|rejected|unattributed)":[0-9]*,//g' || true

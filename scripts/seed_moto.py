@@ -45,6 +45,7 @@ create(f"{icarus}accounts", "slack_id")
 create(f"{acs}Users", "id")
 create(f"{acs}Threads", "conversation_id")
 create(f"{acs}Conversations", "conversation_id", "response_id")
+create(f"{acs}LLMReportData", "report_id")
 
 here = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "directory")
 for name in sorted(os.listdir(here)):
