@@ -10,6 +10,7 @@ use streamfold::pipeline::{self, BatchReport, Pipeline};
 use streamfold::report::publish::ReportPublisher;
 use streamfold::resolve::local::LocalDirectory;
 use streamfold::sources::replay;
+use streamfold::sources::scan::Segments;
 use streamfold::store::reports::ReportFilter;
 use streamfold::store::{Store, StoreOptions, redact_url};
 
@@ -36,6 +37,9 @@ macro_rules! out {
         }
     }};
 }
+
+#[path = "streamfold/backfill.rs"]
+mod backfill;
 
 #[derive(Parser)]
 #[command(
@@ -170,11 +174,64 @@ enum Command {
         #[arg(long)]
         table: Option<String>,
     },
+    /// Fold a table's existing items in: a parallel Scan, or (--export) a
+    /// DynamoDB export to S3. Items enter as snapshots with the lowest
+    /// version, so running alongside the stream never double-counts.
+    Backfill {
+        #[command(flatten)]
+        common: Common,
+        /// Source table name (with its prefix, e.g. icarus-prod-github_events).
+        #[arg(long)]
+        table: String,
+        /// Scan segments run in this process (default: from the table's size).
+        #[arg(long, conflicts_with_all = ["segment", "total_segments", "export"])]
+        segments: Option<u32>,
+        /// Run only this segment (0-based) of --total-segments.
+        #[arg(long, requires = "total_segments", conflicts_with = "export")]
+        segment: Option<u32>,
+        #[arg(long, requires = "segment")]
+        total_segments: Option<u32>,
+        /// Continue from the checkpoints of an interrupted run.
+        #[arg(long)]
+        resume: bool,
+        /// Read capacity units per second, all segments together.
+        #[arg(long)]
+        max_rcu: Option<f64>,
+        /// Items per second, all segments together.
+        #[arg(long)]
+        max_items_per_sec: Option<f64>,
+        /// Items per Scan page.
+        #[arg(long)]
+        page_size: Option<i32>,
+        /// Strongly consistent Scan reads (twice the capacity).
+        #[arg(long)]
+        consistent_read: bool,
+        /// Read a DynamoDB export (DYNAMODB_JSON): the export's folder,
+        /// local or s3://bucket/prefix.
+        #[arg(long)]
+        export: Option<String>,
+        /// Export data files processed at once.
+        #[arg(long, default_value_t = 2)]
+        parallel: usize,
+        /// Export items per batch (one transaction each).
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Where identities are resolved: the local --directory, or the
+        /// DynamoDB tables named by ICARUS_TABLE_PREFIX / ACS_TABLE_PREFIX.
+        #[arg(long, value_enum, default_value_t = Lookups::Local)]
+        lookups: Lookups,
+    },
     /// Create or update the database schema.
     Migrate {
         #[command(flatten)]
         common: Common,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Lookups {
+    Local,
+    Dynamodb,
 }
 
 #[tokio::main]
@@ -364,6 +421,73 @@ async fn run(cli: Cli) -> Result<()> {
                         "{} report(s) could not be written; they stay pending",
                         s.failed
                     );
+                }
+            }
+        }
+        Command::Backfill {
+            common,
+            table,
+            segments,
+            segment,
+            total_segments,
+            resume,
+            max_rcu,
+            max_items_per_sec,
+            page_size,
+            consistent_read,
+            export,
+            parallel,
+            batch,
+            lookups,
+        } => {
+            let cfg = common.config().await?;
+            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let job = backfill::Job {
+                table,
+                segments: match (segments, segment, total_segments) {
+                    (_, Some(segment), Some(total)) => Segments::One { segment, total },
+                    (Some(n), _, _) => Segments::All(n),
+                    _ => Segments::Auto,
+                },
+                resume,
+                max_rcu,
+                max_items_per_sec,
+                page_size,
+                consistent_read,
+                export,
+                parallel,
+                batch,
+            };
+            match lookups {
+                Lookups::Local => {
+                    let p = Pipeline {
+                        store,
+                        directory: LocalDirectory::load(&cfg.directory)?,
+                        default_tz: cfg.default_tz,
+                        publisher: None,
+                    };
+                    backfill::run(&p, &aws, &job).await?;
+                }
+                Lookups::Dynamodb => {
+                    let lambda = streamfold::config::LambdaConfig::from_env(|k| {
+                        if k == "DATABASE_URL" {
+                            Some(cfg.database_url.clone())
+                        } else {
+                            std::env::var(k).ok()
+                        }
+                    })?;
+                    let p = Pipeline {
+                        store,
+                        directory: streamfold::resolve::dynamo::DynamoDirectory::new(
+                            aws_sdk_dynamodb::Client::new(&aws),
+                            lambda.tables,
+                            lambda.cache,
+                        ),
+                        default_tz: cfg.default_tz,
+                        publisher: None,
+                    };
+                    backfill::run(&p, &aws, &job).await?;
                 }
             }
         }

@@ -15,6 +15,7 @@ use crate::attrs;
 use crate::domain::{Fact, Identity, SkipReason, SourceKind, Version};
 use crate::event_time;
 use crate::sources::lambda_event::{ParsedRecord, RecordMeta};
+use crate::sources::snapshot::SNAPSHOT_EVENT_SOURCE;
 use aws_lambda_events::event::dynamodb::{EventRecord, StreamViewType};
 use chrono::{DateTime, Utc};
 use serde_dynamo::Item;
@@ -77,12 +78,20 @@ fn normalize_record(rec: &EventRecord, meta: &RecordMeta) -> Result<Normalized, 
         "REMOVE" => Op::Remove,
         _ => return Err("unknown eventName (expected INSERT, MODIFY or REMOVE)".into()),
     };
-    let seq = rec
-        .change
-        .sequence_number
-        .as_deref()
-        .ok_or("record has no SequenceNumber")?;
-    let version = Version::from_sequence_number(seq)?;
+    let version = if rec.event_source.as_deref() == Some(SNAPSHOT_EVENT_SOURCE) {
+        // A backfilled item: the lowest version (DESIGN §4).
+        if op != Op::Insert {
+            return Err("a backfill snapshot must be an INSERT".into());
+        }
+        Version::snapshot()
+    } else {
+        let seq = rec
+            .change
+            .sequence_number
+            .as_deref()
+            .ok_or("record has no SequenceNumber")?;
+        Version::from_sequence_number(seq)?
+    };
 
     match &rec.change.stream_view_type {
         Some(StreamViewType::NewImage) | Some(StreamViewType::NewAndOldImages) | None => {}

@@ -1,7 +1,11 @@
-//! Sources of batches: Lambda stream events and replay files. Each source
-//! only produces raw records; all of them hand batches to
-//! `pipeline::run_batch`.
+//! Sources of batches: Lambda stream events, replay files, and backfill
+//! snapshots (table Scan, S3 export). Each source only produces raw stream
+//! records; all of them hand batches to `pipeline::run_batch`.
 
+pub mod backfill;
+pub mod export;
 pub mod lambda;
 pub mod lambda_event;
 pub mod replay;
+pub mod scan;
+pub mod snapshot;

@@ -18,6 +18,7 @@
 //! lost connections are retried with bounded backoff; re-running a batch is
 //! always safe because the ledger makes it idempotent.
 
+pub mod checkpoints;
 pub mod connect;
 pub mod mysql;
 pub mod postgres;
@@ -344,6 +345,25 @@ impl Store {
         revision: i64,
     ) -> Result<(), StoreError> {
         dispatch!(self, s => s.mark_published(key, revision).await)
+    }
+
+    /// Checkpoints of a backfill job, by part.
+    pub async fn checkpoints(&self, job: &str) -> Result<Vec<checkpoints::Checkpoint>, StoreError> {
+        dispatch!(self, s => s.checkpoints(job).await)
+    }
+
+    /// Record a backfill part's progress.
+    pub async fn save_checkpoint(
+        &self,
+        job: &str,
+        c: &checkpoints::Checkpoint,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.save_checkpoint(job, c).await)
+    }
+
+    /// Forget a backfill job's progress (a fresh run).
+    pub async fn clear_checkpoints(&self, job: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.clear_checkpoints(job).await)
     }
 
     pub async fn rejects(&self, limit: u32) -> Result<Vec<RejectListing>, StoreError> {

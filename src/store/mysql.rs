@@ -93,6 +93,7 @@ impl MySqlStore {
 
     super::queries::common_methods!();
     super::reports::report_methods!();
+    super::checkpoints::checkpoint_methods!();
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
     pub async fn bulk_insert_baseline(

@@ -59,6 +59,7 @@ impl PgStore {
 
     super::queries::common_methods!();
     super::reports::report_methods!();
+    super::checkpoints::checkpoint_methods!();
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
     pub async fn bulk_insert_baseline(

@@ -1,0 +1,174 @@
+//! `streamfold backfill`: builds the clients, draws progress bars
+//! (indicatif), stops cleanly on Ctrl-C and prints the summary. The work is
+//! the library's (`sources::scan`, `sources::export`).
+
+use super::{print_counts, print_totals};
+use anyhow::Result;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use streamfold::pipeline::Pipeline;
+use streamfold::resolve::Directory;
+use streamfold::sources::backfill::{BackfillError, BackfillSummary, Observer};
+use streamfold::sources::export::{ExportLocation, ExportOptions, export_backfill};
+use streamfold::sources::scan::{ScanOptions, Segments, scan_backfill};
+
+/// The command's arguments.
+pub struct Job {
+    pub table: String,
+    pub segments: Segments,
+    pub resume: bool,
+    pub max_rcu: Option<f64>,
+    pub max_items_per_sec: Option<f64>,
+    pub page_size: Option<i32>,
+    pub consistent_read: bool,
+    pub export: Option<String>,
+    pub parallel: usize,
+    pub batch: usize,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// One bar per segment / data file: items, items/s, ETA.
+struct Bars {
+    multi: MultiProgress,
+    bars: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Bars {
+    fn new() -> Bars {
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl Observer for Bars {
+    fn started(&self, part: &str, expected: Option<u64>, already: u64) {
+        let bar = match expected {
+            Some(n) => ProgressBar::new(n.max(already)),
+            None => ProgressBar::no_length(),
+        };
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>24} [{bar:30}] {human_pos}/{human_len} items {per_sec:>12} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(part.to_string());
+        bar.set_position(already);
+        let bar = self.multi.add(bar);
+        self.bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(part.to_string(), bar);
+    }
+
+    fn advanced(&self, part: &str, items: u64) {
+        if let Some(b) = self
+            .bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(part)
+        {
+            b.inc(items);
+        }
+    }
+
+    fn finished(&self, part: &str) {
+        if let Some(b) = self
+            .bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(part)
+        {
+            b.finish();
+        }
+    }
+}
+
+pub async fn run<D: Directory>(
+    p: &Pipeline<D>,
+    aws: &aws_config::SdkConfig,
+    job: &Job,
+) -> Result<()> {
+    tokio::spawn(async {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("stopping after the current batch (Ctrl-C again to abort)…");
+            STOP.store(true, Ordering::Relaxed);
+            let _ = tokio::signal::ctrl_c().await;
+            std::process::exit(130);
+        }
+    });
+    let bars = Bars::new();
+    let result = match &job.export {
+        Some(location) => {
+            let location = ExportLocation::parse(location).map_err(anyhow::Error::msg)?;
+            let s3 =
+                matches!(location, ExportLocation::S3 { .. }).then(|| aws_sdk_s3::Client::new(aws));
+            let opts = ExportOptions {
+                location,
+                table: job.table.clone(),
+                parallel: job.parallel,
+                batch: job.batch,
+                resume: job.resume,
+            };
+            export_backfill(p, s3.as_ref(), &opts, &bars, &STOP).await
+        }
+        None => {
+            // Throttling is retried by the SDK: more attempts than the
+            // default for a long-running scan.
+            let conf = aws_sdk_dynamodb::config::Builder::from(aws)
+                .retry_config(
+                    aws_config::retry::RetryConfig::standard()
+                        .with_max_attempts(10)
+                        .with_initial_backoff(std::time::Duration::from_millis(100)),
+                )
+                .build();
+            let client = aws_sdk_dynamodb::Client::from_conf(conf);
+            let opts = ScanOptions {
+                table: job.table.clone(),
+                segments: job.segments,
+                resume: job.resume,
+                max_rcu: job.max_rcu,
+                max_items_per_sec: job.max_items_per_sec,
+                page_size: job.page_size,
+                consistent_read: job.consistent_read,
+                max_pages: None,
+            };
+            scan_backfill(p, &client, &opts, &bars, &STOP).await
+        }
+    };
+    let _ = bars.multi.clear();
+    match result {
+        Ok(summary) => {
+            print_summary(&job.table, &summary);
+            print_totals(&p.store).await?;
+            Ok(())
+        }
+        Err(BackfillError::Interrupted) => {
+            anyhow::bail!(
+                "backfill of {} interrupted; rerun with --resume to continue",
+                job.table
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn print_summary(table: &str, s: &BackfillSummary) {
+    let secs = s.elapsed.as_secs_f64();
+    outln!(
+        "backfilled {} item(s) of {table} in {secs:.2} s ({:.0} items/s): {} part(s) done, {} already done earlier",
+        s.items,
+        s.items as f64 / secs.max(1e-9),
+        s.parts_done,
+        s.parts_skipped
+    );
+    outln!();
+    print_counts(&s.report);
+    outln!();
+}

@@ -1,0 +1,137 @@
+//! Backfill snapshots as stream records. An item read from a table Scan or
+//! an S3 export is wrapped as an `INSERT` stream record whose `eventSource`
+//! is `streamfold:backfill`; `normalize` gives such records the snapshot
+//! version, the lowest there is (DESIGN §4), so a snapshot adds what the
+//! stream has not delivered and changes nothing the stream already did.
+//!
+//! The record's `Keys` must be exactly what the table's stream would carry,
+//! or the snapshot would count under another identity: they are the item's
+//! key attributes, named by the table's key schema.
+
+use crate::domain::SourceKind;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+
+/// `eventSource` of snapshot records (AWS sets `aws:dynamodb` on stream
+/// records, so a Lambda-delivered record can never be a snapshot).
+pub const SNAPSHOT_EVENT_SOURCE: &str = "streamfold:backfill";
+
+/// Key attributes of each source table (seeds `000_*`, `003_*`). A Scan
+/// checks them against `DescribeTable`.
+pub fn key_attributes(source: SourceKind) -> &'static [&'static str] {
+    match source {
+        SourceKind::GithubEvents => &["id"],
+        SourceKind::DropboxFileChanges => &["account_id"],
+        SourceKind::Conversations => &["conversation_id", "response_id"],
+        SourceKind::LlmDataCollection => &["conversation_id"],
+    }
+}
+
+/// The stream record (JSON text) of one backfilled item. `item` is the
+/// item in DynamoDB JSON (`{"attr": {"S": "…"}, …}`); `id` names it in
+/// errors and quarantine rows (e.g. `export file:line`, `scan segment/page`).
+pub fn snapshot_record(
+    table: &str,
+    key_names: &[String],
+    item: &RawValue,
+    id: &str,
+) -> Result<Box<RawValue>, String> {
+    let attrs: HashMap<&str, &RawValue> = serde_json::from_str(item.get())
+        .map_err(|e| format!("{id}: the item is not a DynamoDB JSON map: {e}"))?;
+    let mut keys = String::from("{");
+    for (i, name) in key_names.iter().enumerate() {
+        let value = attrs
+            .get(name.as_str())
+            .ok_or_else(|| format!("{id}: the item has no key attribute `{name}`"))?;
+        if i > 0 {
+            keys.push(',');
+        }
+        keys.push_str(&serde_json::to_string(name).map_err(|e| e.to_string())?);
+        keys.push(':');
+        keys.push_str(value.get());
+    }
+    keys.push('}');
+    let text = format!(
+        r#"{{"eventID":{id},"eventName":"INSERT","eventVersion":"1.1","eventSource":"{SNAPSHOT_EVENT_SOURCE}","awsRegion":"backfill","eventSourceARN":{arn},"dynamodb":{{"Keys":{keys},"NewImage":{item},"SizeBytes":{size},"StreamViewType":"NEW_IMAGE"}}}}"#,
+        id = serde_json::to_string(id).map_err(|e| e.to_string())?,
+        arn = serde_json::to_string(&format!(
+            "arn:aws:dynamodb:backfill:000000000000:table/{table}/stream/backfill"
+        ))
+        .map_err(|e| e.to_string())?,
+        item = item.get(),
+        size = item.get().len(),
+    );
+    RawValue::from_string(text).map_err(|e| format!("{id}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::{ChangeKind, Normalized, normalize};
+    use crate::sources::lambda_event::parse_record;
+
+    fn item(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).unwrap()
+    }
+
+    #[test]
+    fn snapshot_has_the_lowest_version_and_the_stream_identity() {
+        let it = item(
+            r#"{"id":{"S":"gh-1"},"username":{"S":"alice"},"timestamp":{"S":"2024-03-12T14:00:00Z"},"eventType":{"S":"commit"}}"#,
+        );
+        let rec = snapshot_record(
+            "icarus-prod-github_events",
+            &["id".to_string()],
+            &it,
+            "scan 0/1",
+        )
+        .unwrap();
+        let parsed = parse_record(&rec);
+        let Normalized::Change(c) = normalize(&parsed) else {
+            panic!("{:?}", normalize(&parsed))
+        };
+        assert_eq!(c.version, crate::domain::Version::snapshot());
+        assert!(matches!(c.kind, ChangeKind::Upsert { .. }));
+        // The same item from the stream: same identity.
+        let stream = crate::normalize::test_support::record(
+            "icarus-prod-github_events",
+            "INSERT",
+            "100",
+            serde_json::from_str(it.get()).unwrap(),
+            serde_json::json!({"id":{"S":"gh-1"}}),
+        );
+        let Normalized::Change(s) = crate::normalize::test_support::run(&stream) else {
+            panic!()
+        };
+        assert_eq!(s.identity, c.identity);
+        assert!(s.version > c.version);
+    }
+
+    #[test]
+    fn missing_key_attribute_is_named() {
+        let it = item(r#"{"username":{"S":"alice"}}"#);
+        let err =
+            snapshot_record("t-github_events", &["id".into()], &it, "file.json.gz:7").unwrap_err();
+        assert!(
+            err.contains("file.json.gz:7") && err.contains("`id`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_stream_record_cannot_claim_to_be_a_snapshot_by_accident() {
+        // Only the exact eventSource makes a snapshot; a stream record with
+        // another eventSource keeps its SequenceNumber version.
+        let stream = crate::normalize::test_support::record(
+            "icarus-prod-github_events",
+            "INSERT",
+            "100",
+            serde_json::json!({"id":{"S":"gh-1"},"username":{"S":"a"},"timestamp":{"S":"2024-03-12T14:00:00Z"}}),
+            serde_json::json!({"id":{"S":"gh-1"}}),
+        );
+        let Normalized::Change(s) = crate::normalize::test_support::run(&stream) else {
+            panic!()
+        };
+        assert_ne!(s.version, crate::domain::Version::snapshot());
+    }
+}

@@ -1,0 +1,106 @@
+//! Backfill checkpoints (`backfill_checkpoints`): where each part of a
+//! backfill job (a Scan segment, an export data file) got to, so that
+//! `--resume` continues instead of starting over. Saved after the part's
+//! batch committed: a crash in between re-applies one page, which the
+//! ledger makes a no-op.
+
+use super::queries::Flavor;
+
+/// Progress of one part of a backfill job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub part: String,
+    /// Where to continue (a Scan's `LastEvaluatedKey` as DynamoDB JSON).
+    pub position: Option<String>,
+    /// Items read so far.
+    pub items: i64,
+    pub done: bool,
+}
+
+impl Flavor {
+    pub fn checkpoints(self) -> String {
+        format!(
+            "SELECT {}, {}, items, {} FROM backfill_checkpoints WHERE job = {} ORDER BY part",
+            self.as_text("part"),
+            self.as_text("position"),
+            self.as_int("done"),
+            self.p(1)
+        )
+    }
+
+    /// Parameters: job, part, position, items, done, updated_at.
+    pub fn save_checkpoint(self) -> String {
+        let values = (1..=6).map(|n| self.p(n)).collect::<Vec<_>>().join(", ");
+        let head = format!(
+            "INSERT INTO backfill_checkpoints (job, part, position, items, done, updated_at)
+             VALUES ({values})"
+        );
+        match self {
+            Flavor::MySql => format!(
+                "{head} ON DUPLICATE KEY UPDATE position = VALUES(position), items = VALUES(items),
+                   done = VALUES(done), updated_at = VALUES(updated_at)"
+            ),
+            _ => format!(
+                "{head} ON CONFLICT (job, part) DO UPDATE SET position = excluded.position,
+                   items = excluded.items, done = excluded.done, updated_at = excluded.updated_at"
+            ),
+        }
+    }
+
+    pub fn clear_checkpoints(self) -> String {
+        format!("DELETE FROM backfill_checkpoints WHERE job = {}", self.p(1))
+    }
+}
+
+/// Checkpoint methods, the same for every dialect's store. Expects `FLAVOR`.
+macro_rules! checkpoint_methods {
+    () => {
+        pub async fn checkpoints(
+            &self,
+            job: &str,
+        ) -> Result<Vec<super::checkpoints::Checkpoint>, StoreError> {
+            let rows =
+                sqlx::query_as::<_, (String, Option<String>, i64, i64)>(&FLAVOR.checkpoints())
+                    .bind(job)
+                    .fetch_all(&self.pool)
+                    .await?;
+            Ok(rows
+                .into_iter()
+                .map(
+                    |(part, position, items, done)| super::checkpoints::Checkpoint {
+                        part,
+                        position,
+                        items,
+                        done: done != 0,
+                    },
+                )
+                .collect())
+        }
+
+        pub async fn save_checkpoint(
+            &self,
+            job: &str,
+            c: &super::checkpoints::Checkpoint,
+        ) -> Result<(), StoreError> {
+            sqlx::query(&FLAVOR.save_checkpoint())
+                .bind(job)
+                .bind(&c.part)
+                .bind(&c.position)
+                .bind(c.items)
+                .bind(i64::from(c.done))
+                .bind(super::now_text())
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+
+        pub async fn clear_checkpoints(&self, job: &str) -> Result<(), StoreError> {
+            sqlx::query(&FLAVOR.clear_checkpoints())
+                .bind(job)
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use checkpoint_methods;
