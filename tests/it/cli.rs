@@ -214,3 +214,46 @@ fn passwords_never_appear_in_errors() {
         assert!(all.contains("***"), "{all}");
     }
 }
+
+#[test]
+fn backfill_from_the_export_fixture_then_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bf.db").display());
+    let args = [
+        "backfill",
+        "--database-url",
+        &url,
+        "--table",
+        "icarus-prod-github_events",
+        "--export",
+        "fixtures/exports/github_events",
+    ];
+    let out = streamfold(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("backfilled 60 item(s)"), "{text}");
+    assert_eq!(total_row(&text)[1], 45, "{text}");
+    let mut resumed = args.to_vec();
+    resumed.push("--resume");
+    let out = streamfold(&resumed);
+    let text = stdout(&out);
+    assert!(
+        text.contains("backfilled 0 item(s)") && text.contains("3 already done"),
+        "{text}"
+    );
+    let bad = streamfold(&[
+        "backfill",
+        "--database-url",
+        &url,
+        "--table",
+        "icarus-prod-slack_accounts",
+        "--export",
+        "fixtures/exports/github_events",
+    ]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not one of the four source tables"));
+}

@@ -1,6 +1,7 @@
 //! streamfold integration tests: real records through `run_batch` into real
 //! databases, and the `streamfold` binary on the fixtures.
 
+mod backfill;
 mod bad_input;
 mod cli;
 mod faults;
@@ -14,14 +15,17 @@ mod support;
 mod sqlite {
     crate::scenario_tests!("sqlite");
     crate::llm_report_tests!("sqlite");
+    crate::backfill_tests!("sqlite");
 }
 
 mod mysql {
     crate::scenario_tests!("mysql");
     crate::llm_report_tests!("mysql");
+    crate::backfill_tests!("mysql");
 }
 
 mod postgres {
     crate::scenario_tests!("postgres");
     crate::llm_report_tests!("postgres");
+    crate::backfill_tests!("postgres");
 }

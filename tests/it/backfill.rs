@@ -1,0 +1,381 @@
+//! Backfill (DESIGN §4, §7): snapshots overlapping the stream never
+//! double-count (per engine), an S3 export folder is read and checked
+//! against its manifests, and a parallel Scan of a moto table is
+//! checkpointed, interrupted and resumed.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+use streamfold::sources::backfill::{BackfillError, Quiet};
+use streamfold::sources::export::{ExportLocation, ExportOptions, export_backfill};
+use streamfold::sources::snapshot::snapshot_record;
+
+const TABLE: &str = "icarus-dev-github_events";
+
+/// Item `i` of the overlap test: alternating users, hours apart.
+fn item(i: usize, ts: &str) -> Value {
+    gh_item(
+        &format!("e{i}"),
+        if i.is_multiple_of(2) { "alice" } else { "bob" },
+        ts,
+    )
+}
+
+fn ts(i: usize) -> String {
+    (chrono::DateTime::parse_from_rfc3339("2024-03-11T00:00:00Z").unwrap()
+        + chrono::Duration::minutes(97 * i as i64))
+    .to_utc()
+    .to_rfc3339()
+}
+
+fn snapshot(i: usize, t: &str) -> Value {
+    let raw = serde_json::value::RawValue::from_string(item(i, t).to_string()).unwrap();
+    let rec = snapshot_record(TABLE, &["id".to_string()], &raw, &format!("test {i}")).unwrap();
+    serde_json::from_str(rec.get()).unwrap()
+}
+
+/// Ground truth: each live item once, in its user's zone.
+async fn assert_truth(h: &Harness, live: &BTreeMap<usize, String>) {
+    for (user, slack, zone) in [
+        ("alice", "U_ALICE", chrono_tz::Tz::America__New_York),
+        ("bob", "U_BOB", chrono_tz::Tz::Australia__Sydney),
+    ] {
+        let mut want: BTreeMap<(u8, u8), i64> = BTreeMap::new();
+        for (i, t) in live {
+            if i.is_multiple_of(2) == (user == "alice") {
+                let at = chrono::DateTime::parse_from_rfc3339(t).unwrap().to_utc();
+                let b = streamfold::aggregate::bucket::bucket(at, zone);
+                *want.entry((b.dow, b.hour)).or_default() += 1;
+            }
+        }
+        assert_eq!(h.cells(slack, None).await, want, "{user}");
+    }
+    assert_eq!(h.total().await, live.len() as i64);
+}
+
+/// Stream records for half the items, a backfill of all of them (seeing
+/// one item already modified and one already removed), then the stream
+/// again (lagging INSERTs of the other half, the first half redelivered)
+/// and a later MODIFY: every item counts once, where it last was.
+pub async fn backfill_overlapping_the_stream_counts_once(engine: &str) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let n = 40;
+    let inserts: Vec<Value> = (0..n)
+        .map(|i| {
+            gh(
+                "INSERT",
+                &(1000 + i).to_string(),
+                &format!("e{i}"),
+                if i.is_multiple_of(2) { "alice" } else { "bob" },
+                &ts(i),
+            )
+        })
+        .collect();
+    let moved = ts(500);
+    let modify5 = gh("MODIFY", "2000", "e5", "bob", &moved);
+    let mut remove7 = gh("REMOVE", "2001", "e7", "bob", &ts(7));
+    remove7["dynamodb"]["OldImage"] = remove7["dynamodb"]["NewImage"].take();
+    // 1. The stream so far: the first half, item 5 moved, item 7 removed.
+    let mut first: Vec<Value> = inserts[..n / 2].to_vec();
+    first.push(modify5.clone());
+    first.push(remove7.clone());
+    h.apply(&first).await;
+    // 2. A backfill of the table as it is now.
+    let snapshots: Vec<Value> = (0..n)
+        .filter(|i| *i != 7)
+        .map(|i| snapshot(i, &if i == 5 { moved.clone() } else { ts(i) }))
+        .collect();
+    let r = h.apply(&snapshots).await;
+    assert_eq!(
+        r.total().applied,
+        (n / 2) as u64,
+        "only the items the stream has not delivered"
+    );
+    assert_eq!(r.total().unchanged, (n / 2 - 1) as u64);
+    // 3. The stream again: everything redelivered, the second half for the
+    // first time, then a later MODIFY of an item known only from the backfill.
+    let mut again = inserts.clone();
+    again.push(modify5);
+    again.push(remove7);
+    h.apply(&again).await;
+    let moved30 = ts(900);
+    h.apply(&[gh("MODIFY", "3000", "e30", "alice", &moved30)])
+        .await;
+    // 4. Another backfill (stale now for item 30): changes nothing.
+    let r = h.apply(&snapshots).await;
+    assert_eq!(r.total().applied, 0);
+
+    let live: BTreeMap<usize, String> = (0..n)
+        .filter(|i| *i != 7)
+        .map(|i| {
+            let t = match i {
+                5 => moved.clone(),
+                30 => moved30.clone(),
+                _ => ts(i),
+            };
+            (i, t)
+        })
+        .collect();
+    assert_truth(&h, &live).await;
+}
+
+#[macro_export]
+macro_rules! backfill_tests {
+    ($engine:literal) => {
+        #[tokio::test]
+        async fn backfill_overlapping_the_stream_counts_once() {
+            $crate::backfill::backfill_overlapping_the_stream_counts_once($engine).await
+        }
+    };
+}
+
+fn export_dir() -> std::path::PathBuf {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/exports/github_events"
+    )
+    .into()
+}
+
+fn export_opts(dir: std::path::PathBuf, resume: bool) -> ExportOptions {
+    ExportOptions {
+        location: ExportLocation::Dir(dir),
+        table: "icarus-prod-github_events".into(),
+        parallel: 2,
+        batch: 7,
+        resume,
+    }
+}
+
+/// `fixtures/exports/github_events` (scripts/make_export.py): 60 items,
+/// users cycling alice-gh, bobcodes, carol (linked) and ghosts (not).
+#[tokio::test]
+async fn export_folder_is_backfilled_once_and_checked_against_its_manifest() {
+    let Some(h) = Harness::with_directory("sqlite", &fixture_directory()).await else {
+        return;
+    };
+    let stop = AtomicBool::new(false);
+    let s = export_backfill(&h.p, None, &export_opts(export_dir(), false), &Quiet, &stop)
+        .await
+        .unwrap();
+    assert_eq!((s.items, s.parts_done), (60, 3));
+    let t = s.report.total();
+    assert_eq!((t.applied, t.unattributed, t.rejected), (45, 15, 0));
+    let totals = h.p.store.totals().await.unwrap();
+    assert_eq!((totals.events_counted, totals.unattributed), (45, 15));
+    let alice: i64 = h.cells("U01ALICE", None).await.values().sum();
+    assert_eq!(alice, 15);
+
+    // Resumed after completion: every file is skipped.
+    let s = export_backfill(&h.p, None, &export_opts(export_dir(), true), &Quiet, &stop)
+        .await
+        .unwrap();
+    assert_eq!((s.items, s.parts_skipped), (0, 3));
+    // Run again from scratch: read again, nothing changes.
+    let s = export_backfill(&h.p, None, &export_opts(export_dir(), false), &Quiet, &stop)
+        .await
+        .unwrap();
+    assert_eq!((s.items, s.report.total().unchanged), (60, 60));
+    assert_eq!(h.p.store.totals().await.unwrap(), totals);
+
+    // A manifest that disagrees with a data file is an error naming it.
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(copy.path().join("data")).unwrap();
+    for entry in std::fs::read_dir(export_dir().join("data")).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, copy.path().join("data").join(p.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(
+        export_dir().join("manifest-summary.json"),
+        copy.path().join("manifest-summary.json"),
+    )
+    .unwrap();
+    let files = std::fs::read_to_string(export_dir().join("manifest-files.json")).unwrap();
+    let mut lines: Vec<Value> = files
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    lines[1]["itemCount"] = json!(21);
+    lines[2]["itemCount"] = json!(19);
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(copy.path().join("manifest-files.json"), text).unwrap();
+    let err = export_backfill(
+        &h.p,
+        None,
+        &export_opts(copy.path().into(), false),
+        &Quiet,
+        &stop,
+    )
+    .await
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, BackfillError::Inconsistent(_)), "{msg}");
+    assert!(
+        msg.contains("manifest says 21 items, the file holds 20"),
+        "{msg}"
+    );
+    // Nothing was double-counted by the partial run.
+    assert_eq!(h.p.store.totals().await.unwrap().events_counted, 45);
+}
+
+mod scan {
+    use super::*;
+    use crate::support::Moto;
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, PutRequest,
+        ScalarAttributeType, WriteRequest,
+    };
+    use streamfold::sources::scan::{ScanOptions, Segments, job_name, scan_backfill};
+
+    fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(conf)
+    }
+
+    const ITEMS: usize = 240;
+
+    async fn seed(c: &aws_sdk_dynamodb::Client) {
+        c.create_table()
+            .table_name(TABLE)
+            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("id")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("id")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let items: Vec<WriteRequest> = (0..ITEMS)
+            .map(|i| {
+                let item: std::collections::HashMap<String, AttributeValue> = [
+                    ("id", AttributeValue::S(format!("e{i}"))),
+                    (
+                        "username",
+                        AttributeValue::S(if i.is_multiple_of(2) { "alice" } else { "bob" }.into()),
+                    ),
+                    ("timestamp", AttributeValue::S(ts(i))),
+                    ("eventType", AttributeValue::S("commit".into())),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                    .build()
+            })
+            .collect();
+        for chunk in items.chunks(25) {
+            c.batch_write_item()
+                .request_items(TABLE, chunk.to_vec())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+
+    fn opts(segments: Segments, resume: bool, max_pages: Option<u64>) -> ScanOptions {
+        ScanOptions {
+            table: TABLE.into(),
+            segments,
+            resume,
+            max_rcu: None,
+            max_items_per_sec: None,
+            page_size: Some(10),
+            consistent_read: false,
+            max_pages,
+        }
+    }
+
+    #[tokio::test]
+    async fn parallel_scan_is_checkpointed_interrupted_and_resumed() {
+        let Some(moto) = Moto::start() else { return };
+        let c = client(&moto.endpoint);
+        seed(&c).await;
+        let Some(h) = Harness::new("sqlite").await else {
+            return;
+        };
+        let stop = AtomicBool::new(false);
+        // Interrupted after 2 pages of each of 4 segments.
+        let err = scan_backfill(
+            &h.p,
+            &c,
+            &opts(Segments::All(4), false, Some(2)),
+            &Quiet,
+            &stop,
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, BackfillError::Interrupted), "{err}");
+        let saved = h.p.store.checkpoints(&job_name(TABLE, 4)).await.unwrap();
+        assert_eq!(saved.len(), 4);
+        let first: i64 = saved.iter().map(|c| c.items).sum();
+        assert!(first > 0 && first < ITEMS as i64, "{saved:?}");
+        assert!(saved.iter().all(|c| !c.done && c.position.is_some()));
+        assert_eq!(h.total().await, first);
+
+        // Resumed: reads only the rest, and the counts are the truth.
+        let s = scan_backfill(&h.p, &c, &opts(Segments::All(4), true, None), &Quiet, &stop)
+            .await
+            .unwrap();
+        assert_eq!(s.items as i64 + first, ITEMS as i64);
+        assert_eq!(s.parts_done, 4);
+        let live: BTreeMap<usize, String> = (0..ITEMS).map(|i| (i, ts(i))).collect();
+        assert_truth(&h, &live).await;
+        let saved = h.p.store.checkpoints(&job_name(TABLE, 4)).await.unwrap();
+        assert!(saved.iter().all(|c| c.done));
+
+        // A full rerun without --resume, and one distributed segment: the
+        // ledger keeps everything once.
+        let s = scan_backfill(
+            &h.p,
+            &c,
+            &opts(Segments::All(4), false, None),
+            &Quiet,
+            &stop,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (s.items, s.report.total().unchanged),
+            (ITEMS as u64, ITEMS as u64)
+        );
+        let one = Segments::One {
+            segment: 2,
+            total: 3,
+        };
+        let s = scan_backfill(&h.p, &c, &opts(one, false, None), &Quiet, &stop)
+            .await
+            .unwrap();
+        assert!(s.items > 0 && s.items < ITEMS as u64);
+        assert_eq!(s.report.total().applied, 0);
+        assert_truth(&h, &live).await;
+        let bad = Segments::One {
+            segment: 3,
+            total: 3,
+        };
+        assert!(
+            scan_backfill(&h.p, &c, &opts(bad, false, None), &Quiet, &stop)
+                .await
+                .is_err()
+        );
+    }
+}
