@@ -62,7 +62,7 @@ pub async fn backfill_overlapping_the_stream_counts_once(engine: &str) {
     let Some(h) = Harness::new(engine).await else {
         return;
     };
-    let n = 40;
+    let n: usize = 40;
     let inserts: Vec<Value> = (0..n)
         .map(|i| {
             gh(
