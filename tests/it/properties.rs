@@ -1,9 +1,10 @@
 //! Property test: random item histories (INSERT / MODIFY / application
 //! REMOVE / TTL REMOVE) of GitHub, Dropbox and e-mail items, delivered the way Lambda and operators do — in
 //! batches, whole batches redelivered, a batch retried from one of its
-//! records, old batches replayed later, a user linked only at the end and
-//! then `reattribute` — must leave the store equal to an independent,
-//! obviously-correct model of what the counts should be.
+//! records, old batches replayed later, a backfill snapshot of the table at
+//! some point of the stream delivered in between, a user linked only at the
+//! end and then `reattribute` — must leave the store equal to an
+//! independent, obviously-correct model of what the counts should be.
 
 use crate::support::{self, Harness};
 use proptest::prelude::*;
@@ -83,6 +84,9 @@ struct Delivery {
     retry_from: Vec<Option<usize>>,
     /// Old batches replayed at the end.
     replay_old: Vec<usize>,
+    /// A backfill: delivered after batch `.0`, of the table as it was
+    /// after the first `.1` percent of the stream's records.
+    snapshot: Option<(usize, usize)>,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -107,20 +111,23 @@ fn delivery() -> impl Strategy<Value = Delivery> {
         prop::collection::vec(any::<bool>(), 12),
         prop::collection::vec(prop::option::weighted(0.3, 0usize..8), 12),
         prop::collection::vec(0usize..12, 0..4),
+        prop::option::weighted(0.6, (0usize..12, 0usize..=100)),
     )
         .prop_map(
-            |(batch_sizes, redeliver, retry_from, replay_old)| Delivery {
+            |(batch_sizes, redeliver, retry_from, replay_old, snapshot)| Delivery {
                 batch_sizes,
                 redeliver,
                 retry_from,
                 replay_old,
+                snapshot,
             },
         )
 }
 
 /// The stream: every op of every item as a record, in sequence order
-/// (items interleaved round-robin, each item's ops in order).
-fn stream(histories: &[History]) -> Vec<Value> {
+/// (items interleaved round-robin, each item's ops in order), each with
+/// the item it belongs to.
+fn stream(histories: &[History]) -> Vec<(usize, Value)> {
     let mut out = Vec::new();
     let mut seq = 1_000u64;
     let longest = histories.iter().map(|h| h.ops.len()).max().unwrap_or(0);
@@ -164,10 +171,39 @@ fn stream(histories: &[History]) -> Vec<Value> {
                     }
                 }
             };
-            out.push(rec);
+            out.push((i, rec));
         }
     }
     out
+}
+
+/// A backfill of the table as it was after `records`: every item whose
+/// last record there is an INSERT/MODIFY, as a snapshot of that image
+/// (removed and TTL-expired items are gone from the table).
+fn snapshot_of(records: &[(usize, Value)]) -> Vec<Value> {
+    let mut last: BTreeMap<usize, &Value> = BTreeMap::new();
+    for (item, rec) in records {
+        last.insert(*item, rec);
+    }
+    last.values()
+        .filter(|rec| rec["eventName"] != "REMOVE")
+        .map(|rec| {
+            let arn = rec["eventSourceARN"].as_str().unwrap();
+            let table = streamfold::sources::lambda_event::table_from_arn(arn).unwrap();
+            let source = streamfold::domain::SourceKind::from_table_name(table).unwrap();
+            let keys: Vec<String> = streamfold::sources::snapshot::key_attributes(source)
+                .iter()
+                .map(|k| k.to_string())
+                .collect();
+            let image =
+                serde_json::value::RawValue::from_string(rec["dynamodb"]["NewImage"].to_string())
+                    .unwrap();
+            let snap =
+                streamfold::sources::snapshot::snapshot_record(table, &keys, &image, "backfill")
+                    .unwrap();
+            serde_json::from_str(snap.get()).unwrap()
+        })
+        .collect()
 }
 
 /// The model: an item counts at its last non-TTL op's time if that op is a
@@ -245,7 +281,12 @@ async fn check(engine: &str, histories: Vec<History>, d: Delivery) -> Result<(),
     let Some(mut h) = Harness::with_directory(engine, DIRECTORY).await else {
         return Ok(());
     };
-    let records = stream(&histories);
+    let with_items = stream(&histories);
+    let snapshot = d.snapshot.map(|(after, pct)| {
+        let upto = with_items.len() * pct / 100;
+        (after, snapshot_of(&with_items[..upto]))
+    });
+    let records: Vec<Value> = with_items.into_iter().map(|(_, r)| r).collect();
     let mut batches: Vec<Vec<Value>> = Vec::new();
     let mut rest = &records[..];
     let mut sizes = d.batch_sizes.iter().cycle();
@@ -263,6 +304,12 @@ async fn check(engine: &str, histories: Vec<History>, d: Delivery) -> Result<(),
             && *from < batch.len()
         {
             h.apply(&batch[*from..]).await;
+        }
+        if let Some((after, snap)) = &snapshot
+            && *after % batches.len() == i
+            && !snap.is_empty()
+        {
+            h.apply(snap).await;
         }
     }
     for old in &d.replay_old {
