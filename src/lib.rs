@@ -15,6 +15,7 @@ pub mod event_time;
 pub mod heatmap;
 pub mod normalize;
 pub mod pipeline;
+pub mod quarantine;
 pub mod report;
 pub mod resolve;
 pub mod sources;

@@ -130,10 +130,8 @@ enum Command {
     },
     /// List quarantined records and their reasons.
     Rejects {
-        #[command(flatten)]
-        common: Common,
-        #[arg(long, default_value_t = 100)]
-        limit: u32,
+        #[command(subcommand)]
+        action: RejectsAction,
     },
     /// Measure batch application against a plain bulk INSERT on the same engine.
     Bench {
@@ -225,6 +223,34 @@ enum Command {
     Migrate {
         #[command(flatten)]
         common: Common,
+    },
+}
+
+/// Quarantined records: see them, and re-run them after a fix.
+#[derive(Subcommand)]
+enum RejectsAction {
+    /// List quarantined records and their reasons.
+    List {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show one quarantined record: its reason and the raw record.
+    Show {
+        #[command(flatten)]
+        common: Common,
+        id: i64,
+    },
+    /// Re-run quarantined records (these ids, or --all); those applied now
+    /// leave the quarantine, the others stay with their new reason.
+    Retry {
+        #[command(flatten)]
+        common: Common,
+        #[arg(required_unless_present = "all")]
+        ids: Vec<i64>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
     },
 }
 
@@ -352,25 +378,7 @@ async fn run(cli: Cli) -> Result<()> {
                 t.unchanged
             );
         }
-        Command::Rejects { common, limit } => {
-            let cfg = common.config().await?;
-            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
-            let rows = store.rejects(limit).await?;
-            if rows.is_empty() {
-                outln!("no quarantined records");
-            }
-            for r in rows {
-                outln!(
-                    "#{} {} source {} event {} sequence {}: {}",
-                    r.id,
-                    r.rejected_at,
-                    r.source.as_deref().unwrap_or("unknown"),
-                    r.event_id.as_deref().unwrap_or("?"),
-                    r.sequence_number.as_deref().unwrap_or("?"),
-                    r.reason
-                );
-            }
-        }
+        Command::Rejects { action } => rejects(action).await?,
         Command::Bench {
             database_url,
             directory,
@@ -551,7 +559,9 @@ fn print_rejections(rejected: &[(String, streamfold::pipeline::Rejection)]) {
         return;
     }
     outln!();
-    outln!("rejected records (quarantined in rejected_records; `streamfold rejects` lists them):");
+    outln!(
+        "rejected records (quarantined in rejected_records; `streamfold rejects list` shows them):"
+    );
     for (place, r) in rejected.iter().take(30) {
         outln!(
             "  {place} record {} ({}): {}",
@@ -576,6 +586,69 @@ async fn print_totals(store: &Store) -> Result<()> {
         t.rejected,
         t.ledger_rows
     );
+    Ok(())
+}
+
+async fn rejects(action: RejectsAction) -> Result<()> {
+    match action {
+        RejectsAction::List { common, limit } => {
+            let cfg = common.config().await?;
+            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            let rows = store.rejects(limit).await?;
+            if rows.is_empty() {
+                outln!("no quarantined records");
+            }
+            for r in rows {
+                outln!(
+                    "#{} {} source {} event {} sequence {}: {}",
+                    r.id,
+                    r.rejected_at,
+                    r.source.as_deref().unwrap_or("unknown"),
+                    r.event_id.as_deref().unwrap_or("?"),
+                    r.sequence_number.as_deref().unwrap_or("?"),
+                    r.reason
+                );
+            }
+        }
+        RejectsAction::Show { common, id } => {
+            let cfg = common.config().await?;
+            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            let found = store.rejected_raw(id - 1, 1).await?;
+            let Some((r, raw)) = found.into_iter().next().filter(|(r, _)| r.id == id) else {
+                bail!("no quarantined record #{id}");
+            };
+            outln!("record #{}, quarantined {}", r.id, r.rejected_at);
+            outln!("source:   {}", r.source.as_deref().unwrap_or("unknown"));
+            outln!("event:    {}", r.event_id.as_deref().unwrap_or("?"));
+            outln!("sequence: {}", r.sequence_number.as_deref().unwrap_or("?"));
+            outln!("reason:   {}", r.reason);
+            let pretty = serde_json::from_str::<serde_json::Value>(&raw)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or(raw);
+            outln!("{pretty}");
+        }
+        RejectsAction::Retry { common, ids, all } => {
+            let cfg = common.config().await?;
+            let p = open(&cfg).await?;
+            let only = if all { Vec::new() } else { ids };
+            let r = streamfold::quarantine::retry_rejects(&p, &only, 500)
+                .await
+                .context("retrying quarantined records failed")?;
+            outln!(
+                "retried {} quarantined record(s): {} applied and released, {} still rejected",
+                r.retried,
+                r.resolved,
+                r.still_rejected.len()
+            );
+            for (id, reason) in r.still_rejected.iter().take(30) {
+                outln!("  #{id}: {reason}");
+            }
+            if r.retried > 0 {
+                outln!();
+                print_counts(&r.report);
+            }
+        }
+    }
     Ok(())
 }
 

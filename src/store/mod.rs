@@ -366,6 +366,23 @@ impl Store {
         dispatch!(self, s => s.clear_checkpoints(job).await)
     }
 
+    /// Quarantined records with their raw text, after id `after`.
+    pub async fn rejected_raw(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(RejectListing, String)>, StoreError> {
+        dispatch!(self, s => s.rejected_raw(after, limit).await)
+    }
+
+    /// Drop quarantined records that have been applied.
+    pub async fn delete_rejects(&self, ids: &[i64]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, s => s.delete_rejects(ids).await)
+    }
+
     pub async fn rejects(&self, limit: u32) -> Result<Vec<RejectListing>, StoreError> {
         dispatch!(self, s => s.rejects(limit).await)
     }

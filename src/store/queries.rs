@@ -128,6 +128,20 @@ impl Flavor {
         )
     }
 
+    /// Quarantined records with their raw text, after an id, in id order.
+    pub fn rejected_raw(self) -> String {
+        format!(
+            "SELECT id, source, event_id, sequence_number, reason, rejected_at, raw_record
+               FROM rejected_records WHERE id > {} ORDER BY id LIMIT {}",
+            self.p(1),
+            self.p(2)
+        )
+    }
+
+    pub fn delete_reject(self) -> String {
+        format!("DELETE FROM rejected_records WHERE id = {}", self.p(1))
+    }
+
     pub fn totals(self) -> String {
         super::totals_sql(self.int())
     }
@@ -222,6 +236,36 @@ macro_rules! common_methods {
                 .fetch_all(&self.pool)
                 .await?;
             rows.iter().map(super::rows::reject_listing).collect()
+        }
+
+        pub async fn rejected_raw(
+            &self,
+            after: i64,
+            limit: u32,
+        ) -> Result<Vec<(RejectListing, String)>, StoreError> {
+            let rows = sqlx::query(&FLAVOR.rejected_raw())
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    use sqlx::Row as _;
+                    Ok((super::rows::reject_listing(r)?, r.try_get::<String, _>(6)?))
+                })
+                .collect()
+        }
+
+        pub async fn delete_rejects(&self, ids: &[i64]) -> Result<(), StoreError> {
+            let mut tx = self.pool.begin().await?;
+            for id in ids {
+                sqlx::query(&FLAVOR.delete_reject())
+                    .bind(*id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
         }
 
         pub async fn totals(&self) -> Result<Totals, StoreError> {

@@ -76,8 +76,30 @@ fn replaying_the_fixtures_twice_applies_nothing_new() {
     let text = stdout(&stats);
     assert!(text.contains("Sun") && text.contains("total 3"), "{text}");
 
-    let rejects = streamfold(&["rejects", "--database-url", &url]);
-    assert!(stdout(&rejects).contains("KEYS_ONLY"));
+    let rejects = streamfold(&["rejects", "list", "--database-url", &url]);
+    let listing = stdout(&rejects);
+    assert!(listing.contains("KEYS_ONLY"));
+    let first_id = listing
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix('#'))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_string();
+    let show = streamfold(&["rejects", "show", "--database-url", &url, &first_id]);
+    let text = stdout(&show);
+    assert!(
+        text.contains("reason:") && text.contains("\"eventSourceARN\""),
+        "{text}"
+    );
+    // Nothing has been fixed: a retry of all keeps every one of them.
+    let retry = streamfold(&["rejects", "retry", "--database-url", &url, "--all"]);
+    let text = stdout(&retry);
+    assert!(text.contains(": 0 applied and released, 14 still rejected"), "{text}");
+    assert_eq!(
+        database_line(&stdout(&streamfold(&["stats", "--database-url", &url]))),
+        database_line(&out2)
+    );
 
     // The monthly LLM reports, as JSON Lines with exact decimal numbers.
     let all = streamfold(&["llm-report", "--database-url", &url]);

@@ -8,6 +8,7 @@ mod faults;
 mod lambda;
 mod llm_reports;
 mod properties;
+mod quarantine;
 mod scenarios;
 mod secrets;
 mod support;
