@@ -85,6 +85,10 @@ print(f"{len(want)} LLM report(s) in {table} match SQL")
 PY
 head -1 "$scratch/lambda.totals"
 grep -o '"init_ms":[0-9]*' "$scratch/watch.log" | head -1 || true
-grep -o '"records":[0-9]*.*"total_ms":[0-9]*' "$scratch/watch.log" | sed -E 's/"(applied|unchanged|skipped|rejected|unattributed)":[0-9]*,//g' || true
+# Metrics: one EMF document per source and one per batch, on stdout.
+if ! grep -q '"CloudWatchMetrics"' "$scratch/watch.log"; then
+  echo "the Lambda printed no EMF metrics" >&2; exit 1
+fi
+grep -o '"BatchLatency":[0-9.]*' "$scratch/watch.log" | head -3 || true
 echo
 echo "lambda e2e OK: same counts as streamfold replay"

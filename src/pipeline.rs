@@ -9,13 +9,14 @@ use crate::domain::{ActivityEvent, Actor, Fact, Identity, Integration, SourceKin
 use crate::normalize::{self, Change, ChangeKind, Normalized};
 use crate::report::publish::{PublishSummary, ReportPublisher};
 use crate::resolve::{Directory, DirectoryError, ExternalAccount, pick_time_zone};
-use crate::sources::lambda_event::{RecordMeta, parse_record};
+use crate::sources::lambda_event::{RecordMeta, parse_record, read_meta};
 use crate::store::reports::ReportFilter;
 use crate::store::{RejectRow, Store, StoreError};
 use chrono::{TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use tracing::Instrument;
 
 /// Longest Slack ID `user_event_counts.slack_id` holds.
 const MAX_SLACK_ID: usize = 64;
@@ -93,6 +94,9 @@ pub struct BatchReport {
     pub reports_changed: u64,
     /// LLM report projections to DynamoDB after the commit.
     pub published: PublishSummary,
+    /// Earliest `ApproximateCreationDateTime` among the records (for the
+    /// iterator-lag metric).
+    pub oldest_record: Option<chrono::DateTime<Utc>>,
 }
 
 impl BatchReport {
@@ -113,6 +117,10 @@ impl BatchReport {
         self.db_time += other.db_time;
         self.reports_changed += other.reports_changed;
         self.published.add(&other.published);
+        self.oldest_record = match (self.oldest_record, other.oldest_record) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     fn counts(&mut self, source: Option<SourceKind>) -> &mut Counts {
@@ -121,8 +129,45 @@ impl BatchReport {
     }
 }
 
-/// Apply one batch of Lambda DynamoDB stream records.
+/// Apply one batch of Lambda DynamoDB stream records, in one span that
+/// names the batch (source, sequence range) and carries its outcome counts
+/// (never item contents).
 pub async fn run_batch<D: Directory>(
+    p: &Pipeline<D>,
+    records: &[&RawValue],
+) -> Result<BatchReport, PipelineError> {
+    let first = records.first().map(|r| read_meta(r)).unwrap_or_default();
+    let last = records.last().map(|r| read_meta(r)).unwrap_or_default();
+    let span = tracing::info_span!(
+        "batch",
+        source = first.source.map_or("unknown", SourceKind::table_suffix),
+        first_sequence = first.sequence_number.as_deref().unwrap_or("-"),
+        last_sequence = last.sequence_number.as_deref().unwrap_or("-"),
+        records = records.len(),
+        applied = tracing::field::Empty,
+        unchanged = tracing::field::Empty,
+        skipped = tracing::field::Empty,
+        rejected = tracing::field::Empty,
+        unattributed = tracing::field::Empty,
+    );
+    let report = run_batch_inner(p, records).instrument(span.clone()).await?;
+    let t = report.total();
+    span.record("applied", t.applied);
+    span.record("unchanged", t.unchanged);
+    span.record("skipped", t.skipped);
+    span.record("rejected", t.rejected);
+    span.record("unattributed", t.unattributed);
+    span.in_scope(|| {
+        tracing::info!(
+            statements = report.statements,
+            db_ms = report.db_time.as_millis() as u64,
+            "batch applied"
+        )
+    });
+    Ok(report)
+}
+
+async fn run_batch_inner<D: Directory>(
     p: &Pipeline<D>,
     records: &[&RawValue],
 ) -> Result<BatchReport, PipelineError> {
@@ -132,6 +177,9 @@ pub async fn run_batch<D: Directory>(
     for (index, raw) in records.iter().enumerate() {
         let parsed = parse_record(raw);
         report.counts(parsed.meta.source).read += 1;
+        if let Some(at) = parsed.meta.approx_created {
+            report.oldest_record = Some(report.oldest_record.map_or(at, |o| o.min(at)));
+        }
         match normalize::normalize(&parsed) {
             Normalized::Change(c) => changes.push(c),
             Normalized::Skip(_) => report.counts(parsed.meta.source).skipped += 1,

@@ -6,6 +6,7 @@
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::time::Instant;
 use streamfold::config::LambdaConfig;
+use streamfold::metrics::{BatchTiming, emf_documents};
 use streamfold::pipeline::Pipeline;
 use streamfold::report::publish::ReportPublisher;
 use streamfold::resolve::dynamo::DynamoDirectory;
@@ -21,7 +22,7 @@ async fn main() -> Result<(), Error> {
             tracing_subscriber::EnvFilter::try_from_env("STREAMFOLD_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_current_span(false)
+        .with_current_span(true)
         .without_time()
         .init();
     let started = Instant::now();
@@ -58,25 +59,19 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<OwnedRawEvent>| async move {
             let started = Instant::now();
+            let cache_before = p.directory.cache_stats();
             let (response, report) = handle(p, &event.payload).await?;
             if let Some(r) = report {
-                let t = r.total();
-                tracing::info!(
-                    records = t.read,
-                    applied = t.applied,
-                    unchanged = t.unchanged,
-                    skipped = t.skipped,
-                    rejected = t.rejected,
-                    unattributed = t.unattributed,
-                    statements = r.statements,
-                    reports_changed = r.reports_changed,
-                    reports_published = r.published.written,
-                    reports_superseded = r.published.superseded,
-                    report_projections_failed = r.published.failed,
-                    db_ms = r.db_time.as_millis() as u64,
-                    total_ms = started.elapsed().as_millis() as u64,
-                    "batch applied"
-                );
+                let cache = p.directory.cache_stats();
+                let timing = BatchTiming {
+                    latency: started.elapsed(),
+                    cache_hits: cache.hits - cache_before.hits,
+                    cache_misses: cache.misses - cache_before.misses,
+                };
+                // EMF: one JSON document per line on stdout.
+                for doc in emf_documents(&r, &timing, chrono::Utc::now()) {
+                    println!("{doc}");
+                }
             }
             Ok::<_, Error>(response)
         },

@@ -95,7 +95,10 @@ fn replaying_the_fixtures_twice_applies_nothing_new() {
     // Nothing has been fixed: a retry of all keeps every one of them.
     let retry = streamfold(&["rejects", "retry", "--database-url", &url, "--all"]);
     let text = stdout(&retry);
-    assert!(text.contains(": 0 applied and released, 14 still rejected"), "{text}");
+    assert!(
+        text.contains(": 0 applied and released, 14 still rejected"),
+        "{text}"
+    );
     assert_eq!(
         database_line(&stdout(&streamfold(&["stats", "--database-url", &url]))),
         database_line(&out2)

@@ -7,6 +7,7 @@ mod cli;
 mod faults;
 mod lambda;
 mod llm_reports;
+mod observability;
 mod properties;
 mod quarantine;
 mod scenarios;
