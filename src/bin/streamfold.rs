@@ -122,6 +122,12 @@ enum Command {
         /// Only one integration: G (GitHub), D (Dropbox) or E (e-mail).
         #[arg(long, value_parser = ["G", "D", "E"])]
         integration: Option<String>,
+        /// Also draw the user's heatmap as a PNG image.
+        #[arg(long, requires = "slack_id")]
+        png: Option<PathBuf>,
+        /// Without --slack-id: how many top users to list.
+        #[arg(long, default_value_t = 10)]
+        top: u32,
     },
     /// Resolve unattributed events again and count those now linked, once.
     Reattribute {
@@ -348,21 +354,41 @@ async fn run(cli: Cli) -> Result<()> {
             common,
             slack_id,
             integration,
+            png,
+            top,
         } => {
             let cfg = common.config().await?;
             let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
             let Some(slack_id) = slack_id else {
                 print_totals(&store).await?;
+                let users = store.top_users(top).await?;
+                if !users.is_empty() {
+                    outln!();
+                    outln!("top users by events counted:");
+                    for (i, (user, n)) in users.iter().enumerate() {
+                        outln!("{:>4}. {user:<24} {n:>10}", i + 1);
+                    }
+                }
                 return Ok(());
             };
             let cells = store.heatmap(&slack_id, integration.as_deref()).await?;
-            outln!(
-                "heatmap of {slack_id}{} (rows: day of week, columns: hour, user's time zone)",
+            let title = format!(
+                "heatmap of {slack_id}{}",
                 integration
                     .map(|i| format!(", integration {i}"))
                     .unwrap_or_default()
             );
+            outln!("{title} (rows: day of week, columns: hour, user's time zone)");
             out!("{}", streamfold::heatmap::render(&cells));
+            if let Some(path) = png {
+                let labelled = streamfold::heatmap::png::render_png(&cells, &title, &path)?;
+                outln!("wrote {}", path.display());
+                if !labelled {
+                    eprintln!(
+                        "no TrueType font found (set STREAMFOLD_FONT=/path/to/font.ttf): the image has no text"
+                    );
+                }
+            }
         }
         Command::Reattribute { common } => {
             let cfg = common.config().await?;

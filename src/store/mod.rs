@@ -387,6 +387,11 @@ impl Store {
         dispatch!(self, s => s.rejects(limit).await)
     }
 
+    /// Users (Slack IDs, ACS accounts) by events counted, most first.
+    pub async fn top_users(&self, limit: u32) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self, s => s.top_users(limit).await)
+    }
+
     pub async fn totals(&self) -> Result<Totals, StoreError> {
         dispatch!(self, s => s.totals().await)
     }

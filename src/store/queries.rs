@@ -128,6 +128,17 @@ impl Flavor {
         )
     }
 
+    /// Users by events counted, most first.
+    pub fn top_users(self) -> String {
+        format!(
+            "SELECT {}, {} FROM user_event_counts GROUP BY slack_id
+              HAVING SUM(event_count) <> 0 ORDER BY 2 DESC, 1 LIMIT {}",
+            self.as_text("slack_id"),
+            self.as_int("SUM(event_count)"),
+            self.p(1)
+        )
+    }
+
     /// Quarantined records with their raw text, after an id, in id order.
     pub fn rejected_raw(self) -> String {
         format!(
@@ -266,6 +277,13 @@ macro_rules! common_methods {
             }
             tx.commit().await?;
             Ok(())
+        }
+
+        pub async fn top_users(&self, limit: u32) -> Result<Vec<(String, i64)>, StoreError> {
+            Ok(sqlx::query_as::<_, (String, i64)>(&FLAVOR.top_users())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?)
         }
 
         pub async fn totals(&self) -> Result<Totals, StoreError> {

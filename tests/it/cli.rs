@@ -71,10 +71,32 @@ fn replaying_the_fixtures_twice_applies_nothing_new() {
     assert_eq!(database_line(&out1), database_line(&out2));
 
     // The heatmap of a fixture user renders from the same database.
-    let stats = streamfold(&["stats", "--database-url", &url, "--slack-id", "U01ALICE"]);
+    let png = dir.path().join("alice.png");
+    let stats = streamfold(&[
+        "stats",
+        "--database-url",
+        &url,
+        "--slack-id",
+        "U01ALICE",
+        "--png",
+        png.to_str().unwrap(),
+    ]);
     assert!(stats.status.success());
     let text = stdout(&stats);
     assert!(text.contains("Sun") && text.contains("total 3"), "{text}");
+    assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
+    let top = stdout(&streamfold(&[
+        "stats",
+        "--database-url",
+        &url,
+        "--top",
+        "2",
+    ]));
+    assert!(
+        top.contains("1. U02BOB") && top.contains("2. U01ALICE"),
+        "{top}"
+    );
+    assert!(!top.contains("3. "), "{top}");
 
     let rejects = streamfold(&["rejects", "list", "--database-url", &url]);
     let listing = stdout(&rejects);

@@ -1,17 +1,26 @@
-//! Terminal rendering of a user's 7×24 activity heatmap (pure: cells in,
-//! text out).
+//! Rendering of a user's 7×24 activity heatmap: shaded text for the
+//! terminal (pure: cells in, text out) and a PNG image (`png`).
 
-const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+pub mod png;
+
+/// Day names by `dow` (0 = Sunday).
+pub const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
 const SHADES: [char; 5] = ['·', '░', '▒', '▓', '█'];
 
-/// Render `(dow, hour, count)` cells as a shaded grid with row totals.
-pub fn render(cells: &[(u8, u8, i64)]) -> String {
+/// `(dow, hour, count)` cells as a 7×24 grid (out-of-range cells dropped).
+pub fn grid(cells: &[(u8, u8, i64)]) -> [[i64; 24]; 7] {
     let mut grid = [[0i64; 24]; 7];
     for &(dow, hour, n) in cells {
         if let (Some(row), true) = (grid.get_mut(usize::from(dow)), hour < 24) {
             row[usize::from(hour)] += n;
         }
     }
+    grid
+}
+
+/// Render `(dow, hour, count)` cells as a shaded grid with row totals.
+pub fn render(cells: &[(u8, u8, i64)]) -> String {
+    let grid = grid(cells);
     let max = grid.iter().flatten().copied().max().unwrap_or(0);
     let mut out = String::from("      0     3     6     9     12    15    18    21     total\n");
     for (d, row) in grid.iter().enumerate() {
