@@ -225,6 +225,26 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Lookups::Local)]
         lookups: Lookups,
     },
+    /// Follow a table's stream through the DynamoDB Streams API (no Lambda),
+    /// checkpointing each shard in the database; a restart resumes.
+    Tail {
+        #[command(flatten)]
+        common: Common,
+        /// Source table name (with its prefix).
+        #[arg(long)]
+        table: String,
+        /// Where shards without a checkpoint start.
+        #[arg(long, value_enum, default_value_t = From::TrimHorizon)]
+        from: From,
+        /// Milliseconds between polls when nothing is new.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Stop after this many idle polling rounds (default: follow forever).
+        #[arg(long)]
+        until_idle: Option<u32>,
+        #[arg(long, value_enum, default_value_t = Lookups::Local)]
+        lookups: Lookups,
+    },
     /// Create or update the database schema.
     Migrate {
         #[command(flatten)]
@@ -258,6 +278,12 @@ enum RejectsAction {
         #[arg(long, conflicts_with = "ids")]
         all: bool,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum From {
+    TrimHorizon,
+    Latest,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -504,24 +530,44 @@ async fn run(cli: Cli) -> Result<()> {
                     backfill::run(&p, &aws, &job).await?;
                 }
                 Lookups::Dynamodb => {
-                    let lambda = streamfold::config::LambdaConfig::from_env(|k| {
-                        if k == "DATABASE_URL" {
-                            Some(cfg.database_url.clone())
-                        } else {
-                            std::env::var(k).ok()
-                        }
-                    })?;
+                    let p = dynamo_pipeline(store, &cfg, &aws)?;
+                    backfill::run(&p, &aws, &job).await?;
+                }
+            }
+        }
+        Command::Tail {
+            common,
+            table,
+            from,
+            poll_ms,
+            until_idle,
+            lookups,
+        } => {
+            let cfg = common.config().await?;
+            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let opts = streamfold::sources::tail::TailOptions {
+                table,
+                start: match from {
+                    From::TrimHorizon => streamfold::sources::tail::StartAt::TrimHorizon,
+                    From::Latest => streamfold::sources::tail::StartAt::Latest,
+                },
+                poll: std::time::Duration::from_millis(poll_ms),
+                until_idle,
+            };
+            match lookups {
+                Lookups::Local => {
                     let p = Pipeline {
                         store,
-                        directory: streamfold::resolve::dynamo::DynamoDirectory::new(
-                            aws_sdk_dynamodb::Client::new(&aws),
-                            lambda.tables,
-                            lambda.cache,
-                        ),
+                        directory: LocalDirectory::load(&cfg.directory)?,
                         default_tz: cfg.default_tz,
                         publisher: None,
                     };
-                    backfill::run(&p, &aws, &job).await?;
+                    backfill::tail(&p, &aws, &opts).await?;
+                }
+                Lookups::Dynamodb => {
+                    let p = dynamo_pipeline(store, &cfg, &aws)?;
+                    backfill::tail(&p, &aws, &opts).await?;
                 }
             }
         }
@@ -676,6 +722,32 @@ async fn rejects(action: RejectsAction) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A pipeline resolving identities in the DynamoDB tables named by
+/// ICARUS_TABLE_PREFIX / ACS_TABLE_PREFIX (and TABLE_* overrides).
+fn dynamo_pipeline(
+    store: Store,
+    cfg: &Config,
+    aws: &aws_config::SdkConfig,
+) -> Result<Pipeline<streamfold::resolve::dynamo::DynamoDirectory>> {
+    let lambda = streamfold::config::LambdaConfig::from_env(|k| {
+        if k == "DATABASE_URL" {
+            Some(cfg.database_url.clone())
+        } else {
+            std::env::var(k).ok()
+        }
+    })?;
+    Ok(Pipeline {
+        store,
+        directory: streamfold::resolve::dynamo::DynamoDirectory::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            lambda.tables,
+            lambda.cache,
+        ),
+        default_tz: cfg.default_tz,
+        publisher: None,
+    })
 }
 
 fn parse_period(s: &str) -> Result<String, String> {

@@ -9,3 +9,4 @@ pub mod lambda_event;
 pub mod replay;
 pub mod scan;
 pub mod snapshot;
+pub mod tail;

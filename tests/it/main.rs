@@ -13,6 +13,7 @@ mod quarantine;
 mod scenarios;
 mod secrets;
 mod support;
+mod tail;
 
 mod sqlite {
     crate::scenario_tests!("sqlite");

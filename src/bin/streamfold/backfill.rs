@@ -1,6 +1,7 @@
-//! `streamfold backfill`: builds the clients, draws progress bars
-//! (indicatif), stops cleanly on Ctrl-C and prints the summary. The work is
-//! the library's (`sources::scan`, `sources::export`).
+//! `streamfold backfill` and `streamfold tail`: build the clients, draw
+//! progress bars (indicatif), stop cleanly on Ctrl-C and print the summary.
+//! The work is the library's (`sources::scan`, `sources::export`,
+//! `sources::tail`).
 
 use super::{print_counts, print_totals};
 use anyhow::Result;
@@ -90,11 +91,8 @@ impl Observer for Bars {
     }
 }
 
-pub async fn run<D: Directory>(
-    p: &Pipeline<D>,
-    aws: &aws_config::SdkConfig,
-    job: &Job,
-) -> Result<()> {
+/// Stop after the current batch on the first Ctrl-C, abort on the second.
+fn on_ctrl_c() {
     tokio::spawn(async {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("stopping after the current batch (Ctrl-C again to abort)…");
@@ -103,6 +101,47 @@ pub async fn run<D: Directory>(
             std::process::exit(130);
         }
     });
+}
+
+/// `streamfold tail`.
+pub async fn tail<D: Directory>(
+    p: &Pipeline<D>,
+    aws: &aws_config::SdkConfig,
+    opts: &streamfold::sources::tail::TailOptions,
+) -> Result<()> {
+    on_ctrl_c();
+    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    let streams = aws_sdk_dynamodbstreams::Client::new(aws);
+    eprintln!("following the stream of {} (Ctrl-C stops)…", opts.table);
+    let summary = streamfold::sources::tail::tail(
+        p,
+        &dynamodb,
+        &streams,
+        opts,
+        &streamfold::sources::backfill::Quiet,
+        &STOP,
+    )
+    .await?;
+    let secs = summary.elapsed.as_secs_f64();
+    outln!(
+        "applied {} stream record(s) of {} in {secs:.2} s; {} shard(s) read to their end",
+        summary.items,
+        opts.table,
+        summary.parts_done
+    );
+    outln!();
+    print_counts(&summary.report);
+    outln!();
+    print_totals(&p.store).await?;
+    Ok(())
+}
+
+pub async fn run<D: Directory>(
+    p: &Pipeline<D>,
+    aws: &aws_config::SdkConfig,
+    job: &Job,
+) -> Result<()> {
+    on_ctrl_c();
     let bars = Bars::new();
     let result = match &job.export {
         Some(location) => {
