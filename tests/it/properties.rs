@@ -1,5 +1,7 @@
 //! Property test: random item histories (INSERT / MODIFY / application
-//! REMOVE / TTL REMOVE) of GitHub, Dropbox and e-mail items, delivered the way Lambda and operators do — in
+//! REMOVE / TTL REMOVE) of GitHub, Dropbox, e-mail and LLM items (for LLM,
+//! a put with a new `generated_at` is a new request, with the same one a
+//! correction), delivered the way Lambda and operators do — in
 //! batches, whole batches redelivered, a batch retried from one of its
 //! records, old batches replayed later, a backfill snapshot of the table at
 //! some point of the stream delivered in between, a user linked only at the
@@ -35,7 +37,8 @@ enum Op {
 
 #[derive(Clone, Debug)]
 struct History {
-    /// 0 github_events, 1 dropbox_file_changes, 2 Conversations.
+    /// 0 github_events, 1 dropbox_file_changes, 2 Conversations,
+    /// 3 LLMDataCollection.
     source: usize,
     user: usize,
     ops: Vec<Op>,
@@ -61,6 +64,12 @@ fn item_record(
             "icarus-dev-dropbox_file_changes",
             serde_json::json!({"account_id":{"S":id}}),
             serde_json::json!({"account_id":{"S":id},"user_id":{"S":DROPBOX_IDS[user]},"timestamp":{"S":ts},"type":{"S":"file"}}),
+        ),
+        3 => (
+            "acsd2p-dev-LLMDataCollection",
+            serde_json::json!({"conversation_id":{"S":id}}),
+            serde_json::json!({"conversation_id":{"S":id},"model_used":{"S":"m1"},"total_tokens":{"N":"30"},
+                "generated_at":{"S":ts},"metadata":{"M":{"cost_usd":{"N":"0.001"}}}}),
         ),
         _ => (
             "acsd2p-dev-Conversations",
@@ -99,7 +108,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn histories() -> impl Strategy<Value = Vec<History>> {
     prop::collection::vec(
-        (0..3usize, 0..USERS.len(), prop::collection::vec(op(), 1..6))
+        (0..4usize, 0..USERS.len(), prop::collection::vec(op(), 1..6))
             .prop_map(|(source, user, ops)| History { source, user, ops }),
         1..10,
     )
@@ -210,7 +219,7 @@ fn snapshot_of(records: &[(usize, Value)]) -> Vec<Value> {
 /// put; TTL removes never retract.
 fn model(histories: &[History]) -> BTreeMap<(&'static str, u8, u8), i64> {
     let mut want = BTreeMap::new();
-    for h in histories {
+    for h in histories.iter().filter(|h| h.source != 3) {
         let last = h.ops.iter().rev().find(|o| !matches!(o, Op::TtlRemove));
         if let Some(Op::Put(t)) = last {
             let (_, slack, tz) = USERS[h.user];
@@ -272,13 +281,72 @@ const DIRECTORY: &[(&str, &str)] = &[
         r#"{"id":{"S":"acct-carol"},"timezone":{"S":"Asia/Tokyo"}}"#,
     ),
 ];
+/// The LLM model: per (account, month), how many requests count. Every
+/// distinct `generated_at` an item was put with is one request; an
+/// application REMOVE retracts the one in its OldImage (the last put); TTL
+/// never retracts.
+fn llm_model(histories: &[History]) -> BTreeMap<(String, String), i64> {
+    let mut want = BTreeMap::new();
+    for (i, h) in histories.iter().enumerate() {
+        if h.source != 3 {
+            continue;
+        }
+        // A REMOVE's OldImage holds the generation last put.
+        let mut live = std::collections::BTreeSet::new();
+        let mut last_put = None;
+        for op in &h.ops {
+            match op {
+                Op::Put(t) => {
+                    live.insert(*t);
+                    last_put = Some(*t);
+                }
+                Op::Remove => {
+                    if let Some(t) = last_put {
+                        live.remove(&t);
+                    }
+                }
+                Op::TtlRemove => {}
+            }
+        }
+        let account = ACS_ACCOUNTS[conversation_account(i)];
+        for t in live {
+            *want
+                .entry((account.to_string(), TIMES[t][..7].to_string()))
+                .or_insert(0) += 1;
+        }
+    }
+    want
+}
+
+/// Which user's ACS account conversation `item-i` belongs to (carol's are
+/// linked only at the end).
+fn conversation_account(i: usize) -> usize {
+    i % 3
+}
+
+/// `Threads` items of the conversations, carol's (`linked_late`) or the others.
+fn threads(linked_late: bool) -> Vec<(&'static str, &'static str)> {
+    (0..10)
+        .filter(|i| (conversation_account(*i) == 2) == linked_late)
+        .map(|i| {
+            let line = format!(
+                r#"{{"conversation_id":{{"S":"item-{i}"}},"associated_account":{{"S":"{}"}}}}"#,
+                ACS_ACCOUNTS[conversation_account(i)]
+            );
+            ("Threads", &*Box::leak(line.into_boxed_str()))
+        })
+        .collect()
+}
+
 const CAROL_LINK: (&str, &str) = (
     "integrations",
     r#"{"slack_id":{"S":"U_CAROL"},"integration":{"S":"G"},"account_id":{"S":"carol"}}"#,
 );
 
 async fn check(engine: &str, histories: Vec<History>, d: Delivery) -> Result<(), TestCaseError> {
-    let Some(mut h) = Harness::with_directory(engine, DIRECTORY).await else {
+    let mut directory = DIRECTORY.to_vec();
+    directory.extend(threads(false));
+    let Some(mut h) = Harness::with_directory(engine, &directory).await else {
         return Ok(());
     };
     let with_items = stream(&histories);
@@ -318,7 +386,8 @@ async fn check(engine: &str, histories: Vec<History>, d: Delivery) -> Result<(),
         }
     }
     // carol gets linked, then re-attribution (twice: idempotent).
-    let mut linked = DIRECTORY.to_vec();
+    let mut linked = directory.clone();
+    linked.extend(threads(true));
     linked.push(CAROL_LINK);
     linked.push((
         "integrations",
@@ -339,6 +408,33 @@ async fn check(engine: &str, histories: Vec<History>, d: Delivery) -> Result<(),
         }
     }
     prop_assert_eq!(got, want, "engine {}", engine);
+
+    // LLM reports: requests per account and month, tokens and exact cost
+    // follow from them.
+    let want = llm_model(&histories);
+    let reports =
+        h.p.store
+            .reports(&streamfold::store::reports::ReportFilter {
+                limit: u32::MAX,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    let mut got = BTreeMap::new();
+    for r in &reports {
+        prop_assert_eq!(r.sums.tokens, 30 * r.sums.requests);
+        prop_assert_eq!(
+            r.sums.cost_usd,
+            rust_decimal::Decimal::new(r.sums.requests, 3)
+        );
+        if r.sums.requests != 0 {
+            got.insert(
+                (r.key.account_id.clone(), r.key.period.clone()),
+                r.sums.requests,
+            );
+        }
+    }
+    prop_assert_eq!(got, want, "LLM reports on {}", engine);
     Ok(())
 }
 
