@@ -75,6 +75,7 @@ pub fn emf_documents(report: &BatchReport, timing: &BatchTiming, now: DateTime<U
             report.db_time.as_secs_f64() * 1e3,
         ),
         ("SqlStatements", "Count", report.statements as f64),
+        ("TransactionRetries", "Count", report.retries as f64),
         ("LlmReportsChanged", "Count", report.reports_changed as f64),
         (
             "LlmReportsProjected",

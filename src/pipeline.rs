@@ -90,6 +90,8 @@ pub struct BatchReport {
     pub statements: usize,
     /// Wall time spent in the store (the SQL transaction, retries included).
     pub db_time: std::time::Duration,
+    /// Transaction attempts that failed transiently and were retried.
+    pub retries: u64,
     /// LLM reports changed in SQL.
     pub reports_changed: u64,
     /// LLM report projections to DynamoDB after the commit.
@@ -116,6 +118,7 @@ impl BatchReport {
         self.statements += other.statements;
         self.db_time += other.db_time;
         self.reports_changed += other.reports_changed;
+        self.retries += other.retries;
         self.published.add(&other.published);
         self.oldest_record = match (self.oldest_record, other.oldest_record) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -295,6 +298,7 @@ pub async fn fold_changes<D: Directory>(
     report.db_time += started.elapsed();
     report.statements += applied.statements;
     report.reports_changed += applied.reports_changed as u64;
+    report.retries += u64::from(applied.retries);
     if let Some(publisher) = &p.publisher
         && !staged.llm.is_empty()
     {

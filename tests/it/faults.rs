@@ -61,18 +61,33 @@ fn via_proxy(url: &str, port: u16) -> (String, String) {
 /// Apply every batch, redelivering a failed one until it succeeds.
 /// Returns how many deliveries failed.
 async fn deliver_until_applied(h: &Harness, events: &[String]) -> u64 {
+    deliver_counting_retries(h, events).await.0
+}
+
+/// As `deliver_until_applied`, also returning the store's own transaction
+/// retries (failures absorbed without failing the delivery).
+async fn deliver_counting_retries(h: &Harness, events: &[String]) -> (u64, u64) {
     let mut failures = 0;
+    let mut retries = 0;
     for text in events {
         let event = parse_event(text).unwrap();
         let mut attempts = 0;
-        while run_batch(&h.p, &event.records).await.is_err() {
-            failures += 1;
-            attempts += 1;
-            assert!(attempts < 200, "a batch never got through");
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        loop {
+            match run_batch(&h.p, &event.records).await {
+                Ok(r) => {
+                    retries += r.retries;
+                    break;
+                }
+                Err(_) => {
+                    failures += 1;
+                    attempts += 1;
+                    assert!(attempts < 200, "a batch never got through");
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
         }
     }
-    failures
+    (failures, retries)
 }
 
 async fn summary(h: &Harness) -> (streamfold::store::Totals, Vec<Vec<(u8, u8, i64)>>) {
@@ -223,4 +238,158 @@ async fn postgres_lock_timeouts_are_retried() {
             .filter(|c| c.2 != 0)
             .collect();
     assert_eq!(cells, vec![(2, 16, 1)]);
+}
+
+/// A private MariaDB server (its own data directory and port) that the test
+/// may kill and restart: the shared server must not be restarted under the
+/// other tests.
+struct PrivateMariaDb {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateMariaDb {
+    fn start() -> PrivateMariaDb {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--skip-test-db"])
+            .arg(format!("--datadir={}", dir.path().join("data").display()))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("mariadb-install-db (MariaDB server package) is needed for this test");
+        assert!(status.success(), "mariadb-install-db failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = PrivateMariaDb {
+            dir,
+            port,
+            child: None,
+        };
+        server.boot();
+        server
+    }
+
+    /// Start the server process and wait until it accepts connections.
+    fn boot(&mut self) {
+        let child = std::process::Command::new("mariadbd")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--bind-address=127.0.0.1",
+                "--skip-grant-tables",
+                "--skip-log-bin",
+            ])
+            .arg(format!(
+                "--datadir={}",
+                self.dir.path().join("data").display()
+            ))
+            .arg(format!(
+                "--socket={}",
+                self.dir.path().join("s.sock").display()
+            ))
+            .arg(format!("--port={}", self.port))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mariadbd");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mariadbd did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no shutdown, in-flight transactions die with the process.
+    fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateMariaDb {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+/// The database server crashes (SIGKILL) in the middle of a run and comes
+/// back: batches in flight fail or are retried, failed ones are redelivered,
+/// and the counts equal a clean run's. Runs where the MariaDB tests run
+/// (`STREAMFOLD_TEST_MYSQL_URL`), on a private server of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_server_crash_and_restart_mid_run() {
+    if support::server_url("mysql").is_none() {
+        return;
+    }
+    let events = streamfold::bench::generate_events(3000, 30, 33);
+    let Some(clean) = Harness::with_directory("sqlite", &support::fixture_directory()).await else {
+        return;
+    };
+    assert_eq!(deliver_until_applied(&clean, &events).await, 0);
+    let want = summary(&clean).await;
+
+    let mut server = PrivateMariaDb::start();
+    let admin = format!("mysql://root@127.0.0.1:{}/mysql", server.port);
+    {
+        use sqlx::Connection;
+        let mut c = sqlx::MySqlConnection::connect(&admin).await.unwrap();
+        sqlx::Executor::execute(&mut c, "CREATE DATABASE restart_test")
+            .await
+            .unwrap();
+    }
+    let url = format!("mysql://root@127.0.0.1:{}/restart_test", server.port);
+    let store = streamfold::store::Store::connect(&url, &Default::default())
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let Some(mut h) = Harness::with_directory("sqlite", &support::fixture_directory()).await else {
+        return;
+    };
+    h.p.store = streamfold::store::Store::open(&url).await.unwrap();
+
+    let done = AtomicBool::new(false);
+    let crashes = AtomicU64::new(0);
+    let deliver = async {
+        let counted = deliver_counting_retries(&h, &events).await;
+        done.store(true, Ordering::Relaxed);
+        counted
+    };
+    let crash = async {
+        // Twice, while batches are being applied.
+        for _ in 0..2 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            if done.load(Ordering::Relaxed) {
+                break;
+            }
+            server.crash();
+            crashes.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::task::block_in_place(|| server.boot());
+        }
+    };
+    let ((failures, retries), ()) = tokio::join!(deliver, crash);
+    let n = crashes.load(Ordering::Relaxed);
+    eprintln!(
+        "mysql restart: {n} crash(es); {retries} transaction retries inside the store, {failures} failed deliveries redelivered"
+    );
+    assert!(n > 0, "the run finished before the server could be crashed");
+    assert!(retries + failures > 0, "no batch met the crash");
+    // Redeliver everything once more: no change.
+    assert_eq!(deliver_until_applied(&h, &events).await, 0);
+    assert_eq!(
+        summary(&h).await,
+        want,
+        "counts differ from the crash-free run"
+    );
 }
