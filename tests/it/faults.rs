@@ -276,7 +276,16 @@ impl PrivateMariaDb {
 
     /// Start the server process and wait until it accepts connections.
     fn boot(&mut self) {
-        let child = std::process::Command::new("mariadbd")
+        // Servers live in sbin, which is not on every PATH.
+        let exe = [
+            "/usr/sbin/mariadbd",
+            "/usr/local/sbin/mariadbd",
+            "/usr/sbin/mysqld",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("mariadbd");
+        let child = std::process::Command::new(exe)
             .args([
                 "--no-defaults",
                 "--user=root",
