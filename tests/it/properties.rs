@@ -457,11 +457,18 @@ fn run(engine: &'static str) {
         failure_persistence: None,
         ..Config::default()
     });
+    let tried = std::cell::Cell::new((0u64, 0u64));
     runner
         .run(&(histories(), delivery()), |(hs, d)| {
+            let (cases, records) = tried.get();
+            tried.set((cases + 1, records + stream(&hs).len() as u64));
             rt.block_on(check(engine, hs, d))
         })
         .unwrap();
+    let (cases, records) = tried.get();
+    eprintln!(
+        "{engine}: {cases} histories ({records} stream records, each delivered in batches with redeliveries, retries, replays and snapshots) folded to the model"
+    );
 }
 
 #[test]
