@@ -9,7 +9,9 @@ use streamfold::config::LambdaConfig;
 use streamfold::metrics::{BatchTiming, emf_documents};
 use streamfold::pipeline::Pipeline;
 use streamfold::report::publish::ReportPublisher;
+use streamfold::resolve::Directory;
 use streamfold::resolve::dynamo::DynamoDirectory;
+use streamfold::resolve::local::LocalDirectory;
 use streamfold::sources::lambda::handle;
 use streamfold::sources::lambda_event::OwnedRawEvent;
 use streamfold::store::Store;
@@ -37,6 +39,22 @@ async fn main() -> Result<(), Error> {
         (None, None) => unreachable!("LambdaConfig requires one of them"),
     };
     let store = Store::open_with(&url, &cfg.store).await?;
+    // For local runs and benchmarks only: identities from a folder of
+    // DynamoDB-JSON items instead of DynamoDB, and no report projection.
+    if let Ok(dir) = std::env::var("STREAMFOLD_LOCAL_DIRECTORY") {
+        let pipeline = Pipeline {
+            store,
+            directory: LocalDirectory::load(std::path::Path::new(&dir))?,
+            default_tz: cfg.default_tz,
+            publisher: None,
+        };
+        tracing::info!(
+            init_ms = started.elapsed().as_millis() as u64,
+            directory = %dir,
+            "streamfold-lambda initialised with a local directory"
+        );
+        return serve(&pipeline, |_| (0, 0)).await;
+    }
     let directory = DynamoDirectory::new(
         aws_sdk_dynamodb::Client::new(&aws),
         cfg.tables.clone(),
@@ -55,18 +73,31 @@ async fn main() -> Result<(), Error> {
         init_ms = started.elapsed().as_millis() as u64,
         "streamfold-lambda initialised"
     );
-    let p = &pipeline;
+    serve(&pipeline, |d| {
+        let s = d.cache_stats();
+        (s.hits, s.misses)
+    })
+    .await
+}
+
+/// The invocation loop: each event through `handle`, then its EMF metrics
+/// (`cache` reads the directory's lookup cache counters).
+async fn serve<D: Directory>(
+    p: &Pipeline<D>,
+    cache: impl Fn(&D) -> (u64, u64),
+) -> Result<(), Error> {
+    let cache = &cache;
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<OwnedRawEvent>| async move {
             let started = Instant::now();
-            let cache_before = p.directory.cache_stats();
+            let (hits_before, misses_before) = cache(&p.directory);
             let (response, report) = handle(p, &event.payload).await?;
             if let Some(r) = report {
-                let cache = p.directory.cache_stats();
+                let (hits, misses) = cache(&p.directory);
                 let timing = BatchTiming {
                     latency: started.elapsed(),
-                    cache_hits: cache.hits - cache_before.hits,
-                    cache_misses: cache.misses - cache_before.misses,
+                    cache_hits: hits - hits_before,
+                    cache_misses: misses - misses_before,
                 };
                 // EMF: one JSON document per line on stdout.
                 for doc in emf_documents(&r, &timing, chrono::Utc::now()) {

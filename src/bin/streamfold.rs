@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::time::Instant;
+use streamfold::bench::suite::SuiteOptions;
 use streamfold::config::{self, Config};
 use streamfold::pipeline::{self, BatchReport, Pipeline};
 use streamfold::report::publish::ReportPublisher;
@@ -139,7 +140,8 @@ enum Command {
         #[command(subcommand)]
         action: RejectsAction,
     },
-    /// Measure batch application against a plain bulk INSERT on the same engine.
+    /// Benchmarks: each row against a baseline run in the same process on
+    /// the same data (BENCHMARKS.md); --smoke for a quick small run.
     Bench {
         /// Database URL: sqlite (a temporary file is used) or a MySQL /
         /// PostgreSQL server on which scratch databases may be created.
@@ -157,6 +159,22 @@ enum Command {
         /// Rounds (each on a fresh database); min and median are reported.
         #[arg(long, default_value_t = 3)]
         rounds: usize,
+        /// Records of the per-event baseline (a prefix of the same data).
+        #[arg(long, default_value_t = 20_000)]
+        per_event_records: usize,
+        /// Ledger rows already present for the scaling row (0 skips it).
+        #[arg(long, default_value_t = 5_000_000)]
+        history_rows: usize,
+        /// Small sizes, one round: checks that every row runs (CI).
+        #[arg(long)]
+        smoke: bool,
+        /// The streamfold-lambda binary for the Lambda rows (build it with
+        /// the profile to measure); without it those rows are skipped.
+        #[arg(long, requires = "hello_bin")]
+        lambda_bin: Option<PathBuf>,
+        /// The lambda_hello example built with the same profile.
+        #[arg(long, requires = "lambda_bin")]
+        hello_bin: Option<PathBuf>,
     },
     /// Print monthly LLM usage reports as JSON Lines (LLMReportData items:
     /// seed field names, exact decimal numbers); --publish also writes them
@@ -437,7 +455,36 @@ async fn run(cli: Cli) -> Result<()> {
             records,
             batch,
             rounds,
-        } => bench(&database_url, &directory, records, batch, rounds).await?,
+            per_event_records,
+            history_rows,
+            smoke,
+            lambda_bin,
+            hello_bin,
+        } => {
+            let opts = if smoke {
+                SuiteOptions {
+                    url: database_url,
+                    directory,
+                    records: 3000,
+                    batch: 500,
+                    rounds: 1,
+                    per_event_records: 300,
+                    history_rows: 20_000,
+                }
+            } else {
+                SuiteOptions {
+                    url: database_url,
+                    directory,
+                    records,
+                    batch,
+                    rounds,
+                    per_event_records,
+                    history_rows,
+                }
+            };
+            let lambda = lambda_bin.zip(hello_bin);
+            bench(&opts, lambda.as_ref(), if smoke { 1000 } else { 10_000 }).await?
+        }
         Command::LlmReport {
             common,
             account,
@@ -759,60 +806,64 @@ fn parse_period(s: &str) -> Result<String, String> {
 }
 
 async fn bench(
-    url: &str,
-    directory: &std::path::Path,
-    records: usize,
-    batch: usize,
-    rounds: usize,
+    opts: &SuiteOptions,
+    lambda: Option<&(PathBuf, PathBuf)>,
+    big_event: usize,
 ) -> Result<()> {
-    use streamfold::bench;
-    let events = bench::generate_events(records, batch, 7);
+    use streamfold::bench::suite;
     outln!(
-        "bench: {records} generated records in batches of {batch}, {rounds} round(s), engine {}",
-        redact_url(url)
+        "bench: {} records in batches of {}, {} round(s), engine {}",
+        opts.records,
+        opts.batch,
+        opts.rounds,
+        redact_url(&opts.url)
     );
-    let mut apply = Vec::new();
-    let mut bulk = Vec::new();
-    for round in 0..rounds.max(1) {
-        let (scratch, _tmp) = bench::scratch_database(url, round).await?;
-        let result = async {
-            let store = bench::open_fresh(&scratch, 2).await?;
-            let p = Pipeline {
-                store: store.clone(),
-                directory: LocalDirectory::load(directory)?,
-                default_tz: chrono_tz::Tz::UTC,
-                publisher: None,
-            };
-            let a = bench::apply_events(&p, &events).await?;
-            let b = bench::bulk_insert_baseline(&store, records, batch).await?;
-            anyhow::Ok((a, b))
-        }
-        .await;
-        bench::drop_scratch(url, round).await?;
-        let (a, b) = result?;
-        outln!(
-            "round {}: apply {:>9.0} records/s ({:.1} statements/batch, {:.0} % of time in SQL)   bulk INSERT {:>9.0} rows/s ({:.1} statements/batch)   ratio {:.2}",
-            round + 1,
-            a.rate(),
-            a.statements as f64 / a.batches.max(1) as f64,
-            100.0 * a.db_time.as_secs_f64() / a.elapsed.as_secs_f64().max(1e-9),
-            b.rate(),
-            b.statements as f64 / b.batches.max(1) as f64,
-            a.rate() / b.rate()
+    let mut rows = Vec::new();
+    let (bulk, each, _) = suite::apply_rows(opts).await?;
+    rows.push(bulk);
+    rows.push(each);
+    if opts.history_rows > 0 {
+        eprintln!(
+            "… scaling: filling a ledger with {} rows",
+            opts.history_rows
         );
-        apply.push(a.rate());
-        bulk.push(b.rate());
+        rows.push(suite::scaling_row(opts).await?);
     }
-    let stats = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (v[0], v[v.len() / 2])
-    };
-    let ratios: Vec<f64> = apply.iter().zip(&bulk).map(|(a, b)| a / b).collect();
-    let (amin, amed) = stats(&mut apply);
-    let (bmin, bmed) = stats(&mut bulk);
-    let (rmin, rmed) = stats(&mut ratios.clone());
-    outln!("apply       min {amin:>9.0}  median {amed:>9.0} records/s");
-    outln!("bulk INSERT min {bmin:>9.0}  median {bmed:>9.0} rows/s");
-    outln!("ratio apply/bulk (per round) min {rmin:.2}  median {rmed:.2}");
+    rows.extend(suite::round_trip_rows(opts).await?);
+    rows.push(suite::normalization_row(opts.records, opts.rounds.max(3)));
+    if let Some((lambda_bin, hello_bin)) = lambda {
+        rows.extend(
+            suite::lambda_rows(
+                lambda_bin,
+                hello_bin,
+                &opts.directory,
+                opts.rounds,
+                big_event,
+            )
+            .await?,
+        );
+    }
+    outln!();
+    outln!("| row | baseline | min | median | goal | met | measured |");
+    outln!("|---|---|---|---|---|---|---|");
+    for r in &rows {
+        outln!(
+            "| {} | {} | {:.2} | {:.2} | {} | {} | {} |",
+            r.name,
+            r.baseline,
+            r.min(),
+            r.median(),
+            r.goal,
+            match r.met {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "—",
+            },
+            r.detail
+        );
+        if !r.values.iter().all(|v| v.is_finite()) {
+            bail!("row {:?} computed no value", r.name);
+        }
+    }
     Ok(())
 }

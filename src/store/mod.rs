@@ -18,6 +18,7 @@
 //! lost connections are retried with bounded backoff; re-running a batch is
 //! always safe because the ledger makes it idempotent.
 
+mod bench_baselines;
 pub mod checkpoints;
 pub mod connect;
 pub mod mysql;
@@ -404,6 +405,20 @@ impl Store {
         batch: usize,
     ) -> Result<crate::bench::Run, StoreError> {
         dispatch!(self, s => s.bulk_insert_baseline(rows, batch).await)
+    }
+
+    /// The per-event baseline of `streamfold bench`: one autocommit upsert
+    /// per `(slack_id, integration, dow, hours)`.
+    pub async fn per_event_baseline(
+        &self,
+        keys: &[(String, String, i64, i64)],
+    ) -> Result<crate::bench::Run, StoreError> {
+        dispatch!(self, s => s.per_event_baseline(keys).await)
+    }
+
+    /// Fill the activity ledger with `n` history rows (for `streamfold bench`).
+    pub async fn prefill_ledger(&self, n: usize) -> Result<(), StoreError> {
+        dispatch!(self, s => s.prefill_ledger(n).await)
     }
 
     /// The dialect backend, for tests and tools that inspect tables directly.

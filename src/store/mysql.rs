@@ -94,6 +94,7 @@ impl MySqlStore {
     super::queries::common_methods!();
     super::reports::report_methods!();
     super::checkpoints::checkpoint_methods!();
+    super::bench_baselines::bench_methods!(MySql);
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
     pub async fn bulk_insert_baseline(

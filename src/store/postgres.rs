@@ -60,6 +60,7 @@ impl PgStore {
     super::queries::common_methods!();
     super::reports::report_methods!();
     super::checkpoints::checkpoint_methods!();
+    super::bench_baselines::bench_methods!(Postgres);
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
     pub async fn bulk_insert_baseline(

@@ -80,6 +80,7 @@ impl SqliteStore {
     super::queries::common_methods!();
     super::reports::report_methods!();
     super::checkpoints::checkpoint_methods!();
+    super::bench_baselines::bench_methods!(Sqlite);
 
     /// The bulk-INSERT baseline of `streamfold bench` on this engine.
     pub async fn bulk_insert_baseline(

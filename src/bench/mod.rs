@@ -10,6 +10,9 @@
 //! Each round uses a fresh database (a temporary SQLite file, or a scratch
 //! database created on the server and dropped afterwards).
 
+pub mod lambda;
+pub mod suite;
+
 use crate::pipeline::{Pipeline, run_batch};
 use crate::resolve::Directory;
 use crate::sources::lambda_event::parse_event;
