@@ -63,7 +63,10 @@ pub enum BenchError {
     Setup(String),
 }
 
-async fn pipeline(url: &str, dir: &PathBuf) -> Result<Pipeline<LocalDirectory>, BenchError> {
+async fn pipeline(
+    url: &str,
+    dir: &std::path::Path,
+) -> Result<Pipeline<LocalDirectory>, BenchError> {
     Ok(Pipeline {
         store: open_fresh(url, 2).await?,
         directory: LocalDirectory::load(dir).map_err(|e| BenchError::Setup(e.to_string()))?,
