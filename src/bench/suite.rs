@@ -113,8 +113,10 @@ pub async fn apply_rows(opts: &SuiteOptions) -> Result<(Row, Row, Vec<f64>), Ben
         vs_each.push(a.rate() / e.rate());
         apply_rates.push(a.rate());
         detail.push(format!(
-            "apply {:.0}/s, bulk {:.0}/s, per-event {:.0}/s",
+            "apply {:.0}/s ({:.0} % of it in SQL, {:.1} statements/batch), bulk {:.0}/s, per-event {:.0}/s",
             a.rate(),
+            100.0 * a.db_time.as_secs_f64() / a.elapsed.as_secs_f64().max(1e-9),
+            a.statements as f64 / a.batches.max(1) as f64,
             b.rate(),
             e.rate()
         ));
