@@ -548,7 +548,6 @@ async fn run(cli: Cli) -> Result<()> {
             lookups,
         } => {
             let cfg = common.config().await?;
-            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
             let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             let job = backfill::Job {
                 table,
@@ -568,15 +567,11 @@ async fn run(cli: Cli) -> Result<()> {
             };
             match lookups {
                 Lookups::Local => {
-                    let p = Pipeline {
-                        store,
-                        directory: LocalDirectory::load(&cfg.directory)?,
-                        default_tz: cfg.default_tz,
-                        publisher: None,
-                    };
+                    let p = open(&cfg).await?;
                     backfill::run(&p, &aws, &job).await?;
                 }
                 Lookups::Dynamodb => {
+                    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
                     let p = dynamo_pipeline(store, &cfg, &aws)?;
                     backfill::run(&p, &aws, &job).await?;
                 }
@@ -591,7 +586,6 @@ async fn run(cli: Cli) -> Result<()> {
             lookups,
         } => {
             let cfg = common.config().await?;
-            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
             let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             let opts = streamfold::sources::tail::TailOptions {
                 table,
@@ -604,15 +598,11 @@ async fn run(cli: Cli) -> Result<()> {
             };
             match lookups {
                 Lookups::Local => {
-                    let p = Pipeline {
-                        store,
-                        directory: LocalDirectory::load(&cfg.directory)?,
-                        default_tz: cfg.default_tz,
-                        publisher: None,
-                    };
+                    let p = open(&cfg).await?;
                     backfill::tail(&p, &aws, &opts).await?;
                 }
                 Lookups::Dynamodb => {
+                    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
                     let p = dynamo_pipeline(store, &cfg, &aws)?;
                     backfill::tail(&p, &aws, &opts).await?;
                 }

@@ -226,46 +226,13 @@ async fn export_folder_is_backfilled_once_and_checked_against_its_manifest() {
 mod scan {
     use super::*;
     use crate::support::Moto;
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, PutRequest,
-        ScalarAttributeType, WriteRequest,
-    };
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
     use streamfold::sources::scan::{ScanOptions, Segments, job_name, scan_backfill};
-
-    fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-        use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-        let conf = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .endpoint_url(endpoint)
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-            .build();
-        aws_sdk_dynamodb::Client::from_conf(conf)
-    }
 
     const ITEMS: usize = 240;
 
     async fn seed(c: &aws_sdk_dynamodb::Client) {
-        c.create_table()
-            .table_name(TABLE)
-            .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("id")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("id")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        crate::support::create_id_table(c, TABLE, false).await;
         let items: Vec<WriteRequest> = (0..ITEMS)
             .map(|i| {
                 let item: std::collections::HashMap<String, AttributeValue> = [
@@ -310,7 +277,7 @@ mod scan {
     #[tokio::test]
     async fn parallel_scan_is_checkpointed_interrupted_and_resumed() {
         let Some(moto) = Moto::start() else { return };
-        let c = client(&moto.endpoint);
+        let c = crate::support::dynamodb_client(&moto.endpoint);
         seed(&c).await;
         let Some(h) = Harness::new("sqlite").await else {
             return;

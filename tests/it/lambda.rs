@@ -3,7 +3,6 @@
 //! name the first unapplied record and converge on retry.
 
 use crate::support::{self, Moto};
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, GlobalSecondaryIndex, KeySchemaElement, KeyType,
     Projection, ProjectionType, ScalarAttributeType,
@@ -20,13 +19,7 @@ const ICARUS: &str = "icarus-test-";
 const ACS: &str = "acsd2p-test-";
 
 fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    let conf = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .build();
-    aws_sdk_dynamodb::Client::from_conf(conf)
+    support::dynamodb_client(endpoint)
 }
 
 fn key(name: &str, kind: KeyType) -> KeySchemaElement {

@@ -395,6 +395,55 @@ impl Moto {
     }
 }
 
+/// A DynamoDB client of a moto endpoint (region us-east-1, dummy keys).
+pub fn dynamodb_client(endpoint: &str) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
+/// Create a table keyed by the string attribute `id`, with a
+/// NEW_AND_OLD_IMAGES stream when `stream` is set.
+pub async fn create_id_table(c: &aws_sdk_dynamodb::Client, table: &str, stream: bool) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
+        StreamViewType,
+    };
+    let mut req = c
+        .create_table()
+        .table_name(table)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        );
+    if stream {
+        req = req.stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .unwrap(),
+        );
+    }
+    req.send().await.unwrap();
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

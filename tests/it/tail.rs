@@ -3,10 +3,7 @@
 //! resumes after the last applied record.
 
 use crate::support::{Harness, Moto};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -15,25 +12,15 @@ use streamfold::sources::tail::{StartAt, TailOptions, job_name, tail};
 
 const TABLE: &str = "icarus-dev-github_events";
 
-fn clients(endpoint: &str) -> (aws_sdk_dynamodb::Client, aws_sdk_dynamodbstreams::Client) {
-    use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
-    let creds = Credentials::new("testing", "testing", None, None, "test");
-    let d = aws_sdk_dynamodb::Config::builder()
+fn streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
+    use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
+    let conf = aws_sdk_dynamodbstreams::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
-        .credentials_provider(creds.clone())
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
         .build();
-    let s = aws_sdk_dynamodbstreams::Config::builder()
-        .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_sdk_dynamodbstreams::config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .build();
-    (
-        aws_sdk_dynamodb::Client::from_conf(d),
-        aws_sdk_dynamodbstreams::Client::from_conf(s),
-    )
+    aws_sdk_dynamodbstreams::Client::from_conf(conf)
 }
 
 async fn put(c: &aws_sdk_dynamodb::Client, id: &str, user: &str, ts: &str) {
@@ -66,34 +53,11 @@ fn opts() -> TailOptions {
 #[tokio::test]
 async fn tail_follows_the_stream_and_resumes_from_checkpoints() {
     let Some(moto) = Moto::start() else { return };
-    let (c, s) = clients(&moto.endpoint);
-    c.create_table()
-        .table_name(TABLE)
-        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .stream_specification(
-            StreamSpecification::builder()
-                .stream_enabled(true)
-                .stream_view_type(StreamViewType::NewAndOldImages)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let (c, s) = (
+        crate::support::dynamodb_client(&moto.endpoint),
+        streams_client(&moto.endpoint),
+    );
+    crate::support::create_id_table(&c, TABLE, true).await;
     let Some(h) = Harness::new("sqlite").await else {
         return;
     };
