@@ -18,10 +18,6 @@ use streamfold::store::Store;
 const ICARUS: &str = "icarus-test-";
 const ACS: &str = "acsd2p-test-";
 
-fn client(endpoint: &str) -> aws_sdk_dynamodb::Client {
-    support::dynamodb_client(endpoint)
-}
-
 fn key(name: &str, kind: KeyType) -> KeySchemaElement {
     KeySchemaElement::builder()
         .attribute_name(name)
@@ -177,15 +173,9 @@ async fn seed_tables(c: &aws_sdk_dynamodb::Client) {
 }
 
 fn fixture_events() -> Vec<OwnedRawEvent> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/events");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
+    support::fixture_event_texts()
         .iter()
-        .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap())
+        .map(|t| serde_json::from_str(t).unwrap())
         .collect()
 }
 
@@ -196,7 +186,11 @@ async fn dynamo_pipeline(
 ) -> Pipeline<DynamoDirectory> {
     Pipeline {
         store: Store::open(db_url).await.unwrap(),
-        directory: DynamoDirectory::new(client(&moto.endpoint), tables, CachePolicy::default()),
+        directory: DynamoDirectory::new(
+            support::dynamodb_client(&moto.endpoint),
+            tables,
+            CachePolicy::default(),
+        ),
         default_tz: chrono_tz::Tz::UTC,
         publisher: None,
     }
@@ -205,7 +199,7 @@ async fn dynamo_pipeline(
 #[tokio::test]
 async fn handler_with_dynamodb_lookups_matches_local_replay() {
     let Some(moto) = Moto::start() else { return };
-    seed_tables(&client(&moto.endpoint)).await;
+    seed_tables(&support::dynamodb_client(&moto.endpoint)).await;
     let lambda_db = support::fresh_db("sqlite").await.unwrap();
     let p = dynamo_pipeline(
         &moto,
@@ -261,7 +255,7 @@ async fn handler_with_dynamodb_lookups_matches_local_replay() {
 #[tokio::test]
 async fn failed_lookup_reports_the_first_record_and_a_retry_converges() {
     let Some(moto) = Moto::start() else { return };
-    seed_tables(&client(&moto.endpoint)).await;
+    seed_tables(&support::dynamodb_client(&moto.endpoint)).await;
     let db = support::fresh_db("sqlite").await.unwrap();
     let events = fixture_events();
     let first_seq = streamfold::sources::lambda_event::read_meta(&events[0].records[0])
@@ -302,7 +296,7 @@ async fn failed_lookup_reports_the_first_record_and_a_retry_converges() {
 #[tokio::test]
 async fn database_failure_on_the_third_record_reports_the_first_and_retry_converges() {
     let Some(moto) = Moto::start() else { return };
-    seed_tables(&client(&moto.endpoint)).await;
+    seed_tables(&support::dynamodb_client(&moto.endpoint)).await;
     let db = support::fresh_db("sqlite").await.unwrap();
     let p = dynamo_pipeline(
         &moto,
@@ -387,7 +381,7 @@ async fn llm_reports_are_projected_to_dynamodb_and_never_regress() {
     use streamfold::report::publish::ReportPublisher;
     use streamfold::store::reports::ReportFilter;
     let Some(moto) = Moto::start() else { return };
-    let c = client(&moto.endpoint);
+    let c = support::dynamodb_client(&moto.endpoint);
     seed_tables(&c).await;
     let table = format!("{ACS}LLMReportData");
     create(&c, &table, "report_id", None, &[]).await;

@@ -143,16 +143,10 @@ fn expected_fixture_reports() -> BTreeMap<ReportKey, ReportSums> {
 }
 
 fn fixture_batches() -> Vec<Vec<Value>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/events");
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
+    fixture_event_texts()
         .iter()
-        .map(|f| {
-            let v: Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+        .map(|t| {
+            let v: Value = serde_json::from_str(t).unwrap();
             v["Records"].as_array().unwrap().clone()
         })
         .collect()

@@ -451,6 +451,21 @@ impl Drop for Moto {
     }
 }
 
+/// The texts of the committed fixture events (`fixtures/events/*.json`),
+/// in name order: one Lambda event each.
+pub fn fixture_event_texts() -> Vec<String> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/events");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect()
+}
+
 /// The committed fixture directory, as (table, line) pairs.
 pub fn fixture_directory() -> Vec<(&'static str, &'static str)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/directory");
