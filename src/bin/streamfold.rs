@@ -39,6 +39,25 @@ macro_rules! out {
     }};
 }
 
+/// Run `$body` with `$p` bound to a pipeline that resolves identities as
+/// `$lookups` says: the local directory, or the DynamoDB tables (the
+/// pipelines differ in type, hence a macro).
+macro_rules! with_pipeline {
+    ($lookups:expr, $cfg:expr, $aws:expr, |$p:ident| $body:expr) => {
+        match $lookups {
+            Lookups::Local => {
+                let $p = open($cfg).await?;
+                $body
+            }
+            Lookups::Dynamodb => {
+                let store = Store::open_with(&$cfg.database_url, &$cfg.store).await?;
+                let $p = dynamo_pipeline(store, $cfg, $aws)?;
+                $body
+            }
+        }
+    };
+}
+
 #[path = "streamfold/backfill.rs"]
 mod backfill;
 
@@ -549,33 +568,34 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let cfg = common.config().await?;
             let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-            let job = backfill::Job {
-                table,
-                segments: match (segments, segment, total_segments) {
-                    (_, Some(segment), Some(total)) => Segments::One { segment, total },
-                    (Some(n), _, _) => Segments::All(n),
-                    _ => Segments::Auto,
-                },
-                resume,
-                max_rcu,
-                max_items_per_sec,
-                page_size,
-                consistent_read,
-                export,
-                parallel,
-                batch,
+            let job = match export {
+                Some(location) => {
+                    backfill::Job::Export(streamfold::sources::export::ExportOptions {
+                        location: streamfold::sources::export::ExportLocation::parse(&location)
+                            .map_err(anyhow::Error::msg)?,
+                        table,
+                        parallel,
+                        batch,
+                        resume,
+                    })
+                }
+                None => backfill::Job::Scan(streamfold::sources::scan::ScanOptions {
+                    table,
+                    segments: match (segments, segment, total_segments) {
+                        (_, Some(segment), Some(total)) => Segments::One { segment, total },
+                        (Some(n), _, _) => Segments::All(n),
+                        _ => Segments::Auto,
+                    },
+                    resume,
+                    max_rcu,
+                    max_items_per_sec,
+                    page_size,
+                    consistent_read,
+                    max_pages: None,
+                }),
             };
-            match lookups {
-                Lookups::Local => {
-                    let p = open(&cfg).await?;
-                    backfill::run(&p, &aws, &job).await?;
-                }
-                Lookups::Dynamodb => {
-                    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
-                    let p = dynamo_pipeline(store, &cfg, &aws)?;
-                    backfill::run(&p, &aws, &job).await?;
-                }
-            }
+            with_pipeline!(lookups, &cfg, &aws, |p| backfill::run(&p, &aws, &job)
+                .await?);
         }
         Command::Tail {
             common,
@@ -596,17 +616,8 @@ async fn run(cli: Cli) -> Result<()> {
                 poll: std::time::Duration::from_millis(poll_ms),
                 until_idle,
             };
-            match lookups {
-                Lookups::Local => {
-                    let p = open(&cfg).await?;
-                    backfill::tail(&p, &aws, &opts).await?;
-                }
-                Lookups::Dynamodb => {
-                    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
-                    let p = dynamo_pipeline(store, &cfg, &aws)?;
-                    backfill::tail(&p, &aws, &opts).await?;
-                }
-            }
+            with_pipeline!(lookups, &cfg, &aws, |p| backfill::tail(&p, &aws, &opts)
+                .await?);
         }
         Command::Migrate { common } => {
             let cfg = common.config().await?;

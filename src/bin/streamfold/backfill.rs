@@ -13,20 +13,21 @@ use streamfold::pipeline::Pipeline;
 use streamfold::resolve::Directory;
 use streamfold::sources::backfill::{BackfillError, BackfillSummary, Observer};
 use streamfold::sources::export::{ExportLocation, ExportOptions, export_backfill};
-use streamfold::sources::scan::{ScanOptions, Segments, scan_backfill};
+use streamfold::sources::scan::{ScanOptions, scan_backfill};
 
-/// The command's arguments.
-pub struct Job {
-    pub table: String,
-    pub segments: Segments,
-    pub resume: bool,
-    pub max_rcu: Option<f64>,
-    pub max_items_per_sec: Option<f64>,
-    pub page_size: Option<i32>,
-    pub consistent_read: bool,
-    pub export: Option<String>,
-    pub parallel: usize,
-    pub batch: usize,
+/// What to backfill from: the library's own options.
+pub enum Job {
+    Scan(ScanOptions),
+    Export(ExportOptions),
+}
+
+impl Job {
+    fn table(&self) -> &str {
+        match self {
+            Job::Scan(o) => &o.table,
+            Job::Export(o) => &o.table,
+        }
+    }
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -143,21 +144,13 @@ pub async fn run<D: Directory>(
 ) -> Result<()> {
     on_ctrl_c();
     let bars = Bars::new();
-    let result = match &job.export {
-        Some(location) => {
-            let location = ExportLocation::parse(location).map_err(anyhow::Error::msg)?;
-            let s3 =
-                matches!(location, ExportLocation::S3 { .. }).then(|| aws_sdk_s3::Client::new(aws));
-            let opts = ExportOptions {
-                location,
-                table: job.table.clone(),
-                parallel: job.parallel,
-                batch: job.batch,
-                resume: job.resume,
-            };
-            export_backfill(p, s3.as_ref(), &opts, &bars, &STOP).await
+    let result = match job {
+        Job::Export(opts) => {
+            let s3 = matches!(opts.location, ExportLocation::S3 { .. })
+                .then(|| aws_sdk_s3::Client::new(aws));
+            export_backfill(p, s3.as_ref(), opts, &bars, &STOP).await
         }
-        None => {
+        Job::Scan(opts) => {
             // Throttling is retried by the SDK: more attempts than the
             // default for a long-running scan.
             let conf = aws_sdk_dynamodb::config::Builder::from(aws)
@@ -168,30 +161,20 @@ pub async fn run<D: Directory>(
                 )
                 .build();
             let client = aws_sdk_dynamodb::Client::from_conf(conf);
-            let opts = ScanOptions {
-                table: job.table.clone(),
-                segments: job.segments,
-                resume: job.resume,
-                max_rcu: job.max_rcu,
-                max_items_per_sec: job.max_items_per_sec,
-                page_size: job.page_size,
-                consistent_read: job.consistent_read,
-                max_pages: None,
-            };
-            scan_backfill(p, &client, &opts, &bars, &STOP).await
+            scan_backfill(p, &client, opts, &bars, &STOP).await
         }
     };
     let _ = bars.multi.clear();
     match result {
         Ok(summary) => {
-            print_summary(&job.table, &summary);
+            print_summary(job.table(), &summary);
             print_totals(&p.store).await?;
             Ok(())
         }
         Err(BackfillError::Interrupted) => {
             anyhow::bail!(
                 "backfill of {} interrupted; rerun with --resume to continue",
-                job.table
+                job.table()
             )
         }
         Err(e) => Err(e.into()),
