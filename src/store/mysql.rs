@@ -13,7 +13,7 @@ use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
-use sqlx::{Executor, QueryBuilder, Transaction};
+use sqlx::{Executor, Transaction};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
@@ -170,26 +170,17 @@ async fn apply_reports(
     result: &mut ApplyResult,
 ) -> Result<(), StoreError> {
     let now = super::now_text();
-    let totals: Vec<(&ReportKey, &ReportSums)> = deltas.iter().collect();
-    for chunk in totals.chunks(MAX_PARAMS / 11) {
-        let mut qb = QueryBuilder::<MySql>::new(format!(
-            "INSERT INTO llm_reports ({}) ",
-            super::reports::TOTALS_COLUMNS
-        ));
-        qb.push_values(chunk, |mut b, (k, s)| {
-            b.push_bind(k.account_id.clone())
-                .push_bind(k.period.clone())
-                .push_bind(s.requests)
-                .push_bind(s.tokens)
-                .push_bind(s.cost_usd.to_string())
-                .push_bind(s.response_time_ms)
-                .push_bind(s.quality_sum.to_string())
-                .push_bind(s.quality_scored)
-                .push_bind(1i64)
-                .push_bind(1i64)
-                .push_bind(now.clone());
-        });
-        qb.push(
+    // New reports start at revision 1; existing ones count up.
+    let totals: Vec<(&ReportKey, &ReportSums, i64)> =
+        deltas.iter().map(|(k, s)| (k, s, 1)).collect();
+    super::reports::write_report_rows!(
+        MySql,
+        tx,
+        totals,
+        super::reports::model_rows(deltas),
+        super::reports::function_rows(deltas),
+        now,
+        (
             " ON DUPLICATE KEY UPDATE
                total_requests = total_requests + VALUES(total_requests),
                total_tokens = total_tokens + VALUES(total_tokens),
@@ -198,44 +189,11 @@ async fn apply_reports(
                quality_score_sum = quality_score_sum + VALUES(quality_score_sum),
                quality_scored = quality_scored + VALUES(quality_scored),
                revision = revision + 1, pending = 1, updated_at = VALUES(updated_at)",
-        );
-        qb.build().execute(&mut **tx).await?;
-        result.statements += 1;
-    }
-    let models = super::reports::model_rows(deltas);
-    for chunk in models.chunks(MAX_PARAMS / 6) {
-        let mut qb = QueryBuilder::<MySql>::new(
-            "INSERT INTO llm_report_models (account_id, report_period, model, requests, tokens, cost_usd) ",
-        );
-        qb.push_values(chunk, |mut b, (k, m, u)| {
-            b.push_bind(k.account_id.clone())
-                .push_bind(k.period.clone())
-                .push_bind((*m).clone())
-                .push_bind(u.requests)
-                .push_bind(u.tokens)
-                .push_bind(u.cost_usd.to_string());
-        });
-        qb.push(
             " ON DUPLICATE KEY UPDATE requests = requests + VALUES(requests),
                tokens = tokens + VALUES(tokens), cost_usd = cost_usd + VALUES(cost_usd)",
-        );
-        qb.build().execute(&mut **tx).await?;
-        result.statements += 1;
-    }
-    let functions = super::reports::function_rows(deltas);
-    for chunk in functions.chunks(MAX_PARAMS / 4) {
-        let mut qb = QueryBuilder::<MySql>::new(
-            "INSERT INTO llm_report_functions (account_id, report_period, function_name, requests) ",
-        );
-        qb.push_values(chunk, |mut b, (k, f, n)| {
-            b.push_bind(k.account_id.clone())
-                .push_bind(k.period.clone())
-                .push_bind((*f).clone())
-                .push_bind(*n);
-        });
-        qb.push(" ON DUPLICATE KEY UPDATE requests = requests + VALUES(requests)");
-        qb.build().execute(&mut **tx).await?;
-        result.statements += 1;
-    }
+            " ON DUPLICATE KEY UPDATE requests = requests + VALUES(requests)",
+        ),
+        result,
+    );
     Ok(())
 }

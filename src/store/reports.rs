@@ -273,3 +273,70 @@ macro_rules! report_methods {
     };
 }
 pub(crate) use report_methods;
+
+/// Write report rows with multi-row INSERTs, each followed by the dialect's
+/// conflict clause (SQLite sets the sums it computed, MySQL adds deltas):
+/// `$totals` as `(key, sums, revision of a new row)`, `$models` and
+/// `$functions` as from `model_rows` / `function_rows`, and `$on_conflict`
+/// the three clauses in that order. Counts statements into `$result`. A
+/// macro because sqlx's executor bounds do not let a borrowed query builder
+/// be executed in generic code.
+macro_rules! write_report_rows {
+    ($db:ty, $tx:expr, $totals:expr, $models:expr, $functions:expr, $now:expr,
+     $on_conflict:expr, $result:expr $(,)?) => {{
+        let (totals_clause, models_clause, functions_clause): (&str, &str, &str) = $on_conflict;
+        for chunk in $totals.chunks(MAX_PARAMS / 11) {
+            let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+                "INSERT INTO llm_reports ({}) ",
+                super::reports::TOTALS_COLUMNS
+            ));
+            qb.push_values(chunk, |mut b, (k, s, revision)| {
+                b.push_bind(k.account_id.clone())
+                    .push_bind(k.period.clone())
+                    .push_bind(s.requests)
+                    .push_bind(s.tokens)
+                    .push_bind(s.cost_usd.to_string())
+                    .push_bind(s.response_time_ms)
+                    .push_bind(s.quality_sum.to_string())
+                    .push_bind(s.quality_scored)
+                    .push_bind(*revision)
+                    .push_bind(1i64)
+                    .push_bind($now.to_string());
+            });
+            qb.push(totals_clause);
+            qb.build().execute(&mut **$tx).await?;
+            $result.statements += 1;
+        }
+        for chunk in $models.chunks(MAX_PARAMS / 6) {
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO llm_report_models (account_id, report_period, model, requests, tokens, cost_usd) ",
+            );
+            qb.push_values(chunk, |mut b, (k, m, u)| {
+                b.push_bind(k.account_id.clone())
+                    .push_bind(k.period.clone())
+                    .push_bind((*m).clone())
+                    .push_bind(u.requests)
+                    .push_bind(u.tokens)
+                    .push_bind(u.cost_usd.to_string());
+            });
+            qb.push(models_clause);
+            qb.build().execute(&mut **$tx).await?;
+            $result.statements += 1;
+        }
+        for chunk in $functions.chunks(MAX_PARAMS / 4) {
+            let mut qb = sqlx::QueryBuilder::<$db>::new(
+                "INSERT INTO llm_report_functions (account_id, report_period, function_name, requests) ",
+            );
+            qb.push_values(chunk, |mut b, (k, f, n)| {
+                b.push_bind(k.account_id.clone())
+                    .push_bind(k.period.clone())
+                    .push_bind((*f).clone())
+                    .push_bind(*n);
+            });
+            qb.push(functions_clause);
+            qb.build().execute(&mut **$tx).await?;
+            $result.statements += 1;
+        }
+    }};
+}
+pub(crate) use write_report_rows;

@@ -215,25 +215,14 @@ async fn apply_reports(
         .zip(&revisions)
         .map(|((k, s), r)| (k, s, *r))
         .collect();
-    for chunk in rows.chunks(MAX_PARAMS / 11) {
-        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(format!(
-            "INSERT INTO llm_reports ({}) ",
-            super::reports::TOTALS_COLUMNS
-        ));
-        qb.push_values(chunk, |mut b, (k, s, revision)| {
-            b.push_bind(k.account_id.clone())
-                .push_bind(k.period.clone())
-                .push_bind(s.requests)
-                .push_bind(s.tokens)
-                .push_bind(s.cost_usd.to_string())
-                .push_bind(s.response_time_ms)
-                .push_bind(s.quality_sum.to_string())
-                .push_bind(s.quality_scored)
-                .push_bind(*revision)
-                .push_bind(1i64)
-                .push_bind(now.clone());
-        });
-        qb.push(
+    super::reports::write_report_rows!(
+        Sqlite,
+        tx,
+        rows,
+        super::reports::model_rows(&updated),
+        super::reports::function_rows(&updated),
+        now,
+        (
             " ON CONFLICT (account_id, report_period) DO UPDATE SET
                total_requests = excluded.total_requests, total_tokens = excluded.total_tokens,
                total_cost_usd = excluded.total_cost_usd,
@@ -241,47 +230,12 @@ async fn apply_reports(
                quality_score_sum = excluded.quality_score_sum,
                quality_scored = excluded.quality_scored, revision = excluded.revision,
                pending = 1, updated_at = excluded.updated_at",
-        );
-        qb.build().execute(&mut **tx).await?;
-        result.statements += 1;
-    }
-    let models = super::reports::model_rows(&updated);
-    for chunk in models.chunks(MAX_PARAMS / 6) {
-        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO llm_report_models (account_id, report_period, model, requests, tokens, cost_usd) ",
-        );
-        qb.push_values(chunk, |mut b, (k, m, u)| {
-            b.push_bind(k.account_id.clone())
-                .push_bind(k.period.clone())
-                .push_bind((*m).clone())
-                .push_bind(u.requests)
-                .push_bind(u.tokens)
-                .push_bind(u.cost_usd.to_string());
-        });
-        qb.push(
             " ON CONFLICT (account_id, report_period, model) DO UPDATE SET
                requests = excluded.requests, tokens = excluded.tokens, cost_usd = excluded.cost_usd",
-        );
-        qb.build().execute(&mut **tx).await?;
-        result.statements += 1;
-    }
-    let functions = super::reports::function_rows(&updated);
-    for chunk in functions.chunks(MAX_PARAMS / 4) {
-        let mut qb = sqlx::QueryBuilder::<Sqlite>::new(
-            "INSERT INTO llm_report_functions (account_id, report_period, function_name, requests) ",
-        );
-        qb.push_values(chunk, |mut b, (k, f, n)| {
-            b.push_bind(k.account_id.clone())
-                .push_bind(k.period.clone())
-                .push_bind((*f).clone())
-                .push_bind(*n);
-        });
-        qb.push(
             " ON CONFLICT (account_id, report_period, function_name) DO UPDATE SET
                requests = llm_report_functions.requests + excluded.requests",
-        );
-        qb.build().execute(&mut **tx).await?;
-        result.statements += 1;
-    }
+        ),
+        result,
+    );
     Ok(())
 }
