@@ -84,7 +84,7 @@ for w in want:
 print(f"{len(want)} LLM report(s) in {table} match SQL")
 PY
 head -1 "$scratch/lambda.totals"
-grep -o '"init_ms":[0-9]*' "$scratch/watch.log" | head -1 || true
+grep -o '"init_us":[0-9]*' "$scratch/watch.log" | head -1 || true
 # Metrics: one EMF document per source and one per batch, on stdout.
 if ! grep -q '"CloudWatchMetrics"' "$scratch/watch.log"; then
   echo "the Lambda printed no EMF metrics" >&2; exit 1

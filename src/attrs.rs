@@ -1,41 +1,30 @@
-//! Typed access to DynamoDB items (`serde_dynamo::Item`) with errors that name
+//! Typed access to DynamoDB items (`item::Item`) with errors that name
 //! the attribute and the problem but never echo a value (items may hold tokens).
 //!
 //! Numbers stay decimal strings until parsed here: integers as `i128`, money
 //! as exact `rust_decimal::Decimal`, never through `f64`.
 
+use crate::item::{Attr, Item};
 use rust_decimal::Decimal;
-use serde_dynamo::{AttributeValue, Item};
 
-/// Short name of an AttributeValue's type tag, for error messages.
-pub fn type_tag(v: &AttributeValue) -> &'static str {
-    match v {
-        AttributeValue::N(_) => "N",
-        AttributeValue::S(_) => "S",
-        AttributeValue::Bool(_) => "BOOL",
-        AttributeValue::B(_) => "B",
-        AttributeValue::Null(_) => "NULL",
-        AttributeValue::M(_) => "M",
-        AttributeValue::L(_) => "L",
-        AttributeValue::Ss(_) => "SS",
-        AttributeValue::Ns(_) => "NS",
-        AttributeValue::Bs(_) => "BS",
-    }
+/// Short name of an attribute value's type tag, for error messages.
+pub fn type_tag(v: &Attr<'_>) -> &'static str {
+    v.type_tag()
 }
 
 /// Attribute lookup; `NULL` counts as absent.
-pub fn get<'a>(item: &'a Item, name: &str) -> Option<&'a AttributeValue> {
+pub fn get<'a, 'b>(item: &'a Item<'b>, name: &str) -> Option<&'a Attr<'b>> {
     match item.get(name) {
-        Some(AttributeValue::Null(_)) | None => None,
+        Some(Attr::Null) | None => None,
         Some(v) => Some(v),
     }
 }
 
 /// Nested lookup in a map attribute, e.g. `metadata.function_name`.
-pub fn get_nested<'a>(item: &'a Item, map: &str, name: &str) -> Option<&'a AttributeValue> {
+pub fn get_nested<'a, 'b>(item: &'a Item<'b>, map: &str, name: &str) -> Option<&'a Attr<'b>> {
     match get(item, map)? {
-        AttributeValue::M(m) => match m.get(name) {
-            Some(AttributeValue::Null(_)) | None => None,
+        Attr::M(m) => match m.get(name) {
+            Some(Attr::Null) | None => None,
             Some(v) => Some(v),
         },
         _ => None,
@@ -44,11 +33,11 @@ pub fn get_nested<'a>(item: &'a Item, map: &str, name: &str) -> Option<&'a Attri
 
 /// A non-empty string attribute. `Ok(None)` when absent; an error when the
 /// attribute has another type or is blank.
-pub fn opt_str<'a>(v: Option<&'a AttributeValue>, name: &str) -> Result<Option<&'a str>, String> {
+pub fn opt_str<'a>(v: Option<&'a Attr<'_>>, name: &str) -> Result<Option<&'a str>, String> {
     match v {
         None => Ok(None),
-        Some(AttributeValue::S(s)) if !s.trim().is_empty() => Ok(Some(s.as_str())),
-        Some(AttributeValue::S(_)) => Err(format!("attribute `{name}` is an empty string")),
+        Some(Attr::S(s)) if !s.trim().is_empty() => Ok(Some(s.as_ref())),
+        Some(Attr::S(_)) => Err(format!("attribute `{name}` is an empty string")),
         Some(other) => Err(format!(
             "attribute `{name}` has type {}, expected S",
             type_tag(other)
@@ -100,7 +89,7 @@ pub fn amount(d: Decimal, name: &str) -> Result<Decimal, String> {
 }
 
 /// An integer attribute (N, or S holding digits) within `i64`.
-pub fn opt_int(v: Option<&AttributeValue>, name: &str) -> Result<Option<i64>, String> {
+pub fn opt_int(v: Option<&Attr<'_>>, name: &str) -> Result<Option<i64>, String> {
     let Some(text) = number_text(v, name)? else {
         return Ok(None);
     };
@@ -118,7 +107,7 @@ pub fn opt_int(v: Option<&AttributeValue>, name: &str) -> Result<Option<i64>, St
 }
 
 /// An exact decimal attribute (N, or S holding a decimal number).
-pub fn opt_decimal(v: Option<&AttributeValue>, name: &str) -> Result<Option<Decimal>, String> {
+pub fn opt_decimal(v: Option<&Attr<'_>>, name: &str) -> Result<Option<Decimal>, String> {
     let Some(text) = number_text(v, name)? else {
         return Ok(None);
     };
@@ -145,12 +134,12 @@ pub fn opt_decimal(v: Option<&AttributeValue>, name: &str) -> Result<Option<Deci
     })
 }
 
-fn number_text<'a>(v: Option<&'a AttributeValue>, name: &str) -> Result<Option<&'a str>, String> {
+fn number_text<'a>(v: Option<&'a Attr<'_>>, name: &str) -> Result<Option<&'a str>, String> {
     match v {
         None => Ok(None),
-        Some(AttributeValue::N(s)) => Ok(Some(s.trim())),
-        Some(AttributeValue::S(s)) if looks_numeric(s.trim()) => Ok(Some(s.trim())),
-        Some(AttributeValue::S(_)) => Err(format!(
+        Some(Attr::N(s)) => Ok(Some(s.trim())),
+        Some(Attr::S(s)) if looks_numeric(s.trim()) => Ok(Some(s.trim())),
+        Some(Attr::S(_)) => Err(format!(
             "attribute `{name}` is a string that is not a number"
         )),
         Some(other) => Err(format!(
@@ -169,24 +158,22 @@ fn looks_numeric(s: &str) -> bool {
 
 /// Canonical, unambiguous serialisation of an item's key attributes, sorted by
 /// name: the input of an item's identity hash.
-pub fn canonical_keys(keys: &Item, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn canonical_keys(keys: &Item<'_>, out: &mut Vec<u8>) -> Result<(), String> {
     if keys.is_empty() {
         return Err("record has no Keys".into());
     }
-    let mut names: Vec<&String> = keys.keys().collect();
-    names.sort();
-    for name in names {
+    for (name, value) in keys.sorted() {
         push_field(out, name.as_bytes());
-        match &keys[name.as_str()] {
-            AttributeValue::S(s) => {
+        match value {
+            Attr::S(s) => {
                 out.push(b'S');
                 push_field(out, s.as_bytes());
             }
-            AttributeValue::N(n) => {
+            Attr::N(n) => {
                 out.push(b'N');
                 push_field(out, n.trim().as_bytes());
             }
-            AttributeValue::B(b) => {
+            Attr::B(b) => {
                 out.push(b'B');
                 push_field(out, b);
             }
@@ -210,27 +197,17 @@ pub fn push_field(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn item(pairs: &[(&str, AttributeValue)]) -> Item {
-        Item::from(
-            pairs
-                .iter()
-                .cloned()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect::<HashMap<_, _>>(),
-        )
+    fn item<'a>(pairs: &[(&'a str, Attr<'a>)]) -> Item<'a> {
+        Item::from_pairs(pairs.to_vec())
     }
 
     #[test]
     fn integers() {
-        let n = |s: &str| AttributeValue::N(s.into());
+        let n = |s: &str| Attr::N(s.to_string().into());
         assert_eq!(opt_int(Some(&n("350")), "t"), Ok(Some(350)));
         assert_eq!(opt_int(Some(&n("350.00")), "t"), Ok(Some(350)));
-        assert_eq!(
-            opt_int(Some(&AttributeValue::S("12".into())), "t"),
-            Ok(Some(12))
-        );
+        assert_eq!(opt_int(Some(&Attr::S("12".into())), "t"), Ok(Some(12)));
         assert_eq!(opt_int(None, "t"), Ok(None));
         assert!(opt_int(Some(&n("1.5")), "t").is_err());
         assert!(
@@ -240,7 +217,7 @@ mod tests {
         );
         assert!(opt_int(Some(&n(&"9".repeat(39))), "t").is_err());
         assert!(
-            opt_int(Some(&AttributeValue::Bool(true)), "t")
+            opt_int(Some(&Attr::Bool(true)), "t")
                 .unwrap_err()
                 .contains("BOOL")
         );
@@ -248,16 +225,16 @@ mod tests {
 
     #[test]
     fn decimals_are_exact() {
-        let d = opt_decimal(Some(&AttributeValue::N("0.0025".into())), "c")
+        let d = opt_decimal(Some(&Attr::N("0.0025".into())), "c")
             .unwrap()
             .unwrap();
         assert_eq!(d.to_string(), "0.0025");
         let sum: Decimal = (0..1000).map(|_| d).sum();
         assert_eq!(sum.to_string(), "2.5000");
-        assert!(opt_decimal(Some(&AttributeValue::N("1".repeat(38))), "c").is_err());
-        assert!(opt_decimal(Some(&AttributeValue::S("NaN".into())), "c").is_err());
+        assert!(opt_decimal(Some(&Attr::N("1".repeat(38).into())), "c").is_err());
+        assert!(opt_decimal(Some(&Attr::S("NaN".into())), "c").is_err());
         assert_eq!(
-            opt_decimal(Some(&AttributeValue::N("2.5E-3".into())), "c")
+            opt_decimal(Some(&Attr::N("2.5E-3".into())), "c")
                 .unwrap()
                 .unwrap()
                 .to_string(),
@@ -267,36 +244,28 @@ mod tests {
 
     #[test]
     fn errors_never_echo_values() {
-        let secret = AttributeValue::N("ghp_secret_token".into());
+        let secret = Attr::N("ghp_secret_token".into());
         let e = opt_int(Some(&secret), "access_token").unwrap_err();
         assert!(!e.contains("ghp_"), "{e}");
-        let e = opt_decimal(Some(&AttributeValue::S("ghp_x".into())), "cost").unwrap_err();
+        let e = opt_decimal(Some(&Attr::S("ghp_x".into())), "cost").unwrap_err();
         assert!(!e.contains("ghp_"), "{e}");
     }
 
     #[test]
     fn canonical_keys_are_order_independent_and_unambiguous() {
-        let a = item(&[
-            ("a", AttributeValue::S("x".into())),
-            ("b", AttributeValue::N("1".into())),
-        ]);
-        let b = item(&[
-            ("b", AttributeValue::N("1".into())),
-            ("a", AttributeValue::S("x".into())),
-        ]);
+        let a = item(&[("a", Attr::S("x".into())), ("b", Attr::N("1".into()))]);
+        let b = item(&[("b", Attr::N("1".into())), ("a", Attr::S("x".into()))]);
         let (mut ca, mut cb) = (Vec::new(), Vec::new());
         canonical_keys(&a, &mut ca).unwrap();
         canonical_keys(&b, &mut cb).unwrap();
         assert_eq!(ca, cb);
-        let c = item(&[("a", AttributeValue::S("x1".into()))]);
-        let d = item(&[("a", AttributeValue::N("x1".into()))]);
+        let c = item(&[("a", Attr::S("x1".into()))]);
+        let d = item(&[("a", Attr::N("x1".into()))]);
         let (mut cc, mut cd) = (Vec::new(), Vec::new());
         canonical_keys(&c, &mut cc).unwrap();
         canonical_keys(&d, &mut cd).unwrap();
         assert_ne!(cc, cd);
         assert!(canonical_keys(&item(&[]), &mut Vec::new()).is_err());
-        assert!(
-            canonical_keys(&item(&[("k", AttributeValue::Bool(true))]), &mut Vec::new()).is_err()
-        );
+        assert!(canonical_keys(&item(&[("k", Attr::Bool(true))]), &mut Vec::new()).is_err());
     }
 }

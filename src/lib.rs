@@ -13,6 +13,7 @@ pub mod config;
 pub mod domain;
 pub mod event_time;
 pub mod heatmap;
+pub mod item;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;

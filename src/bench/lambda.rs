@@ -141,6 +141,20 @@ pub fn lambda_env(db: &Path, directory: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Environment for `streamfold-lambda` as deployed (DynamoDB lookups and
+/// report projection); `spawn` sets region and credentials in the
+/// environment, as Lambda does. The endpoint is a closed local port:
+/// init makes no AWS call, and this environment is used for init only.
+pub fn lambda_env_deployed(db: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", format!("sqlite://{}", db.display())),
+        ("ICARUS_TABLE_PREFIX", "icarus-prod-".into()),
+        ("ACS_TABLE_PREFIX", "acsd2p-prod-".into()),
+        ("STREAMFOLD_LOG", "warn".into()),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into()),
+    ]
+}
+
 /// Milliseconds from spawning `binary` to its first `GET next`.
 pub async fn init_ms(binary: &Path, env: &[(&str, String)]) -> std::io::Result<f64> {
     let (port, mut calls) = runtime_api().await?;

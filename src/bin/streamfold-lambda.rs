@@ -1,6 +1,6 @@
 //! `streamfold-lambda`: the AWS Lambda DynamoDB stream trigger. Everything
 //! is built once at init (configuration, SDK clients, database pool,
-//! lookup cache) and reused by every invocation; each invocation is one
+//! lookup cache; the init log line times each part) and reused by every invocation; each invocation is one
 //! `run_batch` through `sources::lambda::handle`.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -29,19 +29,25 @@ async fn main() -> Result<(), Error> {
         .init();
     let started = Instant::now();
     let cfg = LambdaConfig::from_env(|k| std::env::var(k).ok())?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    // For local runs and benchmarks only: identities from a folder of
+    // DynamoDB-JSON items instead of DynamoDB, and no report projection.
+    let local_directory = std::env::var("STREAMFOLD_LOCAL_DIRECTORY").ok();
+    // The SDK configuration is loaded only when an SDK client is needed:
+    // building the first client parses the system's root certificates,
+    // which is most of this binary's init (BENCHMARKS.md, Lambda rows).
+    let mut aws = None;
     let url = match (&cfg.database_secret_arn, &cfg.database_url) {
         (Some(arn), _) => {
-            let client = aws_sdk_secretsmanager::Client::new(&aws);
+            let client = aws_sdk_secretsmanager::Client::new(&sdk_config(&mut aws).await);
             streamfold::store::secret::database_url_from_secret(&client, arn, None).await?
         }
         (None, Some(url)) => url.clone(),
         (None, None) => unreachable!("LambdaConfig requires one of them"),
     };
+    let secret_us = started.elapsed().as_micros() as u64;
     let store = Store::open_with(&url, &cfg.store).await?;
-    // For local runs and benchmarks only: identities from a folder of
-    // DynamoDB-JSON items instead of DynamoDB, and no report projection.
-    if let Ok(dir) = std::env::var("STREAMFOLD_LOCAL_DIRECTORY") {
+    let store_us = started.elapsed().as_micros() as u64 - secret_us;
+    if let Some(dir) = local_directory {
         let pipeline = Pipeline {
             store,
             directory: LocalDirectory::load(std::path::Path::new(&dir))?,
@@ -49,28 +55,31 @@ async fn main() -> Result<(), Error> {
             publisher: None,
         };
         tracing::info!(
-            init_ms = started.elapsed().as_millis() as u64,
+            init_us = started.elapsed().as_micros() as u64,
+            store_us,
             directory = %dir,
             "streamfold-lambda initialised with a local directory"
         );
         return serve(&pipeline, |_| (0, 0)).await;
     }
-    let directory = DynamoDirectory::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        cfg.tables.clone(),
-        cfg.cache,
-    );
+    let before_sdk = started.elapsed().as_micros() as u64;
+    let aws = sdk_config(&mut aws).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let sdk_us = started.elapsed().as_micros() as u64 - before_sdk;
+    let directory = DynamoDirectory::new(dynamodb.clone(), cfg.tables.clone(), cfg.cache);
     let pipeline = Pipeline {
         store,
         directory,
         default_tz: cfg.default_tz,
         publisher: Some(ReportPublisher::new(
-            aws_sdk_dynamodb::Client::new(&aws),
+            dynamodb,
             cfg.tables.llm_reports.clone(),
         )),
     };
     tracing::info!(
-        init_ms = started.elapsed().as_millis() as u64,
+        init_us = started.elapsed().as_micros() as u64,
+        store_us,
+        sdk_us,
         "streamfold-lambda initialised"
     );
     serve(&pipeline, |d| {
@@ -78,6 +87,18 @@ async fn main() -> Result<(), Error> {
         (s.hits, s.misses)
     })
     .await
+}
+
+/// The AWS SDK configuration, loaded on first use.
+async fn sdk_config(cache: &mut Option<aws_config::SdkConfig>) -> aws_config::SdkConfig {
+    match cache {
+        Some(c) => c.clone(),
+        None => {
+            let c = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            *cache = Some(c.clone());
+            c
+        }
+    }
 }
 
 /// The invocation loop: each event through `handle`, then its EMF metrics

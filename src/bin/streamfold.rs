@@ -194,6 +194,9 @@ enum Command {
         /// The lambda_hello example built with the same profile.
         #[arg(long, requires = "lambda_bin")]
         hello_bin: Option<PathBuf>,
+        /// Run only these rows (comma-separated); all rows by default.
+        #[arg(long, value_enum, value_delimiter = ',')]
+        only: Vec<BenchRow>,
     },
     /// Print monthly LLM usage reports as JSON Lines (LLMReportData items:
     /// seed field names, exact decimal numbers); --publish also writes them
@@ -479,6 +482,7 @@ async fn run(cli: Cli) -> Result<()> {
             smoke,
             lambda_bin,
             hello_bin,
+            only,
         } => {
             let opts = if smoke {
                 SuiteOptions {
@@ -502,7 +506,14 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             };
             let lambda = lambda_bin.zip(hello_bin);
-            bench(&opts, lambda.as_ref(), if smoke { 1000 } else { 10_000 }).await?
+            let only = |row| only.is_empty() || only.contains(&row);
+            bench(
+                &opts,
+                lambda.as_ref(),
+                if smoke { 1000 } else { 10_000 },
+                &only,
+            )
+            .await?
         }
         Command::LlmReport {
             common,
@@ -806,10 +817,26 @@ fn parse_period(s: &str) -> Result<String, String> {
         .ok_or_else(|| format!("{s:?} is not a month like 2024-01"))
 }
 
+/// Rows of `streamfold bench`, for `--only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum BenchRow {
+    /// Apply vs bulk INSERT and vs the per-event pattern.
+    Apply,
+    /// Apply with a large ledger vs an empty one.
+    Scaling,
+    /// Statements per batch of 100 / 1,000 / 10,000.
+    RoundTrips,
+    /// Parse + normalise vs IgnoredAny.
+    Normalize,
+    /// Init, peak RSS, per-invocation overhead (needs --lambda-bin).
+    Lambda,
+}
+
 async fn bench(
     opts: &SuiteOptions,
     lambda: Option<&(PathBuf, PathBuf)>,
     big_event: usize,
+    only: &dyn Fn(BenchRow) -> bool,
 ) -> Result<()> {
     use streamfold::bench::suite;
     outln!(
@@ -820,19 +847,27 @@ async fn bench(
         redact_url(&opts.url)
     );
     let mut rows = Vec::new();
-    let (bulk, each, _) = suite::apply_rows(opts).await?;
-    rows.push(bulk);
-    rows.push(each);
-    if opts.history_rows > 0 {
+    if only(BenchRow::Apply) {
+        let (bulk, each, _) = suite::apply_rows(opts).await?;
+        rows.push(bulk);
+        rows.push(each);
+    }
+    if opts.history_rows > 0 && only(BenchRow::Scaling) {
         eprintln!(
             "… scaling: filling a ledger with {} rows",
             opts.history_rows
         );
         rows.push(suite::scaling_row(opts).await?);
     }
-    rows.extend(suite::round_trip_rows(opts).await?);
-    rows.push(suite::normalization_row(opts.records, opts.rounds.max(3)));
-    if let Some((lambda_bin, hello_bin)) = lambda {
+    if only(BenchRow::RoundTrips) {
+        rows.extend(suite::round_trip_rows(opts).await?);
+    }
+    if only(BenchRow::Normalize) {
+        rows.push(suite::normalization_row(opts.records, opts.rounds.max(3)));
+    }
+    if let Some((lambda_bin, hello_bin)) = lambda
+        && only(BenchRow::Lambda)
+    {
         rows.extend(
             suite::lambda_rows(
                 lambda_bin,

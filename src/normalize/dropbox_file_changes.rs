@@ -5,9 +5,9 @@
 use super::{TimeContext, event_time};
 use crate::attrs;
 use crate::domain::{ActivityEvent, Actor, Fact, Integration};
-use serde_dynamo::Item;
+use crate::item::Item;
 
-pub(crate) fn fact(image: &Item, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
+pub(crate) fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let actor = match attrs::opt_str(attrs::get(image, "user_id"), "user_id")? {
         Some(id) => id,
         None => attrs::opt_str(attrs::get(image, "account_id"), "account_id")?

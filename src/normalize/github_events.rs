@@ -4,9 +4,9 @@
 use super::{TimeContext, event_time};
 use crate::attrs;
 use crate::domain::{ActivityEvent, Actor, Fact, Integration};
-use serde_dynamo::Item;
+use crate::item::Item;
 
-pub(crate) fn fact(image: &Item, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
+pub(crate) fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let username = attrs::opt_str(attrs::get(image, "username"), "username")?
         .ok_or("missing actor attribute `username`")?;
     let username = attrs::bounded(username, "username", 255)?;

@@ -5,13 +5,13 @@
 use super::parse_time_value;
 use crate::attrs;
 use crate::domain::{Fact, LlmRequest};
+use crate::item::Item;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde_dynamo::Item;
 
 /// `generated_at` of the image that names the request. Required: without it
 /// the request cannot be told apart from the conversation's other requests.
-pub(crate) fn generated_at(image: Option<&Item>) -> Result<DateTime<Utc>, String> {
+pub(crate) fn generated_at(image: Option<&Item<'_>>) -> Result<DateTime<Utc>, String> {
     let image = image.ok_or(
         "LLMDataCollection REMOVE has no OldImage, so the request to retract is unknown (use NEW_AND_OLD_IMAGES)",
     )?;
@@ -20,7 +20,7 @@ pub(crate) fn generated_at(image: Option<&Item>) -> Result<DateTime<Utc>, String
     parse_time_value(v, "generated_at")
 }
 
-pub(crate) fn fact(image: &Item) -> Result<(Fact, bool), String> {
+pub(crate) fn fact(image: &Item<'_>) -> Result<(Fact, bool), String> {
     let conversation_id = attrs::opt_str(attrs::get(image, "conversation_id"), "conversation_id")?
         .ok_or("missing attribute `conversation_id`")?;
     let conversation_id = attrs::bounded(conversation_id, "conversation_id", 255)?;

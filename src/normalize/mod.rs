@@ -14,11 +14,10 @@ mod llm_data_collection;
 use crate::attrs;
 use crate::domain::{Fact, Identity, SkipReason, SourceKind, Version};
 use crate::event_time;
-use crate::sources::lambda_event::{ParsedRecord, RecordMeta};
+use crate::item::{Attr, Item};
+use crate::sources::lambda_event::{ParsedRecord, RecordMeta, StreamRecord, StreamViewType};
 use crate::sources::snapshot::SNAPSHOT_EVENT_SOURCE;
-use aws_lambda_events::event::dynamodb::{EventRecord, StreamViewType};
 use chrono::{DateTime, Utc};
-use serde_dynamo::Item;
 
 /// The outcome of normalising one record.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,7 +63,7 @@ pub fn normalize(rec: &ParsedRecord<'_>) -> Normalized {
     }
 }
 
-fn normalize_record(rec: &EventRecord, meta: &RecordMeta) -> Result<Normalized, String> {
+fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normalized, String> {
     let table = meta
         .table
         .as_deref()
@@ -72,13 +71,14 @@ fn normalize_record(rec: &EventRecord, meta: &RecordMeta) -> Result<Normalized, 
     let source = meta
         .source
         .ok_or_else(|| format!("unknown source table `{table}`"))?;
-    let op = match rec.event_name.as_str() {
+    let op = match rec.event_name.0.as_ref() {
         "INSERT" => Op::Insert,
         "MODIFY" => Op::Modify,
         "REMOVE" => Op::Remove,
         _ => return Err("unknown eventName (expected INSERT, MODIFY or REMOVE)".into()),
     };
-    let version = if rec.event_source.as_deref() == Some(SNAPSHOT_EVENT_SOURCE) {
+    let version = if rec.event_source.as_ref().map(|s| s.0.as_ref()) == Some(SNAPSHOT_EVENT_SOURCE)
+    {
         // A backfilled item: the lowest version (DESIGN §4).
         if op != Op::Insert {
             return Err("a backfill snapshot must be an INSERT".into());
@@ -88,7 +88,8 @@ fn normalize_record(rec: &EventRecord, meta: &RecordMeta) -> Result<Normalized, 
         let seq = rec
             .change
             .sequence_number
-            .as_deref()
+            .as_ref()
+            .map(|s| s.0.as_ref())
             .ok_or("record has no SequenceNumber")?;
         Version::from_sequence_number(seq)?
     };
@@ -142,19 +143,23 @@ fn normalize_record(rec: &EventRecord, meta: &RecordMeta) -> Result<Normalized, 
     }))
 }
 
-fn non_empty(item: &Item) -> Option<&Item> {
+fn non_empty<'a, 'b>(item: &'a Item<'b>) -> Option<&'a Item<'b>> {
     (!item.is_empty()).then_some(item)
 }
 
 /// REMOVE performed by DynamoDB's TTL process.
-fn is_ttl_expiry(rec: &EventRecord) -> bool {
+fn is_ttl_expiry(rec: &StreamRecord<'_>) -> bool {
     rec.user_identity
         .as_ref()
-        .is_some_and(|u| u.type_ == "Service" && u.principal_id == "dynamodb.amazonaws.com")
+        .is_some_and(|u| u.type_.0 == "Service" && u.principal_id.0 == "dynamodb.amazonaws.com")
 }
 
 /// The identity a record's contribution belongs to.
-fn identity(source: SourceKind, keys: &Item, image: Option<&Item>) -> Result<Identity, String> {
+fn identity(
+    source: SourceKind,
+    keys: &Item<'_>,
+    image: Option<&Item<'_>>,
+) -> Result<Identity, String> {
     let mut canon = vec![source.code()];
     attrs::canonical_keys(keys, &mut canon)?;
     if source == SourceKind::LlmDataCollection {
@@ -169,7 +174,7 @@ fn identity(source: SourceKind, keys: &Item, image: Option<&Item>) -> Result<Ide
 
 /// What an event-time fallback may use.
 pub(crate) struct TimeContext<'a> {
-    old_image: Option<&'a Item>,
+    old_image: Option<&'a Item<'a>>,
     approx_created: Option<DateTime<Utc>>,
 }
 
@@ -178,7 +183,7 @@ pub(crate) struct TimeContext<'a> {
 /// record's `ApproximateCreationDateTime`. Returns whether it fell back to the
 /// latter.
 pub(crate) fn event_time(
-    image: &Item,
+    image: &Item<'_>,
     name: &str,
     ctx: &TimeContext<'_>,
 ) -> Result<(DateTime<Utc>, bool), String> {
@@ -196,14 +201,10 @@ pub(crate) fn event_time(
     }
 }
 
-pub(crate) fn parse_time_value(
-    v: &serde_dynamo::AttributeValue,
-    name: &str,
-) -> Result<DateTime<Utc>, String> {
-    use serde_dynamo::AttributeValue;
+pub(crate) fn parse_time_value(v: &Attr<'_>, name: &str) -> Result<DateTime<Utc>, String> {
     match v {
-        AttributeValue::S(s) => event_time::parse_time_str(s),
-        AttributeValue::N(n) => event_time::parse_epoch(n),
+        Attr::S(s) => event_time::parse_time_str(s),
+        Attr::N(n) => event_time::parse_epoch(n),
         other => Err(format!(
             "has type {}, expected S or N",
             attrs::type_tag(other)

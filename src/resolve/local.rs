@@ -4,7 +4,6 @@
 //! Used by `replay` and by tests.
 
 use super::{Directory, DirectoryError, ExternalAccount};
-use crate::attrs;
 use crate::domain::Integration;
 use serde::Deserialize;
 use serde_dynamo::{AttributeValue, Item};
@@ -40,8 +39,12 @@ enum Line {
     Bare(Item),
 }
 
+/// A non-blank string attribute; anything else counts as absent.
 fn s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    attrs::opt_str(attrs::get(item, name), name).ok().flatten()
+    match item.get(name) {
+        Some(AttributeValue::S(s)) if !s.trim().is_empty() => Some(s.as_str()),
+        _ => None,
+    }
 }
 
 impl LocalDirectory {
@@ -73,11 +76,12 @@ impl LocalDirectory {
             }
         }
         for item in read_items(dir, "Users")? {
-            let tz = s(&item, "timezone").or_else(|| {
-                match attrs::get_nested(&item, "preferences", "timezone") {
+            let tz = s(&item, "timezone").or_else(|| match item.get("preferences") {
+                Some(AttributeValue::M(prefs)) => match prefs.get("timezone") {
                     Some(AttributeValue::S(tz)) => Some(tz.as_str()),
                     _ => None,
-                }
+                },
+                _ => None,
             });
             if let (Some(id), Some(tz)) = (s(&item, "id"), tz) {
                 d.user_tz.insert(id.to_string(), tz.to_string());

@@ -1,16 +1,23 @@
 //! Reading Lambda DynamoDB stream events.
 //!
 //! The event is taken as `Records: [RawValue]` and every record is parsed on
-//! its own (DESIGN §10): one malformed record must not fail the batch. A
-//! lenient pass reads what is needed to name and order the record (table,
-//! `eventID`, `SequenceNumber`, `ApproximateCreationDateTime`) even when the
-//! strict `aws_lambda_events` parse fails.
+//! its own (DESIGN §10): one malformed record must not fail the batch. The
+//! strict parse ([`StreamRecord`]) borrows from the record's text and also
+//! yields what names and orders the record (table, `eventID`,
+//! `SequenceNumber`, `ApproximateCreationDateTime`); only when it fails does
+//! a lenient pass read those few fields from whatever is there.
+//!
+//! [`StreamRecord`] accepts and rejects what `aws_lambda_events`'
+//! `EventRecord` does (a unit test compares them over the fixtures and the
+//! hostile corpus); it exists because that type copies every attribute into
+//! a `HashMap<String, AttributeValue>`, which made it the larger part of
+//! normalisation time (BENCHMARKS.md, row 5).
 
 use crate::domain::SourceKind;
 use crate::event_time;
-use aws_lambda_events::event::dynamodb::EventRecord;
+use crate::item::{CowStr, Item};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use std::fmt;
 
@@ -62,7 +69,108 @@ impl fmt::Display for RecordMeta {
 pub struct ParsedRecord<'a> {
     pub raw: &'a RawValue,
     pub meta: RecordMeta,
-    pub body: Result<EventRecord, String>,
+    pub body: Result<StreamRecord<'a>, String>,
+}
+
+/// A DynamoDB stream record as Lambda delivers it, borrowing from its text.
+/// Required as in `aws_lambda_events`: `awsRegion`, `eventID`,
+/// `eventName`, `dynamodb` and its `SizeBytes`; unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+pub struct StreamRecord<'a> {
+    #[serde(rename = "awsRegion", borrow)]
+    _aws_region: CowStr<'a>,
+    #[serde(rename = "eventID", borrow)]
+    pub event_id: CowStr<'a>,
+    #[serde(rename = "eventName", borrow)]
+    pub event_name: CowStr<'a>,
+    #[serde(rename = "eventSource", borrow, default)]
+    pub event_source: Option<CowStr<'a>>,
+    #[serde(rename = "eventSourceARN", borrow, default)]
+    pub event_source_arn: Option<CowStr<'a>>,
+    #[serde(rename = "userIdentity", borrow, default)]
+    pub user_identity: Option<UserIdentity<'a>>,
+    #[serde(rename = "dynamodb", borrow)]
+    pub change: Change<'a>,
+}
+
+/// `userIdentity`: set on removals by DynamoDB's TTL process.
+#[derive(Debug, Deserialize)]
+pub struct UserIdentity<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub type_: CowStr<'a>,
+    #[serde(rename = "principalId", borrow, default)]
+    pub principal_id: CowStr<'a>,
+}
+
+/// The `dynamodb` part of a stream record.
+#[derive(Debug, Deserialize)]
+pub struct Change<'a> {
+    #[serde(rename = "ApproximateCreationDateTime", default)]
+    pub approximate_creation: Option<f64>,
+    #[serde(rename = "Keys", borrow, default, deserialize_with = "nullish")]
+    pub keys: Item<'a>,
+    #[serde(rename = "NewImage", borrow, default, deserialize_with = "nullish")]
+    pub new_image: Item<'a>,
+    #[serde(rename = "OldImage", borrow, default, deserialize_with = "nullish")]
+    pub old_image: Item<'a>,
+    #[serde(rename = "SequenceNumber", borrow, default)]
+    pub sequence_number: Option<CowStr<'a>>,
+    #[serde(rename = "SizeBytes")]
+    _size_bytes: i64,
+    #[serde(rename = "StreamViewType", default)]
+    pub stream_view_type: Option<StreamViewType>,
+}
+
+/// What images a stream carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StreamViewType {
+    NewImage,
+    OldImage,
+    NewAndOldImages,
+    KeysOnly,
+}
+
+impl fmt::Display for StreamViewType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StreamViewType::NewImage => "NEW_IMAGE",
+            StreamViewType::OldImage => "OLD_IMAGE",
+            StreamViewType::NewAndOldImages => "NEW_AND_OLD_IMAGES",
+            StreamViewType::KeysOnly => "KEYS_ONLY",
+        })
+    }
+}
+
+/// An image that may be `null` (as `aws_lambda_events` allows).
+fn nullish<'de, D: Deserializer<'de>>(d: D) -> Result<Item<'de>, D::Error> {
+    Ok(Option::<Item<'de>>::deserialize(d)?.unwrap_or_default())
+}
+
+impl StreamRecord<'_> {
+    /// The naming metadata, as `read_meta` would read it.
+    pub fn meta(&self) -> RecordMeta {
+        let table = self
+            .event_source_arn
+            .as_ref()
+            .and_then(|arn| table_from_arn(&arn.0))
+            .map(str::to_string);
+        let source = table.as_deref().and_then(SourceKind::from_table_name);
+        RecordMeta {
+            table,
+            source,
+            event_id: Some(self.event_id.0.to_string()),
+            sequence_number: self
+                .change
+                .sequence_number
+                .as_ref()
+                .map(|s| s.0.to_string()),
+            approx_created: self
+                .change
+                .approximate_creation
+                .and_then(event_time::approximate_creation),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -122,12 +230,23 @@ pub fn read_meta(raw: &RawValue) -> RecordMeta {
     }
 }
 
-/// Parse one record: metadata leniently, the body strictly.
+/// Parse one record strictly; when that fails, read its metadata leniently.
 pub fn parse_record(raw: &RawValue) -> ParsedRecord<'_> {
-    let meta = read_meta(raw);
-    let body = serde_json::from_str::<EventRecord>(raw.get())
-        .map_err(|e| format!("malformed stream record: {}", redact_quoted(&e.to_string())));
-    ParsedRecord { raw, meta, body }
+    match serde_json::from_str::<StreamRecord>(raw.get()) {
+        Ok(body) => ParsedRecord {
+            raw,
+            meta: body.meta(),
+            body: Ok(body),
+        },
+        Err(e) => ParsedRecord {
+            raw,
+            meta: read_meta(raw),
+            body: Err(format!(
+                "malformed stream record: {}",
+                redact_quoted(&e.to_string())
+            )),
+        },
+    }
 }
 
 /// serde error messages quote offending values (`invalid type: string "…"`);
@@ -188,6 +307,52 @@ mod tests {
     fn meta_of_garbage_is_empty() {
         let raw: Box<RawValue> = serde_json::from_str("[1,2]").unwrap();
         assert_eq!(read_meta(&raw), RecordMeta::default());
+    }
+
+    /// `StreamRecord` accepts exactly the records `aws_lambda_events`'
+    /// `EventRecord` accepts, over every fixture and the hostile corpus, and
+    /// reads the same metadata as the lenient pass.
+    #[test]
+    fn strict_parse_agrees_with_aws_lambda_events() {
+        use aws_lambda_events::event::dynamodb::EventRecord;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let (mut compared, mut rejected) = (0, 0);
+        for dir in ["events", "bad"] {
+            let mut files: Vec<_> = std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "json"))
+                .collect();
+            files.sort();
+            for file in files {
+                let text = std::fs::read_to_string(&file).unwrap();
+                let Ok(event) = parse_event(&text) else {
+                    continue; // truncated on purpose
+                };
+                for (i, raw) in event.records.iter().enumerate() {
+                    let ours = serde_json::from_str::<StreamRecord>(raw.get());
+                    let theirs = serde_json::from_str::<EventRecord>(raw.get());
+                    assert_eq!(
+                        ours.is_ok(),
+                        theirs.is_ok(),
+                        "{} record {i}: ours {:?}, aws_lambda_events {:?}",
+                        file.display(),
+                        ours.as_ref().err(),
+                        theirs.as_ref().err()
+                    );
+                    if let Ok(rec) = ours {
+                        assert_eq!(rec.meta(), read_meta(raw), "{} record {i}", file.display());
+                    } else {
+                        rejected += 1;
+                    }
+                    compared += 1;
+                }
+            }
+        }
+        assert!(
+            compared > 80 && rejected > 5,
+            "{compared} compared, {rejected} rejected"
+        );
     }
 
     #[test]
