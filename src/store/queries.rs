@@ -162,7 +162,7 @@ impl Flavor {
 /// migrations, the transaction shell of a batch, and the read queries.
 /// Expects in scope: `MIGRATOR`, `FLAVOR`, `BEGIN` (the statement that
 /// opens a batch transaction, or `None` for the default) and the dialect's
-/// `apply_activity`, `apply_llm`, `insert_rejects`.
+/// `apply_steps` (the batch's statements inside the transaction).
 macro_rules! common_methods {
     () => {
         pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
@@ -185,15 +185,7 @@ macro_rules! common_methods {
                 None => self.pool.begin().await?,
             };
             result.statements += 1;
-            if !rows.activity.is_empty() {
-                apply_activity(&mut tx, &rows.activity, &mut result).await?;
-            }
-            if !rows.llm.is_empty() {
-                apply_llm(&mut tx, &rows.llm, &mut result).await?;
-            }
-            if !rejects.is_empty() {
-                insert_rejects(&mut tx, rejects, &mut result).await?;
-            }
+            apply_steps(&mut tx, rows, rejects, &mut result).await?;
             tx.commit().await?;
             result.statements += 1;
             Ok(result)

@@ -205,6 +205,24 @@ pub(crate) use bulk_insert_baseline;
 /// `REJECT_IGNORE`, `activity_delta()` and `write_ledger(..)`.
 macro_rules! values_staged_apply {
     ($db:ty) => {
+        async fn apply_steps(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            rows: &StagedRows,
+            rejects: &[RejectRow],
+            result: &mut ApplyResult,
+        ) -> Result<(), StoreError> {
+            if !rows.activity.is_empty() {
+                apply_activity(tx, &rows.activity, result).await?;
+            }
+            if !rows.llm.is_empty() {
+                apply_llm(tx, &rows.llm, result).await?;
+            }
+            if !rejects.is_empty() {
+                insert_rejects(tx, rejects, result).await?;
+            }
+            Ok(())
+        }
+
         async fn existing(
             tx: &mut sqlx::Transaction<'static, $db>,
             ledger: &str,

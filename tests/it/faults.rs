@@ -32,6 +32,9 @@ impl Proxy {
                     let Ok(mut server) = TcpStream::connect(&upstream).await else {
                         return;
                     };
+                    // As the drivers do: no Nagle delay on either leg.
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                         _ = cut_rx.recv() => {} // dropping both sockets cuts the connection
@@ -128,7 +131,7 @@ async fn survives(engine: &str, kind: &str) {
         while !stop.load(Ordering::Relaxed) {
             match &proxy {
                 Some(p) => {
-                    tokio::time::sleep(Duration::from_millis(60)).await;
+                    tokio::time::sleep(Duration::from_millis(30)).await;
                     p.cut_all();
                     injected.fetch_add(1, Ordering::Relaxed);
                 }
