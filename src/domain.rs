@@ -125,6 +125,21 @@ pub struct Version(Vec<u8>);
 /// Width of the big-endian integer part of a stream version (10^40 < 2^136).
 const SEQ_BYTES: usize = 17;
 
+/// Decimal string → big-endian base-256, by repeated multiply-add (39 and
+/// 40 digits, which do not fit a `u128`).
+fn sequence_bytes_long(seq: &str) -> [u8; SEQ_BYTES] {
+    let mut be = [0u8; SEQ_BYTES];
+    for digit in seq.bytes().map(|b| b - b'0') {
+        let mut carry = u16::from(digit);
+        for byte in be.iter_mut().rev() {
+            let v = u16::from(*byte) * 10 + carry;
+            *byte = (v & 0xff) as u8;
+            carry = v >> 8;
+        }
+    }
+    be
+}
+
 impl Version {
     pub fn snapshot() -> Version {
         Version(vec![0x00])
@@ -137,16 +152,18 @@ impl Version {
                 "SequenceNumber {seq:?} is not a decimal number of 1 to 40 digits"
             ));
         }
-        // Decimal string → big-endian base-256, by repeated multiply-add.
-        let mut be = [0u8; SEQ_BYTES];
-        for digit in seq.bytes().map(|b| b - b'0') {
-            let mut carry = u16::from(digit);
-            for byte in be.iter_mut().rev() {
-                let v = u16::from(*byte) * 10 + carry;
-                *byte = (v & 0xff) as u8;
-                carry = v >> 8;
-            }
-        }
+        let be = if seq.len() <= 38 {
+            // Fits a u128 (< 3.4 × 10^38): the common case, 21 digits.
+            let n: u128 = seq
+                .parse()
+                .map_err(|_| format!("SequenceNumber {seq:?} is not a decimal number"))?;
+            let wide = n.to_be_bytes();
+            let mut be = [0u8; SEQ_BYTES];
+            be[SEQ_BYTES - wide.len()..].copy_from_slice(&wide);
+            be
+        } else {
+            sequence_bytes_long(seq)
+        };
         let mut bytes = Vec::with_capacity(1 + SEQ_BYTES);
         bytes.push(0x01);
         bytes.extend_from_slice(&be);
@@ -237,6 +254,27 @@ impl fmt::Display for SkipReason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_and_long_sequence_paths_agree() {
+        for seq in [
+            "0",
+            "7",
+            "49999999999999999999",
+            "400000000000000000000123",
+            &"9".repeat(38),
+            &"1".repeat(37),
+        ] {
+            let fast = Version::from_sequence_number(seq).unwrap();
+            let mut slow = vec![0x01];
+            slow.extend_from_slice(&sequence_bytes_long(seq));
+            assert_eq!(fast.as_bytes(), &slow[..], "{seq}");
+        }
+        // Order is numeric across the two paths.
+        let a = Version::from_sequence_number(&"9".repeat(38)).unwrap();
+        let b = Version::from_sequence_number(&format!("1{}", "0".repeat(38))).unwrap();
+        assert!(a < b);
+    }
 
     #[test]
     fn table_suffix_recognition() {

@@ -195,7 +195,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Item<'a> {
                 f.write_str("a map of attribute names to attribute values")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut attrs = Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
+                let mut attrs = Vec::with_capacity(map.size_hint().unwrap_or(16).min(64));
                 while let Some(name) = map.next_key::<CowStr<'de>>()? {
                     attrs.push((name.0, map.next_value::<Attr<'de>>()?));
                 }
