@@ -232,7 +232,12 @@ impl Store {
     pub async fn open_with(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
         let store = Store::connect(url, opts).await?;
         if let Backend::Sqlite(s) = &store.backend {
-            s.migrate().await?;
+            // The embedded default migrates itself; one read of
+            // `_sqlx_migrations` tells whether there is anything to do
+            // (the migrator's own check is several statements per open).
+            if store.pending_migrations().await? > 0 {
+                s.migrate().await?;
+            }
         } else {
             let pending = store.pending_migrations().await?;
             if pending > 0 {
