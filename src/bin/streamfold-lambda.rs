@@ -1,7 +1,8 @@
 //! `streamfold-lambda`: the AWS Lambda DynamoDB stream trigger. Everything
 //! is built once at init (configuration, SDK clients, database pool,
-//! lookup cache; the init log line times each part) and reused by every invocation; each invocation is one
-//! `run_batch` through `sources::lambda::handle`.
+//! lookup cache; the init log line times each part) and reused by every
+//! invocation; each invocation is one `run_batch` through
+//! `sources::lambda::handle`.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::time::Instant;
