@@ -307,6 +307,11 @@ async fn llm_deltas(
     )?)
 }
 
+/// One column of the batch, as a bound array.
+fn col<T, U>(rows: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
+    rows.iter().map(f).collect()
+}
+
 type FoldRow = (i64, i64, Vec<Vec<u8>>, i64, i64, Vec<Vec<u8>>);
 
 async fn apply_steps(
@@ -340,51 +345,19 @@ async fn apply_steps(
     let now = super::now_text();
     let row: FoldRow = sqlx::query_as(batch_statement())
         // Activity ledger.
-        .bind(
-            act.iter()
-                .map(|r| r.id.to_bytes().to_vec())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            act.iter()
-                .map(|r| r.version.as_bytes().to_vec())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            act.iter()
-                .map(|r| r.state.code() as i16)
-                .collect::<Vec<_>>(),
-        )
-        .bind(act.iter().map(|r| r.integration.code()).collect::<Vec<_>>())
-        .bind(act.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
-        .bind(
-            act.iter()
-                .map(|r| r.bucket.map(|b| i16::from(b.dow)))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            act.iter()
-                .map(|r| r.bucket.map(|b| i16::from(b.hour)))
-                .collect::<Vec<_>>(),
-        )
-        .bind(act.iter().map(|r| r.event_at).collect::<Vec<_>>())
+        .bind(col(act, |r| r.id.to_bytes().to_vec()))
+        .bind(col(act, |r| r.version.as_bytes().to_vec()))
+        .bind(col(act, |r| r.state.code() as i16))
+        .bind(col(act, |r| r.integration.code()))
+        .bind(col(act, |r| r.subject.clone()))
+        .bind(col(act, |r| r.bucket.map(|b| i16::from(b.dow))))
+        .bind(col(act, |r| r.bucket.map(|b| i16::from(b.hour))))
+        .bind(col(act, |r| r.event_at))
         // LLM ledger.
-        .bind(
-            llm.iter()
-                .map(|r| r.id.to_bytes().to_vec())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            llm.iter()
-                .map(|r| r.version.as_bytes().to_vec())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            llm.iter()
-                .map(|r| r.state.code() as i16)
-                .collect::<Vec<_>>(),
-        )
-        .bind(llm.iter().map(|r| r.subject.clone()).collect::<Vec<_>>())
+        .bind(col(llm, |r| r.id.to_bytes().to_vec()))
+        .bind(col(llm, |r| r.version.as_bytes().to_vec()))
+        .bind(col(llm, |r| r.state.code() as i16))
+        .bind(col(llm, |r| r.subject.clone()))
         .bind(req(&|q| Some(q.conversation_id.clone())))
         .bind(req(&|q| Some(q.report_period())))
         .bind(req(&|q| Some(q.model.clone())))
@@ -407,84 +380,24 @@ async fn apply_steps(
         .bind(sums(&|s| s.quality_scored))
         .bind(&now)
         // Per-model and per-function report rows.
-        .bind(
-            models
-                .iter()
-                .map(|(k, _, _)| k.account_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            models
-                .iter()
-                .map(|(k, _, _)| k.period.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            models
-                .iter()
-                .map(|(_, m, _)| (*m).clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            models
-                .iter()
-                .map(|(_, _, u)| u.requests)
-                .collect::<Vec<_>>(),
-        )
-        .bind(models.iter().map(|(_, _, u)| u.tokens).collect::<Vec<_>>())
-        .bind(
-            models
-                .iter()
-                .map(|(_, _, u)| u.cost_usd.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            functions
-                .iter()
-                .map(|(k, _, _)| k.account_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            functions
-                .iter()
-                .map(|(k, _, _)| k.period.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            functions
-                .iter()
-                .map(|(_, f, _)| (*f).clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(functions.iter().map(|(_, _, n)| *n).collect::<Vec<_>>())
+        .bind(col(&models, |(k, _, _)| k.account_id.clone()))
+        .bind(col(&models, |(k, _, _)| k.period.clone()))
+        .bind(col(&models, |(_, m, _)| (*m).clone()))
+        .bind(col(&models, |(_, _, u)| u.requests))
+        .bind(col(&models, |(_, _, u)| u.tokens))
+        .bind(col(&models, |(_, _, u)| u.cost_usd.to_string()))
+        .bind(col(&functions, |(k, _, _)| k.account_id.clone()))
+        .bind(col(&functions, |(k, _, _)| k.period.clone()))
+        .bind(col(&functions, |(_, f, _)| (*f).clone()))
+        .bind(col(&functions, |(_, _, n)| *n))
         // Quarantined records.
-        .bind(
-            rejects
-                .iter()
-                .map(|r| r.record_key().to_vec())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rejects
-                .iter()
-                .map(|r| r.source.map(|s| s.table_suffix()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(rejects.iter().map(|r| r.table.clone()).collect::<Vec<_>>())
-        .bind(
-            rejects
-                .iter()
-                .map(|r| r.event_id.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            rejects
-                .iter()
-                .map(|r| r.sequence_number.clone())
-                .collect::<Vec<_>>(),
-        )
-        .bind(rejects.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
-        .bind(rejects.iter().map(|r| r.raw.clone()).collect::<Vec<_>>())
+        .bind(col(rejects, |r| r.record_key().to_vec()))
+        .bind(col(rejects, |r| r.source.map(|s| s.table_suffix())))
+        .bind(col(rejects, |r| r.table.clone()))
+        .bind(col(rejects, |r| r.event_id.clone()))
+        .bind(col(rejects, |r| r.sequence_number.clone()))
+        .bind(col(rejects, |r| r.reason.clone()))
+        .bind(col(rejects, |r| r.raw.clone()))
         .bind(vec![now.clone(); rejects.len()])
         .fetch_one(&mut **tx)
         .await?;
