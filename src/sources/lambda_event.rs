@@ -105,7 +105,11 @@ pub struct UserIdentity<'a> {
 /// The `dynamodb` part of a stream record.
 #[derive(Debug, Deserialize)]
 pub struct Change<'a> {
-    #[serde(rename = "ApproximateCreationDateTime", default)]
+    #[serde(
+        rename = "ApproximateCreationDateTime",
+        default,
+        deserialize_with = "approximate_seconds"
+    )]
     pub approximate_creation: Option<f64>,
     #[serde(rename = "Keys", borrow, default, deserialize_with = "nullish")]
     pub keys: Item<'a>,
@@ -140,6 +144,21 @@ impl fmt::Display for StreamViewType {
             StreamViewType::KeysOnly => "KEYS_ONLY",
         })
     }
+}
+
+/// `ApproximateCreationDateTime`, accepted where `aws_lambda_events`
+/// accepts it: a number whose whole seconds are a representable instant.
+/// The value is converted later by `event_time::approximate_creation`,
+/// which reads the fraction correctly (DESIGN §10).
+fn approximate_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    use chrono::TimeZone;
+    let secs = f64::deserialize(d)?;
+    if Utc.timestamp_opt(secs.trunc() as i64, 0).single().is_none() {
+        return Err(serde::de::Error::custom(
+            "ApproximateCreationDateTime is out of range",
+        ));
+    }
+    Ok(Some(secs))
 }
 
 /// An image that may be `null` (as `aws_lambda_events` allows).
@@ -353,6 +372,27 @@ mod tests {
             compared > 80 && rejected > 5,
             "{compared} compared, {rejected} rejected"
         );
+        // Edges the corpus may not hold: the approximate creation time's
+        // type and range, null images, view types, a numeric sequence.
+        let base = r#"{"eventID":"e","eventName":"INSERT","awsRegion":"r","dynamodb":{"SizeBytes":1,"Keys":{"k":{"S":"x"}}XX}}"#;
+        for extra in [
+            "",
+            r#","ApproximateCreationDateTime":1717000000.5"#,
+            r#","ApproximateCreationDateTime":1717000000"#,
+            r#","ApproximateCreationDateTime":-5"#,
+            r#","ApproximateCreationDateTime":1e20"#,
+            r#","ApproximateCreationDateTime":null"#,
+            r#","ApproximateCreationDateTime":"1717000000""#,
+            r#","NewImage":null,"OldImage":null"#,
+            r#","StreamViewType":"NEW_IMAGE""#,
+            r#","StreamViewType":"SOMETHING""#,
+            r#","SequenceNumber":123"#,
+        ] {
+            let text = base.replace("XX", extra);
+            let ours = serde_json::from_str::<StreamRecord>(&text).is_ok();
+            let theirs = serde_json::from_str::<EventRecord>(&text).is_ok();
+            assert_eq!(ours, theirs, "{text}");
+        }
     }
 
     #[test]
