@@ -355,12 +355,7 @@ async fn export_is_read_from_s3() {
     let Some(moto) = crate::support::Moto::start() else {
         return;
     };
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+    let conf = aws_sdk_s3::config::Builder::from(&crate::support::moto_config(&moto.endpoint))
         .force_path_style(true)
         .build();
     let s3 = aws_sdk_s3::Client::from_conf(conf);

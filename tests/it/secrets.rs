@@ -2,17 +2,10 @@
 //! to reach the local MariaDB; the password never shows in output.
 
 use crate::support::{self, Moto};
-use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
 use std::str::FromStr;
 
 fn client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
-    let conf = aws_sdk_secretsmanager::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .build();
-    aws_sdk_secretsmanager::Client::from_conf(conf)
+    aws_sdk_secretsmanager::Client::new(&support::moto_config(endpoint))
 }
 
 /// RDS secret JSON for the database behind `url` (test servers have no password).

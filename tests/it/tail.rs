@@ -13,14 +13,7 @@ use streamfold::sources::tail::{StartAt, TailOptions, job_name, tail};
 const TABLE: &str = "icarus-dev-github_events";
 
 fn streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
-    use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
-    let conf = aws_sdk_dynamodbstreams::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
-        .build();
-    aws_sdk_dynamodbstreams::Client::from_conf(conf)
+    aws_sdk_dynamodbstreams::Client::new(&crate::support::moto_config(endpoint))
 }
 
 async fn put(c: &aws_sdk_dynamodb::Client, id: &str, user: &str, ts: &str) {
