@@ -7,11 +7,6 @@
 use crate::item::{Attr, Item};
 use rust_decimal::Decimal;
 
-/// Short name of an attribute value's type tag, for error messages.
-pub fn type_tag(v: &Attr<'_>) -> &'static str {
-    v.type_tag()
-}
-
 /// Attribute lookup; `NULL` counts as absent.
 pub fn get<'a, 'b>(item: &'a Item<'b>, name: &str) -> Option<&'a Attr<'b>> {
     match item.get(name) {
@@ -40,7 +35,7 @@ pub fn opt_str<'a>(v: Option<&'a Attr<'_>>, name: &str) -> Result<Option<&'a str
         Some(Attr::S(_)) => Err(format!("attribute `{name}` is an empty string")),
         Some(other) => Err(format!(
             "attribute `{name}` has type {}, expected S",
-            type_tag(other)
+            other.type_tag()
         )),
     }
 }
@@ -144,7 +139,7 @@ fn number_text<'a>(v: Option<&'a Attr<'_>>, name: &str) -> Result<Option<&'a str
         )),
         Some(other) => Err(format!(
             "attribute `{name}` has type {}, expected N",
-            type_tag(other)
+            other.type_tag()
         )),
     }
 }
@@ -180,7 +175,7 @@ pub fn canonical_keys(keys: &Item<'_>, out: &mut Vec<u8>) -> Result<(), String> 
             other => {
                 return Err(format!(
                     "key attribute `{name}` has type {}, expected S, N or B",
-                    type_tag(other)
+                    other.type_tag()
                 ));
             }
         }

@@ -205,10 +205,7 @@ pub(crate) fn parse_time_value(v: &Attr<'_>, name: &str) -> Result<DateTime<Utc>
     match v {
         Attr::S(s) => event_time::parse_time_str(s),
         Attr::N(n) => event_time::parse_epoch(n),
-        other => Err(format!(
-            "has type {}, expected S or N",
-            attrs::type_tag(other)
-        )),
+        other => Err(format!("has type {}, expected S or N", other.type_tag())),
     }
     .map_err(|e| format!("bad time in attribute `{name}`: {e}"))
 }
