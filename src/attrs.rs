@@ -40,17 +40,6 @@ pub fn opt_str<'a>(v: Option<&'a Attr<'_>>, name: &str) -> Result<Option<&'a str
     }
 }
 
-/// A string that must fit a column of `max` characters.
-pub fn bounded<'a>(s: &'a str, name: &str, max: usize) -> Result<&'a str, String> {
-    if s.chars().count() > max {
-        Err(format!(
-            "attribute `{name}` is longer than {max} characters"
-        ))
-    } else {
-        Ok(s)
-    }
-}
-
 /// A decimal whose magnitude stays below 10^10 (the schemas keep 28
 /// fractional digits in DECIMAL(38,28)).
 pub fn below_1e10(d: Decimal, name: &str) -> Result<Decimal, String> {
@@ -158,26 +147,33 @@ pub fn canonical_keys(keys: &Item<'_>, out: &mut Vec<u8>) -> Result<(), String> 
         return Err("record has no Keys".into());
     }
     for (name, value) in keys.sorted() {
-        push_field(out, name.as_bytes());
-        match value {
-            Attr::S(s) => {
-                out.push(b'S');
-                push_field(out, s.as_bytes());
-            }
-            Attr::N(n) => {
-                out.push(b'N');
-                push_field(out, n.trim().as_bytes());
-            }
-            Attr::B(b) => {
-                out.push(b'B');
-                push_field(out, b);
-            }
-            other => {
-                return Err(format!(
-                    "key attribute `{name}` has type {}, expected S, N or B",
-                    other.type_tag()
-                ));
-            }
+        push_key_attribute(out, name, value)?;
+    }
+    Ok(())
+}
+
+/// One named key-like attribute (S, N or B), serialised as `canonical_keys`
+/// serialises each of its attributes.
+pub fn push_key_attribute(out: &mut Vec<u8>, name: &str, value: &Attr<'_>) -> Result<(), String> {
+    push_field(out, name.as_bytes());
+    match value {
+        Attr::S(s) => {
+            out.push(b'S');
+            push_field(out, s.as_bytes());
+        }
+        Attr::N(n) => {
+            out.push(b'N');
+            push_field(out, n.trim().as_bytes());
+        }
+        Attr::B(b) => {
+            out.push(b'B');
+            push_field(out, b);
+        }
+        other => {
+            return Err(format!(
+                "key attribute `{name}` has type {}, expected S, N or B",
+                other.type_tag()
+            ));
         }
     }
     Ok(())

@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod attrs;
 pub mod bench;
+pub mod bounds;
 pub mod config;
 pub mod domain;
 pub mod event_time;
@@ -18,6 +19,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod quarantine;
+pub mod redact;
 pub mod report;
 pub mod resolve;
 pub mod sources;

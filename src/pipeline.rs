@@ -5,6 +5,7 @@
 //! together with the batch's quarantined records.
 
 use crate::aggregate::{self, ActivityRow, LlmRow, RowState, StagedRows, bucket::bucket};
+use crate::bounds;
 use crate::domain::{ActivityEvent, Actor, Fact, Identity, Integration, SourceKind};
 use crate::normalize::{self, Change, ChangeKind, Normalized};
 use crate::report::publish::{PublishSummary, ReportPublisher};
@@ -17,11 +18,6 @@ use chrono_tz::Tz;
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tracing::Instrument;
-
-/// Longest Slack ID `user_event_counts.slack_id` holds.
-const MAX_SLACK_ID: usize = 64;
-/// Longest account id the LLM ledger holds.
-const MAX_ACCOUNT: usize = 255;
 
 /// A batch failed as a whole: nothing of it was applied; retry it.
 #[derive(Debug, thiserror::Error)]
@@ -170,13 +166,23 @@ pub async fn run_batch<D: Directory>(
     Ok(report)
 }
 
+/// What normalisation left to apply of one record.
+enum Pending {
+    /// A change to fold (with the record's naming metadata, should the
+    /// store refuse it).
+    Change(Box<Change>, RecordMeta),
+    /// A record to quarantine.
+    Reject(RejectRow),
+    /// Nothing to write (a skip).
+    Nothing,
+}
+
 async fn run_batch_inner<D: Directory>(
     p: &Pipeline<D>,
     records: &[&RawValue],
 ) -> Result<BatchReport, PipelineError> {
     let mut report = BatchReport::default();
-    let mut changes = Vec::with_capacity(records.len());
-    let mut rejects = Vec::new();
+    let mut pending = Vec::with_capacity(records.len());
     for (index, raw) in records.iter().enumerate() {
         let parsed = parse_record(raw);
         report.counts(parsed.meta.source).read += 1;
@@ -184,19 +190,15 @@ async fn run_batch_inner<D: Directory>(
             report.oldest_record = Some(report.oldest_record.map_or(at, |o| o.min(at)));
         }
         match normalize::normalize(&parsed) {
-            Normalized::Change(c) => changes.push(c),
-            Normalized::Skip(_) => report.counts(parsed.meta.source).skipped += 1,
+            Normalized::Change(c) => pending.push(Pending::Change(Box::new(c), parsed.meta)),
+            Normalized::Skip(_) => {
+                report.counts(parsed.meta.source).skipped += 1;
+                pending.push(Pending::Nothing);
+            }
             Normalized::Reject(reason) => {
                 report.counts(parsed.meta.source).rejected += 1;
                 tracing::warn!(record = %parsed.meta, %reason, "record quarantined");
-                rejects.push(RejectRow {
-                    source: parsed.meta.source,
-                    table: parsed.meta.table.clone(),
-                    event_id: parsed.meta.event_id.clone(),
-                    sequence_number: parsed.meta.sequence_number.clone(),
-                    reason: reason.clone(),
-                    raw: raw.get().to_string(),
-                });
+                pending.push(Pending::Reject(RejectRow::new(&parsed.meta, &reason, raw)));
                 report.rejections.push(Rejection {
                     index,
                     meta: parsed.meta,
@@ -205,8 +207,69 @@ async fn run_batch_inner<D: Directory>(
             }
         }
     }
-    fold_changes(p, changes, &rejects, &mut report).await?;
+    apply_isolating(p, records, &pending, 0, &mut report).await?;
     Ok(report)
+}
+
+/// Apply the records `pending[..]` (the batch's records from `offset` on)
+/// in one transaction. When the store refuses them with an error that
+/// blames the data (not transient, not the environment: DESIGN §5, "no
+/// record can block a batch"), bisect: apply each half on its own, in
+/// order, down to the single records responsible, which are quarantined
+/// with the store's reason. Halves that committed before a later failure
+/// are harmless to apply again: the ledger makes a retried batch a no-op.
+fn apply_isolating<'a, D: Directory>(
+    p: &'a Pipeline<D>,
+    records: &'a [&'a RawValue],
+    pending: &'a [Pending],
+    offset: usize,
+    report: &'a mut BatchReport,
+) -> futures::future::BoxFuture<'a, Result<(), PipelineError>> {
+    Box::pin(async move {
+        let mut changes = Vec::new();
+        let mut rejects = Vec::new();
+        for item in pending {
+            match item {
+                Pending::Change(c, _) => changes.push((**c).clone()),
+                Pending::Reject(r) => rejects.push(r.clone()),
+                Pending::Nothing => {}
+            }
+        }
+        if changes.is_empty() && rejects.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = BatchReport::default();
+        let err = match fold_changes(p, changes, &rejects, &mut attempt).await {
+            Ok(()) => {
+                report.merge(attempt);
+                return Ok(());
+            }
+            Err(PipelineError::Store(e)) if e.blames_the_data() => e,
+            Err(e) => return Err(e),
+        };
+        if pending.len() > 1 {
+            let mid = pending.len() / 2;
+            tracing::warn!(error = %err, records = pending.len(), "the store refused part of this batch; isolating the records responsible");
+            apply_isolating(p, records, &pending[..mid], offset, report).await?;
+            return apply_isolating(p, records, &pending[mid..], offset + mid, report).await;
+        }
+        // One record the store refuses on its own: quarantine it.
+        let Pending::Change(_, meta) = &pending[0] else {
+            // A quarantine row itself was refused: nothing left to isolate.
+            return Err(PipelineError::Store(err));
+        };
+        let reason = format!("the database refused this record: {}", err.record_reason());
+        tracing::warn!(record = %meta, %reason, "record quarantined");
+        let reject = RejectRow::new(meta, &reason, records[offset]);
+        fold_changes(p, Vec::new(), std::slice::from_ref(&reject), report).await?;
+        report.counts(meta.source).rejected += 1;
+        report.rejections.push(Rejection {
+            index: offset,
+            meta: meta.clone(),
+            reason,
+        });
+        Ok(())
+    })
 }
 
 /// Resolve, stage and apply normalised changes (with the batch's rejects) in
@@ -244,7 +307,7 @@ pub async fn fold_changes<D: Directory>(
                         let account = resolved
                             .conversation_accounts
                             .get(&req.conversation_id)
-                            .filter(|a| a.chars().count() <= MAX_ACCOUNT)
+                            .filter(|a| bounds::fits(a, bounds::TEXT))
                             .cloned();
                         llm.push(LlmRow {
                             id: identity,
@@ -358,7 +421,7 @@ impl Resolved {
             } => match self.slack_ids.get(&(*integration, ext.clone())) {
                 // `user_event_counts.slack_id` is VARCHAR(64): a longer
                 // "Slack ID" is bad directory data, treated as no link.
-                Some(slack) if slack.chars().count() <= MAX_SLACK_ID => {
+                Some(slack) if bounds::fits(slack, bounds::SLACK_ID) => {
                     (Some(slack.clone()), Some(self.icarus_tz.get(slack)))
                 }
                 _ => (Some(ext.clone()), None),

@@ -2,7 +2,7 @@
 //! `associated_account`, counted under integration `E` for that account.
 
 use super::{TimeContext, event_time};
-use crate::attrs;
+use crate::{attrs, bounds};
 use crate::domain::{ActivityEvent, Actor, Fact, Integration};
 use crate::item::Item;
 
@@ -12,6 +12,8 @@ pub(crate) fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, boo
         "associated_account",
     )?
     .ok_or("missing actor attribute `associated_account`")?;
+    // Counted as `user_event_counts.slack_id` itself.
+    let account = bounds::check(account, "associated_account", bounds::SLACK_ID)?;
     let (at, fallback) = event_time(image, "timestamp", ctx)?;
     let event = ActivityEvent {
         integration: Integration::Email,

@@ -3,17 +3,20 @@
 //! under integration `D`.
 
 use super::{TimeContext, event_time};
-use crate::attrs;
+use crate::{attrs, bounds};
 use crate::domain::{ActivityEvent, Actor, Fact, Integration};
 use crate::item::Item;
 
 pub(crate) fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let actor = match attrs::opt_str(attrs::get(image, "user_id"), "user_id")? {
-        Some(id) => id,
-        None => attrs::opt_str(attrs::get(image, "account_id"), "account_id")?
-            .ok_or("missing actor attribute: neither `user_id` nor `account_id`")?,
+        Some(id) => bounds::check(id, "user_id", bounds::TEXT)?,
+        None => bounds::check(
+            attrs::opt_str(attrs::get(image, "account_id"), "account_id")?
+                .ok_or("missing actor attribute: neither `user_id` nor `account_id`")?,
+            "account_id",
+            bounds::TEXT,
+        )?,
     };
-    let actor = attrs::bounded(actor, "user_id", 255)?;
     let (at, fallback) = event_time(image, "timestamp", ctx)?;
     let event = ActivityEvent {
         integration: Integration::Dropbox,

@@ -2,14 +2,14 @@
 //! counted under integration `G` for the Slack user linked to that username.
 
 use super::{TimeContext, event_time};
-use crate::attrs;
+use crate::{attrs, bounds};
 use crate::domain::{ActivityEvent, Actor, Fact, Integration};
 use crate::item::Item;
 
 pub(crate) fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let username = attrs::opt_str(attrs::get(image, "username"), "username")?
         .ok_or("missing actor attribute `username`")?;
-    let username = attrs::bounded(username, "username", 255)?;
+    let username = bounds::check(username, "username", bounds::TEXT)?;
     let (at, fallback) = event_time(image, "timestamp", ctx)?;
     let event = ActivityEvent {
         integration: Integration::Github,

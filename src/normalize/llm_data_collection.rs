@@ -3,7 +3,7 @@
 //! `generated_at`. Tokens are integers, cost is an exact decimal.
 
 use super::parse_time_value;
-use crate::attrs;
+use crate::{attrs, bounds};
 use crate::domain::{Fact, LlmRequest};
 use crate::item::Item;
 use chrono::{DateTime, Utc};
@@ -23,7 +23,7 @@ pub(crate) fn generated_at(image: Option<&Item<'_>>) -> Result<DateTime<Utc>, St
 pub(crate) fn fact(image: &Item<'_>) -> Result<(Fact, bool), String> {
     let conversation_id = attrs::opt_str(attrs::get(image, "conversation_id"), "conversation_id")?
         .ok_or("missing attribute `conversation_id`")?;
-    let conversation_id = attrs::bounded(conversation_id, "conversation_id", 255)?;
+    let conversation_id = bounds::check(conversation_id, "conversation_id", bounds::TEXT)?;
     let generated_at = generated_at(Some(image))?;
     let model = attrs::opt_str(attrs::get(image, "model_used"), "model_used")?.unwrap_or("unknown");
     let function = match attrs::opt_str(attrs::get(image, "function_name"), "function_name")? {
@@ -34,8 +34,8 @@ pub(crate) fn fact(image: &Item<'_>) -> Result<(Fact, bool), String> {
         )?
         .unwrap_or("unspecified"),
     };
-    let model = attrs::bounded(model, "model_used", 255)?;
-    let function = attrs::bounded(function, "function_name", 255)?;
+    let model = bounds::check(model, "model_used", bounds::TEXT)?;
+    let function = bounds::check(function, "function_name", bounds::TEXT)?;
     let prompt_tokens =
         attrs::opt_int(attrs::get(image, "prompt_tokens"), "prompt_tokens")?.unwrap_or(0);
     let response_tokens =

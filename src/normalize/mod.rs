@@ -154,14 +154,54 @@ fn is_ttl_expiry(rec: &StreamRecord<'_>) -> bool {
         .is_some_and(|u| u.type_.0 == "Service" && u.principal_id.0 == "dynamodb.amazonaws.com")
 }
 
-/// The identity a record's contribution belongs to.
+/// The attributes that name one contribution of `source`, in name order
+/// (DESIGN §1), with whether each is required. They are the seed's key
+/// attributes, plus a Dropbox change's `timestamp`: a change is one event
+/// whether the real table is keyed by `account_id` alone (each change
+/// overwrites the account's item) or by (`account_id`, `timestamp`).
+/// Because identity never depends on the record's `Keys` map, a stream
+/// record, a Scan page and an export line of one change agree whatever key
+/// schema the table has.
+fn identity_attributes(source: SourceKind) -> &'static [(&'static str, bool)] {
+    match source {
+        SourceKind::GithubEvents => &[("id", true)],
+        SourceKind::DropboxFileChanges => &[("account_id", true), ("timestamp", false)],
+        SourceKind::Conversations => &[("conversation_id", true), ("response_id", true)],
+        SourceKind::LlmDataCollection => &[("conversation_id", true)],
+    }
+}
+
+/// The identity a record's contribution belongs to: its identity
+/// attributes, read from `Keys` or else from the image (NewImage, or a
+/// REMOVE's OldImage), serialised as key attributes are (so that for the
+/// seed's key schemas the identity is that of the `Keys` map), plus an LLM
+/// request's `generated_at`. An optional attribute absent from the image is
+/// left out; a REMOVE without an image whose `Keys` lack it cannot name the
+/// change and is rejected.
 fn identity(
     source: SourceKind,
     keys: &Item<'_>,
     image: Option<&Item<'_>>,
 ) -> Result<Identity, String> {
+    if keys.is_empty() {
+        return Err("record has no Keys".into());
+    }
     let mut canon = vec![source.code()];
-    attrs::canonical_keys(keys, &mut canon)?;
+    for (name, required) in identity_attributes(source) {
+        let value = attrs::get(keys, name).or_else(|| image.and_then(|i| attrs::get(i, name)));
+        match value {
+            Some(v) => attrs::push_key_attribute(&mut canon, name, v)?,
+            None if image.is_none() => {
+                return Err(format!(
+                    "REMOVE has no OldImage and its Keys lack `{name}`, so the change to retract is unknown (use NEW_AND_OLD_IMAGES)"
+                ));
+            }
+            None if *required => {
+                return Err(format!("record has no `{name}` in its Keys or image"));
+            }
+            None => {}
+        }
+    }
     if source == SourceKind::LlmDataCollection {
         let at = llm_data_collection::generated_at(image)?;
         attrs::push_field(

@@ -37,6 +37,9 @@ use rows::Existing;
 use std::collections::HashSet;
 use std::time::Duration;
 
+/// URL redaction lives in `crate::redact`; re-exported for the store's users.
+pub use crate::redact::redact_url;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported database URL {0} (expected sqlite:, mysql:, mariadb: or postgres:)")]
@@ -61,6 +64,10 @@ pub enum StoreError {
         "a concurrent writer created ledger rows of this batch ({inserted} inserted, {expected} expected)"
     )]
     Conflict { inserted: u64, expected: u64 },
+    #[error(
+        "a concurrent writer created LLM ledger rows of this batch between its reads ({seen} seen, then {now})"
+    )]
+    LlmRace { seen: i64, now: i64 },
     #[error("value does not fit the schema: {0}")]
     Value(String),
     #[error("database secret: {0}")]
@@ -71,10 +78,119 @@ impl StoreError {
     /// Failures that a retry of the whole transaction can cure.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Conflict { .. } => true,
+            StoreError::Conflict { .. } | StoreError::LlmRace { .. } => true,
             StoreError::Sql(e) => is_transient_sql(e),
             _ => false,
         }
+    }
+
+    /// A failure of applying a batch that some of its records may have
+    /// caused, so that applying fewer of them can succeed: neither transient
+    /// nor a fault of the environment (permissions, a missing table, a full
+    /// disk, a read-only server), which would refuse every record alike.
+    /// `run_batch` isolates the records responsible for such failures.
+    pub fn blames_the_data(&self) -> bool {
+        match self {
+            StoreError::ReportOverflow(_) | StoreError::Value(_) | StoreError::Corrupt { .. } => {
+                true
+            }
+            StoreError::Sql(e) => !is_transient_sql(e) && !is_environment_sql(e),
+            _ => false,
+        }
+    }
+
+    /// This error as the reason of a quarantined record: values quoted in a
+    /// server message (MySQL echoes the bytes of an incorrect string) are
+    /// left out, names of columns, tables and keys kept.
+    pub fn record_reason(&self) -> String {
+        let text = match self {
+            StoreError::Sql(sqlx::Error::Database(db)) => match db.code() {
+                Some(code) => format!("{} (code {code})", db.message()),
+                None => db.message().to_string(),
+            },
+            other => other.to_string(),
+        };
+        without_quoted_values(&text)
+    }
+}
+
+/// `text` with every single-quoted segment replaced by `'…'`, except those
+/// that name a column, table, key or constraint.
+fn without_quoted_values(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('\'') {
+        let (before, after) = rest.split_at(open);
+        out.push_str(before);
+        let Some(close) = after[1..].find('\'') else {
+            out.push_str("'…'");
+            return out;
+        };
+        let quoted = &after[..close + 2];
+        let names_a_thing = ["column ", "table ", "key ", "constraint "]
+            .iter()
+            .any(|w| before.to_ascii_lowercase().ends_with(w))
+            && quoted.len() <= 66;
+        out.push_str(if names_a_thing { quoted } else { "'…'" });
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Server errors that no subset of a batch can avoid: authentication and
+/// permissions, missing objects and syntax (a schema out of step), resources
+/// (disk, memory, connections) and operator intervention.
+fn is_environment_sql(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                // access denied, command denied, unknown table / column,
+                // syntax, table full, disk full, out of memory, too many
+                // connections, read-only server.
+                return matches!(
+                    my.number(),
+                    1044 | 1045
+                        | 1142
+                        | 1143
+                        | 1146
+                        | 1054
+                        | 1064
+                        | 1114
+                        | 1021
+                        | 1037
+                        | 1040
+                        | 1290
+                        | 1792
+                );
+            }
+            if db
+                .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                .is_some()
+            {
+                // Primary result codes: permission, read-only, I/O error,
+                // corrupt, full, cannot open, out of memory, not a database.
+                let primary = db.code().and_then(|c| c.parse::<u32>().ok()).map(|c| c & 0xff);
+                return matches!(primary, Some(3 | 7 | 8 | 10 | 11 | 13 | 14 | 26));
+            }
+            match db.code().as_deref() {
+                // PostgreSQL classes: 28 authorization, 3D catalog, 42 syntax
+                // or access rule (undefined table, insufficient privilege),
+                // 53 insufficient resources, 57 operator intervention, 58
+                // system error, XX internal; 25006 read-only transaction.
+                Some(code) if code.len() == 5 => {
+                    matches!(&code[..2], "28" | "3D" | "42" | "53" | "57" | "58" | "XX")
+                        || code == "25006"
+                }
+                _ => false,
+            }
+        }
+        sqlx::Error::Configuration(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Migrate(_) => true,
+        _ => false,
     }
 }
 
@@ -142,6 +258,25 @@ pub struct RejectRow {
 }
 
 impl RejectRow {
+    /// The quarantine row of a record: its naming metadata cut to fit the
+    /// columns (a row that cannot be written would block the batch), the
+    /// raw record kept whole.
+    pub fn new(
+        meta: &crate::sources::lambda_event::RecordMeta,
+        reason: &str,
+        raw: &serde_json::value::RawValue,
+    ) -> RejectRow {
+        use crate::bounds::{REASON, REJECT_SHORT, REJECT_TEXT, clip};
+        RejectRow {
+            source: meta.source,
+            table: meta.table.as_deref().map(|t| clip(t, REJECT_TEXT)),
+            event_id: meta.event_id.as_deref().map(|e| clip(e, REJECT_TEXT)),
+            sequence_number: meta.sequence_number.as_deref().map(|s| clip(s, REJECT_SHORT)),
+            reason: clip(reason, REASON),
+            raw: raw.get().to_string(),
+        }
+    }
+
     /// Key that makes quarantining the same record twice a no-op.
     pub fn record_key(&self) -> [u8; 16] {
         xxhash_rust::xxh3::xxh3_128(self.raw.as_bytes()).to_be_bytes()
@@ -545,45 +680,9 @@ where
         .count()
 }
 
-/// A database URL safe to print: any password is replaced.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            if userinfo.contains(':') {
-                format!("{scheme}://{user}:***@{host}{tail}")
-            } else {
-                format!("{scheme}://{user}@{host}{tail}")
-            }
-        }
-        None => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("mysql://admin:s3cret@db.example:3306/x"),
-            "mysql://admin:***@db.example:3306/x"
-        );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            redact_url("sqlite://streamfold.db"),
-            "sqlite://streamfold.db"
-        );
-        assert_eq!(redact_url("mysql://a:p@ss@h/x"), "mysql://a:***@h/x");
-    }
 
     #[test]
     fn backoff_is_bounded() {

@@ -54,7 +54,7 @@ impl MySqlStore {
     pub async fn open(url: &str, opts: &StoreOptions) -> Result<MySqlStore, StoreError> {
         let connect_err = |e: sqlx::Error| StoreError::Connect {
             url: super::redact_url(url),
-            reason: e.to_string(),
+            reason: crate::redact::scrub(&e.to_string(), url),
         };
         let mut options = MySqlConnectOptions::from_str(url)
             .map_err(connect_err)?

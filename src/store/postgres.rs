@@ -37,7 +37,7 @@ impl PgStore {
     pub async fn open(url: &str, opts: &StoreOptions) -> Result<PgStore, StoreError> {
         let connect_err = |e: sqlx::Error| StoreError::Connect {
             url: super::redact_url(url),
-            reason: e.to_string(),
+            reason: crate::redact::scrub(&e.to_string(), url),
         };
         let mut options = PgConnectOptions::from_str(url).map_err(connect_err)?;
         let mode = connect::query_param(url, &["sslmode", "ssl-mode"]);
@@ -241,7 +241,7 @@ fn batch_statement() -> &'static str {
             "WITH {activity}, {counts}, {ledger}, {reports},
              q AS (INSERT INTO rejected_records ({reject_columns})
                    SELECT * FROM UNNEST({reject}) ON CONFLICT (record_key) DO NOTHING RETURNING 1)
-             SELECT {activity_results}, {llm_results}",
+             SELECT {activity_results}, {llm_results}, (SELECT count(*) FROM m_l)::int8",
             activity = fold_ctes(
                 "a_",
                 "activity_ledger",
@@ -282,11 +282,12 @@ fn settle(
 
 /// Lock the batch's existing LLM ledger rows and compute the report deltas
 /// from what they count (the rollup runs in Rust, on exact decimals).
+/// Returns the deltas and how many ledger rows they were computed against.
 async fn llm_deltas(
     tx: &mut Transaction<'static, Postgres>,
     rows: &[LlmRow],
     result: &mut ApplyResult,
-) -> Result<BTreeMap<ReportKey, ReportSums>, StoreError> {
+) -> Result<(BTreeMap<ReportKey, ReportSums>, i64), StoreError> {
     let ids: Vec<Vec<u8>> = rows.iter().map(|r| r.id.to_bytes().to_vec()).collect();
     let found = sqlx::query(&format!(
         "{} FOR UPDATE",
@@ -301,10 +302,8 @@ async fn llm_deltas(
         .map(super::rows::llm_row)
         .collect::<Result<Vec<_>, _>>()?;
     let (_, contributions) = super::rows::llm_existing(&found);
-    Ok(crate::aggregate::llm_rollup::report_deltas(
-        rows,
-        &contributions,
-    )?)
+    let deltas = crate::aggregate::llm_rollup::report_deltas(rows, &contributions)?;
+    Ok((deltas, found.len() as i64))
 }
 
 /// One column of the batch, as a bound array.
@@ -312,7 +311,7 @@ fn col<T, U>(rows: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
     rows.iter().map(f).collect()
 }
 
-type FoldRow = (i64, i64, Vec<Vec<u8>>, i64, i64, Vec<Vec<u8>>);
+type FoldRow = (i64, i64, Vec<Vec<u8>>, i64, i64, Vec<Vec<u8>>, i64);
 
 async fn apply_steps(
     tx: &mut Transaction<'static, Postgres>,
@@ -320,8 +319,8 @@ async fn apply_steps(
     rejects: &[RejectRow],
     result: &mut ApplyResult,
 ) -> Result<(), StoreError> {
-    let deltas = if rows.llm.is_empty() {
-        BTreeMap::new()
+    let (deltas, llm_seen) = if rows.llm.is_empty() {
+        (BTreeMap::new(), 0)
     } else {
         llm_deltas(tx, &rows.llm, result).await?
     };
@@ -402,7 +401,18 @@ async fn apply_steps(
         .fetch_one(&mut **tx)
         .await?;
     result.statements += 1;
-    let (a_inserted, a_expected, a_lost, m_inserted, m_expected, m_lost) = row;
+    let (a_inserted, a_expected, a_lost, m_inserted, m_expected, m_lost, m_locked) = row;
+    // The report deltas were computed against the LLM rows the first read
+    // found. Those stay locked, but under READ COMMITTED this statement has
+    // a newer snapshot: if a concurrent writer committed a new identity of
+    // this batch in between, the statement sees (and locks) more rows than
+    // the deltas assumed, and would count that request twice. Retry.
+    if m_locked != llm_seen {
+        return Err(StoreError::LlmRace {
+            seen: llm_seen,
+            now: m_locked,
+        });
+    }
     settle(a_inserted, a_expected, a_lost, result)?;
     settle(m_inserted, m_expected, m_lost, result)?;
     result.reports_changed += deltas.len();

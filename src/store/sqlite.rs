@@ -47,7 +47,7 @@ impl SqliteStore {
     pub async fn open(url: &str, opts: &StoreOptions) -> Result<SqliteStore, StoreError> {
         let connect_err = |e: sqlx::Error| StoreError::Connect {
             url: super::redact_url(url),
-            reason: e.to_string(),
+            reason: crate::redact::scrub(&e.to_string(), url),
         };
         let options = SqliteConnectOptions::from_str(url)
             .map_err(connect_err)?

@@ -83,7 +83,10 @@ fn replaying_the_fixtures_twice_applies_nothing_new() {
     ]);
     assert!(stats.status.success());
     let text = stdout(&stats);
-    assert!(text.contains("Sun") && text.contains("total 3"), "{text}");
+    // Alice: two GitHub events and her Dropbox change of 2024-03-12 (the
+    // later change to her account, by bob, is another event: identity
+    // `account_id` + `timestamp`).
+    assert!(text.contains("Sun") && text.contains("total 4"), "{text}");
     assert_eq!(&std::fs::read(&png).unwrap()[..4], b"\x89PNG");
     let top = stdout(&streamfold(&[
         "stats",
