@@ -88,6 +88,9 @@ pub struct BatchReport {
     pub db_time: std::time::Duration,
     /// Transaction attempts that failed transiently and were retried.
     pub retries: u64,
+    /// Times a part of the batch that the store refused was split in two to
+    /// isolate the records responsible (0 when the batch applied whole).
+    pub splits: u64,
     /// LLM reports changed in SQL.
     pub reports_changed: u64,
     /// LLM report projections to DynamoDB after the commit.
@@ -115,6 +118,7 @@ impl BatchReport {
         self.db_time += other.db_time;
         self.reports_changed += other.reports_changed;
         self.retries += other.retries;
+        self.splits += other.splits;
         self.published.add(&other.published);
         self.oldest_record = match (self.oldest_record, other.oldest_record) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -249,6 +253,7 @@ fn apply_isolating<'a, D: Directory>(
         };
         if pending.len() > 1 {
             let mid = pending.len() / 2;
+            report.splits += 1;
             tracing::warn!(error = %err, records = pending.len(), "the store refused part of this batch; isolating the records responsible");
             apply_isolating(p, records, &pending[..mid], offset, report).await?;
             return apply_isolating(p, records, &pending[mid..], offset + mid, report).await;

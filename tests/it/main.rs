@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod faults;
 mod lambda;
+mod llm_exact;
 mod llm_reports;
 mod observability;
 mod properties;
@@ -19,16 +20,19 @@ mod sqlite {
     crate::scenario_tests!("sqlite");
     crate::llm_report_tests!("sqlite");
     crate::backfill_tests!("sqlite");
+    crate::llm_exact_tests!("sqlite");
 }
 
 mod mysql {
     crate::scenario_tests!("mysql");
     crate::llm_report_tests!("mysql");
     crate::backfill_tests!("mysql");
+    crate::llm_exact_tests!("mysql");
 }
 
 mod postgres {
     crate::scenario_tests!("postgres");
     crate::llm_report_tests!("postgres");
     crate::backfill_tests!("postgres");
+    crate::llm_exact_tests!("postgres");
 }

@@ -401,6 +401,7 @@ const CAROL_LINK: (&str, &str) = (
 /// safety net that isolates records the store refuses must never be what
 /// makes the counts come out right).
 fn clean(report: streamfold::pipeline::BatchReport) -> Result<(), TestCaseError> {
+    prop_assert_eq!(report.splits, 0, "the store refused a legitimate batch");
     prop_assert!(
         report.rejections.is_empty(),
         "legitimate records quarantined: {:?}",
