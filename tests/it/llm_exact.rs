@@ -55,15 +55,15 @@ pub fn llm_record(event_name: &str, seq: u64, r: &Req) -> Value {
 /// What a report must hold.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Expected {
-    requests: i64,
-    tokens: i64,
-    cost: Decimal,
-    response_ms: i64,
-    quality_sum: Decimal,
-    quality_scored: i64,
+    pub requests: i64,
+    pub tokens: i64,
+    pub cost: Decimal,
+    pub response_ms: i64,
+    pub quality_sum: Decimal,
+    pub quality_scored: i64,
     /// model → (requests, tokens, cost)
-    models: BTreeMap<String, (i64, i64, Decimal)>,
-    functions: BTreeMap<String, i64>,
+    pub models: BTreeMap<String, (i64, i64, Decimal)>,
+    pub functions: BTreeMap<String, i64>,
 }
 
 /// The model: the requests that count (identity `conversation_id` +

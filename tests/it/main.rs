@@ -9,6 +9,7 @@ mod lambda;
 mod llm_exact;
 mod llm_reports;
 mod observability;
+mod odd_values;
 mod properties;
 mod quarantine;
 mod scenarios;
@@ -21,6 +22,7 @@ mod sqlite {
     crate::llm_report_tests!("sqlite");
     crate::backfill_tests!("sqlite");
     crate::llm_exact_tests!("sqlite");
+    crate::odd_value_tests!("sqlite");
 }
 
 mod mysql {
@@ -28,6 +30,7 @@ mod mysql {
     crate::llm_report_tests!("mysql");
     crate::backfill_tests!("mysql");
     crate::llm_exact_tests!("mysql");
+    crate::odd_value_tests!("mysql");
 }
 
 mod postgres {
@@ -35,4 +38,5 @@ mod postgres {
     crate::llm_report_tests!("postgres");
     crate::backfill_tests!("postgres");
     crate::llm_exact_tests!("postgres");
+    crate::odd_value_tests!("postgres");
 }
