@@ -4,6 +4,7 @@
 mod backfill;
 mod bad_input;
 mod cli;
+mod dropbox_identity;
 mod faults;
 mod lambda;
 mod llm_exact;
@@ -23,6 +24,7 @@ mod sqlite {
     crate::backfill_tests!("sqlite");
     crate::llm_exact_tests!("sqlite");
     crate::odd_value_tests!("sqlite");
+    crate::dropbox_identity_tests!("sqlite");
 }
 
 mod mysql {
@@ -31,6 +33,7 @@ mod mysql {
     crate::backfill_tests!("mysql");
     crate::llm_exact_tests!("mysql");
     crate::odd_value_tests!("mysql");
+    crate::dropbox_identity_tests!("mysql");
 }
 
 mod postgres {
@@ -39,4 +42,5 @@ mod postgres {
     crate::backfill_tests!("postgres");
     crate::llm_exact_tests!("postgres");
     crate::odd_value_tests!("postgres");
+    crate::dropbox_identity_tests!("postgres");
 }
