@@ -71,7 +71,10 @@ mod tests {
     fn lengths_are_characters_at_and_past_the_bound() {
         let at = "é".repeat(SLACK_ID);
         assert!(fits(&at, SLACK_ID), "64 two-byte characters fit");
-        assert!(fits(&"🦀".repeat(SLACK_ID), SLACK_ID), "64 four-byte characters fit");
+        assert!(
+            fits(&"🦀".repeat(SLACK_ID), SLACK_ID),
+            "64 four-byte characters fit"
+        );
         assert!(!fits(&format!("{at}x"), SLACK_ID));
         assert!(fits("", SLACK_ID));
         let err = check(&"a".repeat(TEXT + 1), "model_used", TEXT).unwrap_err();
@@ -94,6 +97,9 @@ mod tests {
         assert!(c.ends_with('…'));
         let exact = "x".repeat(REJECT_SHORT);
         assert_eq!(clip(&exact, REJECT_SHORT), exact);
-        assert_eq!(clip(&"🦀".repeat(300), REJECT_TEXT).chars().count(), REJECT_TEXT);
+        assert_eq!(
+            clip(&"🦀".repeat(300), REJECT_TEXT).chars().count(),
+            REJECT_TEXT
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod domain;
 pub mod event_time;
 pub mod heatmap;
 pub mod item;
+pub mod logging;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;

@@ -69,9 +69,17 @@ fn is_secret_parameter(name: &str) -> bool {
     let name = percent_decode_str(&name.replace('+', " "))
         .decode_utf8_lossy()
         .to_ascii_lowercase();
-    ["pass", "pwd", "secret", "token", "key", "auth", "credential"]
-        .iter()
-        .any(|w| name.contains(w))
+    [
+        "pass",
+        "pwd",
+        "secret",
+        "token",
+        "key",
+        "auth",
+        "credential",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
 }
 
 /// A database URL safe to print: passwords, secret-bearing query
@@ -206,9 +214,8 @@ mod tests {
     #[test]
     fn scrub_removes_secrets_echoed_in_any_form() {
         let url = "postgres://u:p%40ssw0rd@h/db?password=hunter%2022&x=1";
-        let text = format!(
-            "cannot connect to {url}: bad p@ssw0rd or p%40ssw0rd; hunter 22 / hunter%2022"
-        );
+        let text =
+            format!("cannot connect to {url}: bad p@ssw0rd or p%40ssw0rd; hunter 22 / hunter%2022");
         let s = scrub(&text, url);
         for secret in ["p@ssw0rd", "p%40ssw0rd", "hunter 22", "hunter%2022"] {
             assert!(!s.contains(secret), "{secret} in {s}");

@@ -21,10 +21,7 @@ use streamfold::store::Store;
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
         .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STREAMFOLD_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(streamfold::logging::filter("info"))
         .with_current_span(true)
         .without_time()
         .init();

@@ -335,10 +335,8 @@ enum Lookups {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STREAMFOLD_LOG")
-                .unwrap_or_else(|_| "error".into()),
-        )
+        .with_env_filter(streamfold::logging::filter("error"))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {

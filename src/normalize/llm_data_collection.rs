@@ -3,9 +3,9 @@
 //! `generated_at`. Tokens are integers, cost is an exact decimal.
 
 use super::parse_time_value;
-use crate::{attrs, bounds};
 use crate::domain::{Fact, LlmRequest};
 use crate::item::Item;
+use crate::{attrs, bounds};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 

@@ -164,13 +164,13 @@ fn is_environment_sql(e: &sqlx::Error) -> bool {
                         | 1792
                 );
             }
-            if db
-                .try_downcast_ref::<sqlx::sqlite::SqliteError>()
-                .is_some()
-            {
+            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
                 // Primary result codes: permission, read-only, I/O error,
                 // corrupt, full, cannot open, out of memory, not a database.
-                let primary = db.code().and_then(|c| c.parse::<u32>().ok()).map(|c| c & 0xff);
+                let primary = db
+                    .code()
+                    .and_then(|c| c.parse::<u32>().ok())
+                    .map(|c| c & 0xff);
                 return matches!(primary, Some(3 | 7 | 8 | 10 | 11 | 13 | 14 | 26));
             }
             match db.code().as_deref() {
@@ -271,7 +271,10 @@ impl RejectRow {
             source: meta.source,
             table: meta.table.as_deref().map(|t| clip(t, REJECT_TEXT)),
             event_id: meta.event_id.as_deref().map(|e| clip(e, REJECT_TEXT)),
-            sequence_number: meta.sequence_number.as_deref().map(|s| clip(s, REJECT_SHORT)),
+            sequence_number: meta
+                .sequence_number
+                .as_deref()
+                .map(|s| clip(s, REJECT_SHORT)),
             reason: clip(reason, REASON),
             raw: raw.get().to_string(),
         }

@@ -77,7 +77,11 @@ fn export_dir(items: &[Value]) -> tempfile::TempDir {
         .stdout(std::fs::File::create(&data).unwrap())
         .spawn()
         .expect("gzip");
-    gz.stdin.take().unwrap().write_all(lines.as_bytes()).unwrap();
+    gz.stdin
+        .take()
+        .unwrap()
+        .write_all(lines.as_bytes())
+        .unwrap();
     assert!(gz.wait().unwrap().success());
     std::fs::write(
         dir.path().join("manifest-files.json"),
@@ -140,10 +144,17 @@ async fn overlap(engine: &str, schema: &[&str]) {
     assert_eq!(t.read, items.len() as u64);
     h.apply(&records).await;
     let again = backfill(&h, &dir).await;
-    assert_eq!(again.applied, 0, "{engine} {schema:?}: the export added something");
+    assert_eq!(
+        again.applied, 0,
+        "{engine} {schema:?}: the export added something"
+    );
     let alice: i64 = h.cells("U_ALICE", Some("D")).await.values().sum();
     let bob: i64 = h.cells("U_BOB", Some("D")).await.values().sum();
-    assert_eq!((alice, bob), (3, 2), "{engine} {schema:?}: one event per change");
+    assert_eq!(
+        (alice, bob),
+        (3, 2),
+        "{engine} {schema:?}: one event per change"
+    );
     assert_eq!(h.total().await, 5);
 
     // The other order on a fresh database: export first, then the stream.
@@ -152,7 +163,11 @@ async fn overlap(engine: &str, schema: &[&str]) {
     };
     backfill(&h, &dir).await;
     h.apply(&records).await;
-    assert_eq!(h.total().await, 5, "{engine} {schema:?}: export then stream");
+    assert_eq!(
+        h.total().await,
+        5,
+        "{engine} {schema:?}: export then stream"
+    );
 }
 
 pub async fn dropbox_export_and_stream_agree_keyed_by_account(engine: &str) {
@@ -182,11 +197,19 @@ pub async fn dropbox_remove_names_its_change(engine: &str) {
     let blind = support::record(TABLE, "REMOVE", "3", k.clone(), None, None);
     let r = h.apply(&[blind]).await;
     assert_eq!(r.total().rejected, 1, "{engine}");
-    assert!(r.rejections[0].reason.contains("OldImage"), "{}", r.rejections[0].reason);
+    assert!(
+        r.rejections[0].reason.contains("OldImage"),
+        "{}",
+        r.rejections[0].reason
+    );
     assert_eq!(h.total().await, 2);
     let remove = support::record(TABLE, "REMOVE", "4", k, None, Some(second));
     h.apply(&[remove]).await;
-    assert_eq!(h.total().await, 1, "{engine}: the second change is retracted");
+    assert_eq!(
+        h.total().await,
+        1,
+        "{engine}: the second change is retracted"
+    );
 }
 
 #[macro_export]

@@ -263,7 +263,10 @@ pub async fn mixed_scales_and_zero_sums(engine: &str) {
     }
     let all: Vec<_> = batches.concat();
     let want = model(&all, |conv| {
-        format!("acct-{}", conv["conv-".len()..].parse::<usize>().unwrap() % 3)
+        format!(
+            "acct-{}",
+            conv["conv-".len()..].parse::<usize>().unwrap() % 3
+        )
     });
     let got = reports(&h.p.store).await;
     assert_eq!(got, want, "{engine}");
@@ -279,7 +282,14 @@ pub async fn mixed_scales_and_zero_sums(engine: &str) {
 /// with several generations, corrections at other scales, application and
 /// TTL removes. Records are (event, sequence number, request).
 pub fn generated_stream(convs: usize) -> Vec<(String, u64, Req)> {
-    const COSTS: [&str; 6] = ["0.0025", "0.5", "0", "1.000000000000000001", "12.34", "0.10"];
+    const COSTS: [&str; 6] = [
+        "0.0025",
+        "0.5",
+        "0",
+        "1.000000000000000001",
+        "12.34",
+        "0.10",
+    ];
     const QUALITY: [Option<&str>; 5] = [Some("0.8"), None, Some("0"), Some("0.123456"), Some("1")];
     const MODELS: [&str; 3] = ["claude", "gpt", "llama"];
     const FUNCTIONS: [&str; 2] = ["summarize", "classify"];
@@ -319,9 +329,21 @@ pub fn generated_stream(convs: usize) -> Vec<(String, u64, Req)> {
                     },
                 ),
                 // The application deletes the current item (generation 3).
-                (4, 1) => ("REMOVE", Req { generated_at: at(3), ..base }),
+                (4, 1) => (
+                    "REMOVE",
+                    Req {
+                        generated_at: at(3),
+                        ..base
+                    },
+                ),
                 // TTL expiry of the current item: the request happened.
-                (4, 2) => ("TTL", Req { generated_at: at(3), ..base }),
+                (4, 2) => (
+                    "TTL",
+                    Req {
+                        generated_at: at(3),
+                        ..base
+                    },
+                ),
                 (0, _) => ("INSERT", base),
                 _ => ("MODIFY", base),
             };
@@ -373,11 +395,17 @@ pub async fn three_concurrent_writers(engine: &str) {
         assert_eq!(w.await.unwrap(), 0, "legitimate records quarantined");
     }
     let want = model(&stream, |conv| {
-        format!("acct-{}", conv["conv-".len()..].parse::<usize>().unwrap() % 5)
+        format!(
+            "acct-{}",
+            conv["conv-".len()..].parse::<usize>().unwrap() % 5
+        )
     });
     assert!(want.len() >= 8, "the workload spans several reports");
     let got = reports(&h.p.store).await;
-    assert_eq!(got, want, "{engine}: reports after three concurrent writers");
+    assert_eq!(
+        got, want,
+        "{engine}: reports after three concurrent writers"
+    );
     let totals = h.p.store.totals().await.unwrap();
     let live: i64 = want.values().map(|e| e.requests).sum();
     assert_eq!(totals.llm_requests, live, "{engine}: live LLM ledger rows");

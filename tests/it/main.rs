@@ -13,6 +13,7 @@ mod observability;
 mod odd_values;
 mod properties;
 mod quarantine;
+mod redaction;
 mod scenarios;
 mod secrets;
 mod support;

@@ -27,8 +27,10 @@ fn conversation(seq: u64, account: &str) -> Value {
         "INSERT",
         &seq.to_string(),
         json!({"conversation_id":{"S":"c-odd"},"response_id":{"S":resp}}),
-        Some(json!({"conversation_id":{"S":"c-odd"},"response_id":{"S":resp},
-            "associated_account":{"S":account},"timestamp":{"S":TS}})),
+        Some(
+            json!({"conversation_id":{"S":"c-odd"},"response_id":{"S":resp},
+            "associated_account":{"S":account},"timestamp":{"S":TS}}),
+        ),
         None,
     )
 }
@@ -62,7 +64,10 @@ fn directory() -> Vec<(&'static str, &'static str)> {
     let thread = |conv: &str, account: &str| {
         (
             "Threads",
-            leak(json!({"conversation_id":{"S":conv},"associated_account":{"S":account}}).to_string()),
+            leak(
+                json!({"conversation_id":{"S":conv},"associated_account":{"S":account}})
+                    .to_string(),
+            ),
         )
     };
     vec![
@@ -87,7 +92,9 @@ enum Want {
 
 fn corpus() -> Vec<(Value, Want, &'static str)> {
     use Want::*;
-    let gh = |seq: u64, user: &str| support::gh("INSERT", &seq.to_string(), &format!("e{seq}"), user, TS);
+    let gh = |seq: u64, user: &str| {
+        support::gh("INSERT", &seq.to_string(), &format!("e{seq}"), user, TS)
+    };
     let mut long_arn = gh(30, "gh-ok");
     long_arn["eventSourceARN"] = json!(support::arn(&format!("icarus-dev-{}", s(300, "x"))));
     let mut long_seq = gh(31, "gh-ok");
@@ -99,24 +106,72 @@ fn corpus() -> Vec<(Value, Want, &'static str)> {
     nul_table["eventSourceARN"] = json!(support::arn("icarus-dev-gith\u{0}ub_events"));
     vec![
         (conversation(1, "acct-ok"), Counted, "ordinary e-mail"),
-        (conversation(2, &s(64, "🦀")), Counted, "account of 64 four-byte characters"),
-        (conversation(3, &s(65, "a")), Quarantined("longer than 64"), "account of 65"),
-        (conversation(4, &s(100, "a")), Quarantined("longer than 64"), "account of 100"),
-        (conversation(5, "acct\u{0}x"), Quarantined("NUL"), "account with NUL"),
+        (
+            conversation(2, &s(64, "🦀")),
+            Counted,
+            "account of 64 four-byte characters",
+        ),
+        (
+            conversation(3, &s(65, "a")),
+            Quarantined("longer than 64"),
+            "account of 65",
+        ),
+        (
+            conversation(4, &s(100, "a")),
+            Quarantined("longer than 64"),
+            "account of 100",
+        ),
+        (
+            conversation(5, "acct\u{0}x"),
+            Quarantined("NUL"),
+            "account with NUL",
+        ),
         (gh(10, "gh-ok"), Counted, "linked GitHub user"),
         (gh(11, &s(255, "u")), Unattributed, "username of 255"),
-        (gh(12, &s(256, "u")), Quarantined("longer than 255"), "username of 256"),
+        (
+            gh(12, &s(256, "u")),
+            Quarantined("longer than 255"),
+            "username of 256",
+        ),
         (gh(13, "gh\u{0}x"), Quarantined("NUL"), "username with NUL"),
         (gh(14, "gh-64"), Counted, "Slack ID of 64"),
         (gh(15, "gh-65"), Unattributed, "Slack ID of 65 (no link)"),
-        (gh(16, "gh-nul"), Unattributed, "Slack ID with NUL (no link)"),
+        (
+            gh(16, "gh-nul"),
+            Unattributed,
+            "Slack ID with NUL (no link)",
+        ),
         (llm(20, "conv-ok", |_| {}), Counted, "ordinary LLM request"),
-        (llm(21, "conv-255", |_| {}), Counted, "Threads account of 255"),
-        (llm(22, "conv-256", |_| {}), Unattributed, "Threads account of 256"),
-        (llm(23, "conv-nul", |_| {}), Unattributed, "Threads account with NUL"),
-        (llm(24, &s(256, "c"), |_| {}), Quarantined("longer than 255"), "conversation_id of 256"),
-        (llm(25, "conv-ok", |r| r.model = leak(s(256, "m"))), Quarantined("longer than 255"), "model of 256"),
-        (llm(26, "conv-ok", |r| r.model = "m\u{0}1"), Quarantined("NUL"), "model with NUL"),
+        (
+            llm(21, "conv-255", |_| {}),
+            Counted,
+            "Threads account of 255",
+        ),
+        (
+            llm(22, "conv-256", |_| {}),
+            Unattributed,
+            "Threads account of 256",
+        ),
+        (
+            llm(23, "conv-nul", |_| {}),
+            Unattributed,
+            "Threads account with NUL",
+        ),
+        (
+            llm(24, &s(256, "c"), |_| {}),
+            Quarantined("longer than 255"),
+            "conversation_id of 256",
+        ),
+        (
+            llm(25, "conv-ok", |r| r.model = leak(s(256, "m"))),
+            Quarantined("longer than 255"),
+            "model of 256",
+        ),
+        (
+            llm(26, "conv-ok", |r| r.model = "m\u{0}1"),
+            Quarantined("NUL"),
+            "model with NUL",
+        ),
         (
             llm(27, "conv-ok", |r| {
                 r.function = leak(s(255, "ƒ"));
@@ -141,10 +196,26 @@ fn corpus() -> Vec<(Value, Want, &'static str)> {
             Quarantined("out of range"),
             "cost past its bound",
         ),
-        (long_arn, Quarantined("unknown source table"), "table name of 311"),
-        (long_seq, Quarantined("SequenceNumber"), "sequence number of 100 digits"),
-        (long_event_id, Quarantined("bad time"), "event id of 1000 characters"),
-        (nul_table, Quarantined("unknown source table"), "table name with NUL"),
+        (
+            long_arn,
+            Quarantined("unknown source table"),
+            "table name of 311",
+        ),
+        (
+            long_seq,
+            Quarantined("SequenceNumber"),
+            "sequence number of 100 digits",
+        ),
+        (
+            long_event_id,
+            Quarantined("bad time"),
+            "event id of 1000 characters",
+        ),
+        (
+            nul_table,
+            Quarantined("unknown source table"),
+            "table name with NUL",
+        ),
     ]
 }
 
@@ -173,19 +244,39 @@ pub async fn odd_values_never_block_a_batch(engine: &str) {
         }
     }
     let count = |w: fn(&Want) -> bool| corpus.iter().filter(|(_, x, _)| w(x)).count() as u64;
-    assert_eq!(t.rejected, count(|w| matches!(w, Want::Quarantined(_))), "{engine}");
-    assert_eq!(t.unattributed, count(|w| *w == Want::Unattributed), "{engine}");
+    assert_eq!(
+        t.rejected,
+        count(|w| matches!(w, Want::Quarantined(_))),
+        "{engine}"
+    );
+    assert_eq!(
+        t.unattributed,
+        count(|w| *w == Want::Unattributed),
+        "{engine}"
+    );
     assert_eq!(t.applied, count(|w| *w == Want::Counted), "{engine}");
     assert_eq!(report.splits, 0, "{engine}: bounds are checked before SQL");
 
     // What was counted is where it belongs.
     let p = &h.p.store;
-    assert_eq!(p.heatmap(&s(64, "🦀"), None).await.unwrap().len(), 1, "{engine}");
+    assert_eq!(
+        p.heatmap(&s(64, "🦀"), None).await.unwrap().len(),
+        1,
+        "{engine}"
+    );
     let slack_64 = format!("U{}", s(63, "é"));
-    assert_eq!(p.heatmap(&slack_64, None).await.unwrap().len(), 1, "{engine}");
+    assert_eq!(
+        p.heatmap(&slack_64, None).await.unwrap().len(),
+        1,
+        "{engine}"
+    );
     let reports = crate::llm_exact::reports(p).await;
     let long_account = (s(255, "🦀"), "2024-03".to_string());
-    assert!(reports.contains_key(&long_account), "{engine}: {:?}", reports.keys());
+    assert!(
+        reports.contains_key(&long_account),
+        "{engine}: {:?}",
+        reports.keys()
+    );
     // Quarantine rows hold clipped metadata; the raw record is whole.
     let rows = p.rejected_raw(0, 100).await.unwrap();
     assert_eq!(rows.len() as u64, t.rejected, "{engine}");
@@ -195,14 +286,18 @@ pub async fn odd_values_never_block_a_batch(engine: &str) {
         .expect("the long event id's record is quarantined");
     assert_eq!(event_id.0.event_id.as_ref().unwrap().chars().count(), 255);
     assert!(event_id.1.contains(&s(1000, "é")), "raw record kept whole");
-    assert!(
-        rows.iter()
-            .any(|(r, _)| r.sequence_number.as_deref().is_some_and(|q| q.chars().count() == 64))
-    );
+    assert!(rows.iter().any(|(r, _)| {
+        r.sequence_number
+            .as_deref()
+            .is_some_and(|q| q.chars().count() == 64)
+    }));
     // Applying the same batch again changes nothing and refuses nothing new.
     let again = h.apply(&records).await;
     assert_eq!(again.total().applied, 0, "{engine}");
-    assert_eq!(p.rejected_raw(0, 100).await.unwrap().len() as u64, t.rejected);
+    assert_eq!(
+        p.rejected_raw(0, 100).await.unwrap().len() as u64,
+        t.rejected
+    );
 }
 
 /// Two requests of one report whose token sum passes the 64-bit columns:
@@ -230,8 +325,15 @@ pub async fn a_sum_past_its_column_is_isolated(engine: &str) {
     assert_eq!((t.applied, t.rejected), (4, 1), "{engine}: {report:?}");
     assert!(report.splits > 0, "{engine}");
     let reason = &report.rejections[0].reason;
-    assert!(reason.starts_with("the database refused this record"), "{engine}: {reason}");
-    assert_eq!(h.total().await, 3, "{engine}: the GitHub events are counted");
+    assert!(
+        reason.starts_with("the database refused this record"),
+        "{engine}: {reason}"
+    );
+    assert_eq!(
+        h.total().await,
+        3,
+        "{engine}: the GitHub events are counted"
+    );
     let reports = crate::llm_exact::reports(&h.p.store).await;
     let r = &reports[&("acct-ok".to_string(), "2024-03".to_string())];
     assert_eq!((r.requests, r.tokens), (1, i64::MAX), "{engine}");
@@ -288,7 +390,11 @@ pub async fn an_unforeseen_refusal_isolates_one_record(engine: &str) {
     let t = report.total();
     assert_eq!((t.applied, t.rejected), (8, 1), "{engine}");
     assert_eq!(report.rejections[0].index, 5, "{engine}");
-    assert!(report.splits >= 3, "{engine}: bisected, {} splits", report.splits);
+    assert!(
+        report.splits >= 3,
+        "{engine}: bisected, {} splits",
+        report.splits
+    );
     assert_eq!(h.total().await, 8, "{engine}");
     let listed = h.p.store.rejects(10).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -310,8 +416,13 @@ pub async fn lambda_answers_no_failure_for_a_refused_record(engine: &str) {
     let text = json!({ "Records": batch_with_evil() }).to_string();
     let event: streamfold::sources::lambda_event::OwnedRawEvent =
         serde_json::from_str(&text).unwrap();
-    let (response, report) = streamfold::sources::lambda::handle(&h.p, &event).await.unwrap();
-    assert!(response.batch_item_failures.is_empty(), "{engine}: {response:?}");
+    let (response, report) = streamfold::sources::lambda::handle(&h.p, &event)
+        .await
+        .unwrap();
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{engine}: {response:?}"
+    );
     assert_eq!(report.unwrap().total().rejected, 1);
     let listed = h.p.store.rejects(10).await.unwrap();
     assert_eq!(listed.len(), 1, "{engine}");
