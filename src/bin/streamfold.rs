@@ -399,6 +399,12 @@ async fn run(cli: Cli) -> Result<()> {
                 total.statements,
                 total.statements as f64 / batches.max(1) as f64
             );
+            if total.splits > 0 {
+                outln!(
+                    "{} batch split(s): the database refused some records, which were isolated and quarantined",
+                    total.splits
+                );
+            }
             if total.reports_changed > 0 {
                 outln!(
                     "{} LLM report change(s) (`streamfold llm-report` prints the reports)",
