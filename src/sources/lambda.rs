@@ -1,9 +1,11 @@
 //! The Lambda stream trigger's handler: a DynamoDB stream event in, a
 //! `DynamoDbEventResponse` out, through `run_batch` like every other entry
 //! point. The whole batch is one transaction, so on a transient failure
-//! nothing was applied and the first record is reported as the first not
-//! applied (`batchItemFailures`); Lambda retries from there. Bad records are
-//! quarantined inside the batch and never reported.
+//! nothing was applied (or, when `run_batch` was isolating refused records,
+//! only parts that re-apply as no-ops) and the first record is reported as
+//! the first not applied (`batchItemFailures`); Lambda retries from there.
+//! Bad records, and records the database refuses, are quarantined inside the
+//! batch and never reported.
 
 use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
 use crate::resolve::Directory;
