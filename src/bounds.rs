@@ -23,6 +23,11 @@ pub const REJECT_SHORT: usize = 64;
 pub const REJECT_TEXT: usize = 255;
 /// `rejected_records.reason` (`TEXT`; kept short enough to read).
 pub const REASON: usize = 2000;
+/// `backfill_checkpoints.job` (`VARCHAR(255)` on MySQL).
+pub const CHECKPOINT_JOB: usize = 255;
+/// `backfill_checkpoints.part` (`VARCHAR(512)` on MySQL; an S3 key may
+/// have 1024 bytes).
+pub const CHECKPOINT_PART: usize = 512;
 
 /// Why `value` cannot be stored in a column of `max` characters, if it
 /// cannot.
@@ -63,6 +68,20 @@ pub fn clip(value: &str, max: usize) -> String {
     out
 }
 
+/// `value` as a key of at most `max` characters that still names it alone:
+/// unchanged when it fits; else its start, `~` and the 128-bit hash of the
+/// whole (checkpoint jobs and parts, which must stay distinct and be found
+/// again on resume).
+pub fn key(value: &str, max: usize) -> String {
+    if fits(value, max) {
+        return value.to_string();
+    }
+    let hash = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(value.as_bytes()));
+    let keep = max.saturating_sub(hash.len() + 1);
+    let start: String = value.chars().filter(|c| *c != '\0').take(keep).collect();
+    format!("{start}~{hash}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,6 +105,26 @@ mod tests {
         assert!(!fits("a\0b", TEXT));
         assert!(check("a\0b", "username", TEXT).unwrap_err().contains("NUL"));
         assert_eq!(clip("a\0b", TEXT), "ab");
+    }
+
+    #[test]
+    fn keys_fit_and_stay_distinct() {
+        let short = "scan:icarus-prod-github_events:4";
+        assert_eq!(key(short, CHECKPOINT_JOB), short);
+        let base = format!("export:{}", "t".repeat(300));
+        let (a, b) = (
+            key(&format!("{base}:a"), CHECKPOINT_JOB),
+            key(&format!("{base}:b"), CHECKPOINT_JOB),
+        );
+        assert_ne!(a, b);
+        assert_eq!(a.chars().count(), CHECKPOINT_JOB);
+        assert_eq!(
+            a,
+            key(&format!("{base}:a"), CHECKPOINT_JOB),
+            "deterministic"
+        );
+        let part = "p/".repeat(600);
+        assert!(fits(&key(&part, CHECKPOINT_PART), CHECKPOINT_PART));
     }
 
     #[test]

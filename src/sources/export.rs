@@ -179,7 +179,16 @@ impl Reader<'_> {
 
 /// The checkpoint job of an export backfill.
 pub fn job_name(table: &str, export: &str) -> String {
-    format!("export:{table}:{export}")
+    crate::bounds::key(
+        &format!("export:{table}:{export}"),
+        crate::bounds::CHECKPOINT_JOB,
+    )
+}
+
+/// The checkpoint part of an export data file (its S3 key, fitted to the
+/// column).
+pub fn part_name(data_file_key: &str) -> String {
+    crate::bounds::key(data_file_key, crate::bounds::CHECKPOINT_PART)
 }
 
 /// Backfill `opts.table` from the export at `opts.location` through `p`.
@@ -268,7 +277,7 @@ pub async fn export_backfill<D: Directory>(
     let mut out = BackfillSummary::default();
     let mut first_err = None;
     let mut results = futures::stream::iter(files.iter().map(|f| {
-        let skip = done.contains(&f.data_file_s3_key);
+        let skip = done.contains(&part_name(&f.data_file_s3_key));
         let ctx = &ctx;
         async move {
             if skip {
@@ -361,7 +370,7 @@ async fn backfill_file<D: Directory>(
         .save_checkpoint(
             ctx.job,
             &Checkpoint {
-                part: key.clone(),
+                part: part_name(key),
                 position: None,
                 items: count as i64,
                 done: true,

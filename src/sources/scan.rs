@@ -56,7 +56,10 @@ pub fn auto_segments(size_bytes: i64) -> u32 {
 
 /// The checkpoint job of a Scan: a table split into `total` segments.
 pub fn job_name(table: &str, total: u32) -> String {
-    format!("scan:{table}:{total}")
+    crate::bounds::key(
+        &format!("scan:{table}:{total}"),
+        crate::bounds::CHECKPOINT_JOB,
+    )
 }
 
 fn key_to_json(key: &HashMap<String, AttributeValue>) -> Result<String, String> {

@@ -44,7 +44,7 @@ pub struct TailOptions {
 
 /// The checkpoint job of a stream.
 pub fn job_name(stream_arn: &str) -> String {
-    format!("tail:{stream_arn}")
+    crate::bounds::key(&format!("tail:{stream_arn}"), crate::bounds::CHECKPOINT_JOB)
 }
 
 fn read_err(what: &str, e: impl std::fmt::Display) -> BackfillError {

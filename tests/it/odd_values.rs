@@ -429,9 +429,45 @@ pub async fn lambda_answers_no_failure_for_a_refused_record(engine: &str) {
     assert_eq!(listed[0].sequence_number.as_deref(), Some("6"));
 }
 
+/// Backfill checkpoint keys built from the longest table names, export
+/// ARNs, stream ARNs and S3 keys fit their columns and are found again.
+pub async fn long_checkpoint_keys_fit(engine: &str) {
+    use streamfold::store::checkpoints::Checkpoint;
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let table = format!("icarus-prod-{}", s(243, "t"));
+    let arn = format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}/export/0170-abc");
+    let jobs = [
+        streamfold::sources::export::job_name(&table, &arn),
+        streamfold::sources::scan::job_name(&table, 16),
+        streamfold::sources::tail::job_name(&format!("{arn}/stream/2024")),
+    ];
+    let part = streamfold::sources::export::part_name(&format!("{}/data/f1.json.gz", s(1000, "p")));
+    for job in &jobs {
+        let c = Checkpoint {
+            part: part.clone(),
+            position: Some(s(5000, "k")),
+            items: 1,
+            done: true,
+        };
+        h.p.store.save_checkpoint(job, &c).await.unwrap();
+        assert_eq!(
+            h.p.store.checkpoints(job).await.unwrap(),
+            vec![c],
+            "{engine}"
+        );
+    }
+    assert_ne!(jobs[0], jobs[1]);
+}
+
 #[macro_export]
 macro_rules! odd_value_tests {
     ($engine:literal) => {
+        #[tokio::test]
+        async fn long_checkpoint_keys_fit() {
+            $crate::odd_values::long_checkpoint_keys_fit($engine).await
+        }
         #[tokio::test]
         async fn odd_values_never_block_a_batch() {
             $crate::odd_values::odd_values_never_block_a_batch($engine).await
