@@ -12,7 +12,7 @@
 //! from each total.
 
 use streamfold::normalize::normalize;
-use streamfold::sources::lambda_event::{parse_event, parse_record};
+use streamfold::record::lambda_event::{parse_event, parse_record};
 
 fn main() {
     let mut args = std::env::args().skip(1);

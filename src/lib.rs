@@ -7,19 +7,17 @@
 //! (`store`). See ARCHITECTURE.md.
 
 pub mod aggregate;
-pub mod attrs;
 pub mod bench;
 pub mod bounds;
 pub mod config;
 pub mod domain;
-pub mod event_time;
 pub mod heatmap;
-pub mod item;
 pub mod logging;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod quarantine;
+pub mod record;
 pub mod redact;
 pub mod report;
 pub mod resolve;

@@ -8,9 +8,9 @@ use crate::aggregate::{self, ActivityRow, LlmRow, RowState, StagedRows, bucket::
 use crate::bounds;
 use crate::domain::{ActivityEvent, Actor, Fact, Identity, Integration, SourceKind};
 use crate::normalize::{self, Change, ChangeKind, Normalized};
+use crate::record::lambda_event::{RecordMeta, parse_record, read_meta};
 use crate::report::publish::{PublishSummary, ReportPublisher};
 use crate::resolve::{Directory, DirectoryError, ExternalAccount, pick_time_zone};
-use crate::sources::lambda_event::{RecordMeta, parse_record, read_meta};
 use crate::store::reports::ReportFilter;
 use crate::store::{RejectRow, Store, StoreError};
 use chrono::{TimeZone, Utc};

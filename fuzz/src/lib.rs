@@ -4,7 +4,7 @@
 
 use serde_json::value::RawValue;
 use streamfold::normalize::{Normalized, normalize};
-use streamfold::sources::lambda_event::{parse_event, parse_record};
+use streamfold::record::lambda_event::{parse_event, parse_record};
 
 /// A whole Lambda event document, record by record.
 pub fn event(data: &[u8]) {

@@ -14,8 +14,8 @@ pub mod lambda;
 pub mod suite;
 
 use crate::pipeline::{Pipeline, run_batch};
+use crate::record::lambda_event::parse_event;
 use crate::resolve::Directory;
-use crate::sources::lambda_event::parse_event;
 use crate::store::{Store, StoreError, StoreOptions};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

@@ -9,12 +9,12 @@ use std::time::Instant;
 use streamfold::config::LambdaConfig;
 use streamfold::metrics::{BatchTiming, emf_documents};
 use streamfold::pipeline::Pipeline;
+use streamfold::record::lambda_event::OwnedRawEvent;
 use streamfold::report::publish::ReportPublisher;
 use streamfold::resolve::Directory;
 use streamfold::resolve::dynamo::DynamoDirectory;
 use streamfold::resolve::local::LocalDirectory;
 use streamfold::sources::lambda::handle;
-use streamfold::sources::lambda_event::OwnedRawEvent;
 use streamfold::store::Store;
 
 #[tokio::main]

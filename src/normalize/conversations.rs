@@ -2,9 +2,10 @@
 //! `associated_account`, counted under integration `E` for that account.
 
 use super::{TimeContext, event_time};
+use crate::bounds;
 use crate::domain::{ActivityEvent, Actor, Fact, Integration};
-use crate::item::Item;
-use crate::{attrs, bounds};
+use crate::record::attrs;
+use crate::record::item::Item;
 
 pub(crate) fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let account = attrs::opt_str(

@@ -3,9 +3,10 @@
 //! under integration `D`.
 
 use super::{TimeContext, event_time};
+use crate::bounds;
 use crate::domain::{ActivityEvent, Actor, Fact, Integration};
-use crate::item::Item;
-use crate::{attrs, bounds};
+use crate::record::attrs;
+use crate::record::item::Item;
 
 pub(crate) fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let actor = match attrs::opt_str(attrs::get(image, "user_id"), "user_id")? {

@@ -2,9 +2,10 @@
 //! counted under integration `G` for the Slack user linked to that username.
 
 use super::{TimeContext, event_time};
+use crate::bounds;
 use crate::domain::{ActivityEvent, Actor, Fact, Integration};
-use crate::item::Item;
-use crate::{attrs, bounds};
+use crate::record::attrs;
+use crate::record::item::Item;
 
 pub(crate) fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let username = attrs::opt_str(attrs::get(image, "username"), "username")?

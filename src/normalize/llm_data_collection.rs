@@ -3,9 +3,10 @@
 //! `generated_at`. Tokens are integers, cost is an exact decimal.
 
 use super::parse_time_value;
+use crate::bounds;
 use crate::domain::{Fact, LlmRequest};
-use crate::item::Item;
-use crate::{attrs, bounds};
+use crate::record::attrs;
+use crate::record::item::Item;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 

@@ -11,12 +11,12 @@ mod dropbox_file_changes;
 mod github_events;
 mod llm_data_collection;
 
-use crate::attrs;
 use crate::domain::{Fact, Identity, SkipReason, SourceKind, Version};
-use crate::event_time;
-use crate::item::{Attr, Item};
-use crate::sources::lambda_event::{ParsedRecord, RecordMeta, StreamRecord, StreamViewType};
-use crate::sources::snapshot::SNAPSHOT_EVENT_SOURCE;
+use crate::record::attrs;
+use crate::record::event_time;
+use crate::record::item::{Attr, Item};
+use crate::record::lambda_event::{ParsedRecord, RecordMeta, StreamRecord, StreamViewType};
+use crate::record::snapshot::SNAPSHOT_EVENT_SOURCE;
 use chrono::{DateTime, Utc};
 
 /// The outcome of normalising one record.
@@ -254,7 +254,7 @@ pub(crate) fn parse_time_value(v: &Attr<'_>, name: &str) -> Result<DateTime<Utc>
 pub(crate) mod test_support {
     //! Builders for table-driven normaliser tests: real stream-record JSON.
     use super::*;
-    use crate::sources::lambda_event::parse_record;
+    use crate::record::lambda_event::parse_record;
     use serde_json::{Value, json};
 
     pub fn record(

@@ -124,7 +124,7 @@ fn read_items(dir: &Path, table: &str) -> Result<Vec<Item>, DirectoryError> {
         let parsed: Line = serde_json::from_str(line).map_err(|e| DirectoryError::BadFile {
             path: path.display().to_string(),
             line: i + 1,
-            reason: crate::sources::lambda_event::redact_quoted(&e.to_string()),
+            reason: crate::record::lambda_event::redact_quoted(&e.to_string()),
         })?;
         items.push(match parsed {
             Line::Export { item } | Line::Bare(item) => item,

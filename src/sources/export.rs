@@ -12,9 +12,9 @@
 //! skips it.
 
 use super::backfill::{BackfillError, BackfillSummary, Observer, apply_page};
-use super::snapshot::{key_attributes, snapshot_record};
 use crate::domain::SourceKind;
 use crate::pipeline::Pipeline;
+use crate::record::snapshot::{key_attributes, snapshot_record};
 use crate::resolve::Directory;
 use crate::store::checkpoints::Checkpoint;
 use async_compression::tokio::bufread::GzipDecoder;

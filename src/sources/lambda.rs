@@ -8,8 +8,8 @@
 //! batch and never reported.
 
 use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
+use crate::record::lambda_event::{OwnedRawEvent, read_meta};
 use crate::resolve::Directory;
-use crate::sources::lambda_event::{OwnedRawEvent, read_meta};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde_json::value::RawValue;
 

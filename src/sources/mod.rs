@@ -5,8 +5,6 @@
 pub mod backfill;
 pub mod export;
 pub mod lambda;
-pub mod lambda_event;
 pub mod replay;
 pub mod scan;
-pub mod snapshot;
 pub mod tail;

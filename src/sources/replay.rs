@@ -4,8 +4,8 @@
 //! is one batch through `run_batch`, as Lambda would deliver it.
 
 use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
+use crate::record::lambda_event::{RawEvent, parse_event, redact_quoted};
 use crate::resolve::Directory;
-use crate::sources::lambda_event::{RawEvent, parse_event, redact_quoted};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 

@@ -8,9 +8,9 @@
 //! `max_rcu` / `max_items_per_sec` pace all segments together.
 
 use super::backfill::{BackfillError, BackfillSummary, Observer, Pacer, apply_page};
-use super::snapshot::{key_attributes, snapshot_record};
 use crate::domain::SourceKind;
 use crate::pipeline::Pipeline;
+use crate::record::snapshot::{key_attributes, snapshot_record};
 use crate::resolve::Directory;
 use crate::store::checkpoints::Checkpoint;
 use aws_sdk_dynamodb::Client;

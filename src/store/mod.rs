@@ -262,7 +262,7 @@ impl RejectRow {
     /// columns (a row that cannot be written would block the batch), the
     /// raw record kept whole.
     pub fn new(
-        meta: &crate::sources::lambda_event::RecordMeta,
+        meta: &crate::record::lambda_event::RecordMeta,
         reason: &str,
         raw: &serde_json::value::RawValue,
     ) -> RejectRow {

@@ -33,7 +33,7 @@ pub fn url_from_secret(json: &str, default_engine: Option<&str>) -> Result<Strin
         // Never echo the secret: only the kind of problem.
         StoreError::Secret(format!(
             "the secret is not RDS credentials JSON (host, username, password…): {}",
-            crate::sources::lambda_event::redact_quoted(&e.to_string())
+            crate::record::lambda_event::redact_quoted(&e.to_string())
         ))
     })?;
     let engine = s.engine.as_deref().or(default_engine).ok_or_else(|| {

@@ -7,9 +7,9 @@ use crate::support::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
+use streamfold::record::snapshot::snapshot_record;
 use streamfold::sources::backfill::{BackfillError, Quiet};
 use streamfold::sources::export::{ExportLocation, ExportOptions, export_backfill};
-use streamfold::sources::snapshot::snapshot_record;
 
 const TABLE: &str = "icarus-dev-github_events";
 

@@ -4,7 +4,7 @@
 
 use crate::support::{Harness, fixture_directory};
 use streamfold::pipeline::run_batch;
-use streamfold::sources::lambda_event::parse_event;
+use streamfold::record::lambda_event::parse_event;
 
 /// (file, records, expected rejected)
 const CORPUS: &[(&str, u64, u64)] = &[

@@ -8,7 +8,7 @@ use crate::support::{self, Harness};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use streamfold::pipeline::run_batch;
-use streamfold::sources::lambda_event::parse_event;
+use streamfold::record::lambda_event::parse_event;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 

@@ -10,9 +10,9 @@ use aws_sdk_dynamodb::types::{
 use serde_json::Value;
 use std::collections::HashMap;
 use streamfold::pipeline::Pipeline;
+use streamfold::record::lambda_event::OwnedRawEvent;
 use streamfold::resolve::dynamo::{CachePolicy, DynamoDirectory, TableNames};
 use streamfold::sources::lambda::handle;
-use streamfold::sources::lambda_event::OwnedRawEvent;
 use streamfold::store::Store;
 
 const ICARUS: &str = "icarus-test-";
@@ -258,7 +258,7 @@ async fn failed_lookup_reports_the_first_record_and_a_retry_converges() {
     seed_tables(&support::dynamodb_client(&moto.endpoint)).await;
     let db = support::fresh_db("sqlite").await.unwrap();
     let events = fixture_events();
-    let first_seq = streamfold::sources::lambda_event::read_meta(&events[0].records[0])
+    let first_seq = streamfold::record::lambda_event::read_meta(&events[0].records[0])
         .sequence_number
         .unwrap();
     // The accounts table is missing: every lookup of a time zone fails.

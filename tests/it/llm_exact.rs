@@ -200,7 +200,7 @@ fn ascending_times(conv: usize) -> [String; 3] {
             let at = format!("2024-04-0{}T{h:02}:00:00Z", 1 + conv);
             let rec = llm_record("INSERT", 1, &req(conv, &at, "0", None));
             let raw = serde_json::value::RawValue::from_string(rec.to_string()).unwrap();
-            let parsed = streamfold::sources::lambda_event::parse_record(&raw);
+            let parsed = streamfold::record::lambda_event::parse_record(&raw);
             match streamfold::normalize::normalize(&parsed) {
                 streamfold::normalize::Normalized::Change(c) => (c.identity.0, at),
                 other => panic!("{other:?}"),
@@ -384,7 +384,7 @@ pub async fn three_concurrent_writers(engine: &str) {
             let mut quarantined = 0;
             for batch in records.chunks(size) {
                 let text = json!({ "Records": batch }).to_string();
-                let event = streamfold::sources::lambda_event::parse_event(&text).unwrap();
+                let event = streamfold::record::lambda_event::parse_event(&text).unwrap();
                 let report = run_batch(&p, &event.records).await.unwrap();
                 quarantined += report.rejections.len() + report.splits as usize;
             }

@@ -414,7 +414,7 @@ pub async fn lambda_answers_no_failure_for_a_refused_record(engine: &str) {
     };
     refuse_evil(engine, &h.db.url).await;
     let text = json!({ "Records": batch_with_evil() }).to_string();
-    let event: streamfold::sources::lambda_event::OwnedRawEvent =
+    let event: streamfold::record::lambda_event::OwnedRawEvent =
         serde_json::from_str(&text).unwrap();
     let (response, report) = streamfold::sources::lambda::handle(&h.p, &event)
         .await

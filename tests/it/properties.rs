@@ -219,9 +219,9 @@ fn snapshot_of(records: &[(usize, Value)]) -> Vec<Value> {
         .filter(|rec| rec["eventName"] != "REMOVE")
         .map(|rec| {
             let arn = rec["eventSourceARN"].as_str().unwrap();
-            let table = streamfold::sources::lambda_event::table_from_arn(arn).unwrap();
+            let table = streamfold::record::lambda_event::table_from_arn(arn).unwrap();
             let source = streamfold::domain::SourceKind::from_table_name(table).unwrap();
-            let keys: Vec<String> = streamfold::sources::snapshot::key_attributes(source)
+            let keys: Vec<String> = streamfold::record::snapshot::key_attributes(source)
                 .iter()
                 .map(|k| k.to_string())
                 .collect();
@@ -229,7 +229,7 @@ fn snapshot_of(records: &[(usize, Value)]) -> Vec<Value> {
                 serde_json::value::RawValue::from_string(rec["dynamodb"]["NewImage"].to_string())
                     .unwrap();
             let snap =
-                streamfold::sources::snapshot::snapshot_record(table, &keys, &image, "backfill")
+                streamfold::record::snapshot::snapshot_record(table, &keys, &image, "backfill")
                     .unwrap();
             serde_json::from_str(snap.get()).unwrap()
         })

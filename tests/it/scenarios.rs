@@ -511,7 +511,7 @@ pub async fn concurrent_consumers_agree_with_ground_truth(engine: &str) {
         tasks.push(tokio::spawn(async move {
             for batch in mine.chunks(25) {
                 let text = json!({ "Records": batch }).to_string();
-                let event = streamfold::sources::lambda_event::parse_event(&text).unwrap();
+                let event = streamfold::record::lambda_event::parse_event(&text).unwrap();
                 // Redelivery: every batch twice.
                 for _ in 0..2 {
                     streamfold::pipeline::run_batch(&p, &event.records)
@@ -562,7 +562,7 @@ pub async fn a_maximal_batch_is_a_handful_of_statements(engine: &str) {
         return;
     };
     let events = streamfold::bench::generate_events(10_000, 10_000, 11);
-    let event = streamfold::sources::lambda_event::parse_event(&events[0]).unwrap();
+    let event = streamfold::record::lambda_event::parse_event(&events[0]).unwrap();
     let first = streamfold::pipeline::run_batch(&h.p, &event.records)
         .await
         .unwrap();

@@ -235,7 +235,7 @@ impl Harness {
 
     pub async fn apply(&self, records: &[Value]) -> BatchReport {
         let text = json!({ "Records": records }).to_string();
-        let event = streamfold::sources::lambda_event::parse_event(&text).unwrap();
+        let event = streamfold::record::lambda_event::parse_event(&text).unwrap();
         run_batch(&self.p, &event.records).await.unwrap()
     }
 

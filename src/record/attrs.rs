@@ -4,7 +4,7 @@
 //! Numbers stay decimal strings until parsed here: integers as `i128`, money
 //! as exact `rust_decimal::Decimal`, never through `f64`.
 
-use crate::item::{Attr, Item};
+use crate::record::item::{Attr, Item};
 use rust_decimal::Decimal;
 
 /// Attribute lookup; `NULL` counts as absent.

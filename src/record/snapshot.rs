@@ -68,7 +68,7 @@ pub fn snapshot_record(
 mod tests {
     use super::*;
     use crate::normalize::{ChangeKind, Normalized, normalize};
-    use crate::sources::lambda_event::parse_record;
+    use crate::record::lambda_event::parse_record;
 
     fn item(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_string()).unwrap()

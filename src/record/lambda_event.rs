@@ -14,8 +14,8 @@
 //! normalisation time (BENCHMARKS.md, row 5).
 
 use crate::domain::SourceKind;
-use crate::event_time;
-use crate::item::{CowStr, Item};
+use crate::record::event_time;
+use crate::record::item::{CowStr, Item};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;

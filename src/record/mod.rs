@@ -1,0 +1,11 @@
+//! The stream record as read, the lowest layer every other module imports
+//! downwards: a Lambda DynamoDB stream event split into raw records and
+//! parsed without copying (`lambda_event`, `item`), typed access to
+//! attributes (`attrs`), event-time formats (`event_time`), and a backfilled
+//! item dressed as a stream record (`snapshot`). No I/O.
+
+pub mod attrs;
+pub mod event_time;
+pub mod item;
+pub mod lambda_event;
+pub mod snapshot;
