@@ -10,6 +10,7 @@
 //! Each round uses a fresh database (a temporary SQLite file, or a scratch
 //! database created on the server and dropped afterwards).
 
+pub mod baselines;
 pub mod lambda;
 pub mod suite;
 
@@ -206,7 +207,7 @@ pub async fn bulk_insert_baseline(
     rows: usize,
     batch: usize,
 ) -> Result<Run, StoreError> {
-    store.bulk_insert_baseline(rows, batch).await
+    baselines::bulk_insert_baseline(store, rows, batch).await
 }
 
 /// Open a store on `url` and migrate it.

@@ -2,6 +2,7 @@
 //! baseline run by the harness itself, in the same process, on the same
 //! data and engine settings, and reports per-round values (min / median).
 
+use super::baselines;
 use super::{Run, apply_events, drop_scratch, generate_events, open_fresh, scratch_database};
 use crate::aggregate::bucket::bucket;
 use crate::domain::{Actor, Fact};
@@ -106,11 +107,8 @@ pub async fn apply_rows(opts: &SuiteOptions) -> Result<(Row, Row, Vec<f64>), Ben
         let (a, b, e): (Run, Run, Run) = on_scratch(opts, round, |url| async move {
             let p = pipeline(&url, &opts.directory).await?;
             let a = apply_events(&p, events).await?;
-            let b = p
-                .store
-                .bulk_insert_baseline(opts.records, opts.batch)
-                .await?;
-            let e = p.store.per_event_baseline(keys).await?;
+            let b = baselines::bulk_insert_baseline(&p.store, opts.records, opts.batch).await?;
+            let e = baselines::per_event_baseline(&p.store, keys).await?;
             Ok((a, b, e))
         })
         .await?;
@@ -209,7 +207,7 @@ pub async fn scaling_row(opts: &SuiteOptions) -> Result<Row, BenchError> {
         .await?;
         let full = on_scratch(opts, 200 + round, |url| async move {
             let p = pipeline(&url, &opts.directory).await?;
-            p.store.prefill_ledger(opts.history_rows).await?;
+            baselines::prefill_ledger(&p.store, opts.history_rows).await?;
             Ok(apply_events(&p, events).await?)
         })
         .await?;

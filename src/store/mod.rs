@@ -18,18 +18,17 @@
 //! lost connections are retried with bounded backoff; re-running a batch is
 //! always safe because the ledger makes it idempotent.
 
-mod bench_baselines;
 pub mod checkpoints;
 pub mod connect;
 pub mod mysql;
 pub mod postgres;
-mod queries;
+pub(crate) mod queries;
 pub mod reports;
 mod rows;
 pub mod secret;
 mod sql;
 pub mod sqlite;
-mod stage;
+pub(crate) mod stage;
 
 use crate::aggregate::{self, ActivityRow, LlmRow, RowState, StagedRows};
 use crate::domain::{Identity, SourceKind, Version};
@@ -538,30 +537,6 @@ impl Store {
 
     pub async fn totals(&self) -> Result<Totals, StoreError> {
         dispatch!(self, s => s.totals().await)
-    }
-
-    /// Plain multi-row INSERT of `rows` ledger-shaped rows into a scratch
-    /// table: the baseline `streamfold bench` compares batch application with.
-    pub async fn bulk_insert_baseline(
-        &self,
-        rows: usize,
-        batch: usize,
-    ) -> Result<crate::bench::Run, StoreError> {
-        dispatch!(self, s => s.bulk_insert_baseline(rows, batch).await)
-    }
-
-    /// The per-event baseline of `streamfold bench`: one autocommit upsert
-    /// per `(slack_id, integration, dow, hours)`.
-    pub async fn per_event_baseline(
-        &self,
-        keys: &[(String, String, i64, i64)],
-    ) -> Result<crate::bench::Run, StoreError> {
-        dispatch!(self, s => s.per_event_baseline(keys).await)
-    }
-
-    /// Fill the activity ledger with `n` history rows (for `streamfold bench`).
-    pub async fn prefill_ledger(&self, n: usize) -> Result<(), StoreError> {
-        dispatch!(self, s => s.prefill_ledger(n).await)
     }
 
     /// The dialect backend, for tests and tools that inspect tables directly.

@@ -91,26 +91,15 @@ impl MySqlStore {
         Ok(MySqlStore { pool })
     }
 
+    /// The connection pool, for tools that run their own statements
+    /// (`streamfold bench` baselines, tests).
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
     super::queries::common_methods!();
     super::reports::report_methods!();
     super::checkpoints::checkpoint_methods!();
-    super::bench_baselines::bench_methods!(MySql);
-
-    /// The bulk-INSERT baseline of `streamfold bench` on this engine.
-    pub async fn bulk_insert_baseline(
-        &self,
-        rows: usize,
-        batch: usize,
-    ) -> Result<crate::bench::Run, StoreError> {
-        stage::bulk_insert_baseline!(
-            MySql,
-            &self.pool,
-            "CREATE TABLE bench_bulk (id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(18) NOT NULL, state TINYINT NOT NULL, integration CHAR(1) NOT NULL, subject VARCHAR(255) NULL, dow TINYINT NULL, hours TINYINT NULL, event_at BIGINT NULL) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
-            rows,
-            batch,
-            MAX_PARAMS / 8,
-        )
-    }
 }
 
 /// Existing ledger rows are locked (in identity order) for the batch.

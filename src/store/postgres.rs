@@ -10,7 +10,6 @@
 
 use super::connect::{self, TlsDecision};
 use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS, WINS};
-use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
@@ -61,26 +60,15 @@ impl PgStore {
         Ok(PgStore { pool })
     }
 
+    /// The connection pool, for tools that run their own statements
+    /// (`streamfold bench` baselines, tests).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     super::queries::common_methods!();
     super::reports::report_methods!();
     super::checkpoints::checkpoint_methods!();
-    super::bench_baselines::bench_methods!(Postgres);
-
-    /// The bulk-INSERT baseline of `streamfold bench` on this engine.
-    pub async fn bulk_insert_baseline(
-        &self,
-        rows: usize,
-        batch: usize,
-    ) -> Result<crate::bench::Run, StoreError> {
-        stage::bulk_insert_baseline!(
-            Postgres,
-            &self.pool,
-            "CREATE TABLE bench_bulk (id BYTEA NOT NULL PRIMARY KEY, version BYTEA NOT NULL, state SMALLINT NOT NULL, integration CHAR(1) NOT NULL, subject TEXT, dow SMALLINT, hours SMALLINT, event_at BIGINT)",
-            rows,
-            batch,
-            60_000 / 8,
-        )
-    }
 }
 
 /// `$start::t0, $start+1::t1, …`: the placeholders of consecutive array

@@ -3,7 +3,6 @@
 //! same state. Staging tables are per-connection temporary tables.
 
 use super::sql::{self};
-use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{Report, ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
@@ -77,31 +76,15 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
-    super::queries::common_methods!();
-    super::reports::report_methods!();
-    super::checkpoints::checkpoint_methods!();
-    super::bench_baselines::bench_methods!(Sqlite);
-
-    /// The bulk-INSERT baseline of `streamfold bench` on this engine.
-    pub async fn bulk_insert_baseline(
-        &self,
-        rows: usize,
-        batch: usize,
-    ) -> Result<crate::bench::Run, StoreError> {
-        stage::bulk_insert_baseline!(
-            Sqlite,
-            &self.pool,
-            "CREATE TABLE bench_bulk (id BLOB NOT NULL PRIMARY KEY, version BLOB NOT NULL, state INTEGER NOT NULL, integration TEXT NOT NULL, subject TEXT, dow INTEGER, hours INTEGER, event_at INTEGER) WITHOUT ROWID",
-            rows,
-            batch,
-            MAX_PARAMS / 8,
-        )
-    }
-
-    /// The pool, for tests and tools that inspect tables directly.
+    /// The connection pool, for tools that run their own statements
+    /// (`streamfold bench` baselines, tests).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    super::queries::common_methods!();
+    super::reports::report_methods!();
+    super::checkpoints::checkpoint_methods!();
 }
 
 /// `BEGIN IMMEDIATE` already holds the only write lock.
