@@ -8,7 +8,7 @@
 use super::Run;
 use crate::aggregate::{ActivityRow, RowState};
 use crate::domain::{Bucket, Identity, Integration, Version};
-use crate::store::queries::Flavor;
+use crate::store::dialect::Flavor;
 use crate::store::{Backend, Store, StoreError};
 use std::time::Instant;
 

@@ -4,7 +4,7 @@
 //! batch committed: a crash in between re-applies one page, which the
 //! ledger makes a no-op.
 
-use super::queries::Flavor;
+use super::dialect::Flavor;
 
 /// Progress of one part of a backfill job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,53 +17,54 @@ pub struct Checkpoint {
     pub done: bool,
 }
 
-impl Flavor {
-    pub fn checkpoints(self) -> String {
-        format!(
-            "SELECT {}, {}, items, {} FROM backfill_checkpoints WHERE job = {} ORDER BY part",
-            self.as_text("part"),
-            self.as_text("position"),
-            self.as_int("done"),
-            self.p(1)
-        )
-    }
+pub fn checkpoints_sql(f: Flavor) -> String {
+    format!(
+        "SELECT {}, {}, items, {} FROM backfill_checkpoints WHERE job = {} ORDER BY part",
+        f.as_text("part"),
+        f.as_text("position"),
+        f.as_int("done"),
+        f.p(1)
+    )
+}
 
-    /// Parameters: job, part, position, items, done, updated_at.
-    pub fn save_checkpoint(self) -> String {
-        let values = (1..=6).map(|n| self.p(n)).collect::<Vec<_>>().join(", ");
-        let head = format!(
-            "INSERT INTO backfill_checkpoints (job, part, position, items, done, updated_at)
-             VALUES ({values})"
-        );
-        match self {
-            Flavor::MySql => format!(
-                "{head} ON DUPLICATE KEY UPDATE position = VALUES(position), items = VALUES(items),
-                   done = VALUES(done), updated_at = VALUES(updated_at)"
-            ),
-            _ => format!(
-                "{head} ON CONFLICT (job, part) DO UPDATE SET position = excluded.position,
-                   items = excluded.items, done = excluded.done, updated_at = excluded.updated_at"
-            ),
-        }
-    }
-
-    pub fn clear_checkpoints(self) -> String {
-        format!("DELETE FROM backfill_checkpoints WHERE job = {}", self.p(1))
+/// Parameters: job, part, position, items, done, updated_at.
+pub fn save_checkpoint_sql(f: Flavor) -> String {
+    let values = (1..=6).map(|n| f.p(n)).collect::<Vec<_>>().join(", ");
+    let head = format!(
+        "INSERT INTO backfill_checkpoints (job, part, position, items, done, updated_at)
+         VALUES ({values})"
+    );
+    match f {
+        Flavor::MySql => format!(
+            "{head} ON DUPLICATE KEY UPDATE position = VALUES(position), items = VALUES(items),
+               done = VALUES(done), updated_at = VALUES(updated_at)"
+        ),
+        _ => format!(
+            "{head} ON CONFLICT (job, part) DO UPDATE SET position = excluded.position,
+               items = excluded.items, done = excluded.done, updated_at = excluded.updated_at"
+        ),
     }
 }
 
-/// Checkpoint methods, the same for every dialect's store. Expects `FLAVOR`.
+pub fn clear_checkpoints_sql(f: Flavor) -> String {
+    format!("DELETE FROM backfill_checkpoints WHERE job = {}", f.p(1))
+}
+
+/// Checkpoint methods, the same for every dialect's store, from its
+/// `Dialect` `$d` (a macro for the reason given at
+/// `queries::common_methods!`).
 macro_rules! checkpoint_methods {
-    () => {
+    ($d:ty) => {
         pub async fn checkpoints(
             &self,
             job: &str,
         ) -> Result<Vec<super::checkpoints::Checkpoint>, StoreError> {
-            let rows =
-                sqlx::query_as::<_, (String, Option<String>, i64, i64)>(&FLAVOR.checkpoints())
-                    .bind(job)
-                    .fetch_all(&self.pool)
-                    .await?;
+            let rows = sqlx::query_as::<_, (String, Option<String>, i64, i64)>(
+                &super::checkpoints::checkpoints_sql(<$d as super::dialect::Dialect>::FLAVOR),
+            )
+            .bind(job)
+            .fetch_all(&self.pool)
+            .await?;
             Ok(rows
                 .into_iter()
                 .map(
@@ -82,23 +83,27 @@ macro_rules! checkpoint_methods {
             job: &str,
             c: &super::checkpoints::Checkpoint,
         ) -> Result<(), StoreError> {
-            sqlx::query(&FLAVOR.save_checkpoint())
-                .bind(job)
-                .bind(&c.part)
-                .bind(&c.position)
-                .bind(c.items)
-                .bind(i64::from(c.done))
-                .bind(super::now_text())
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(&super::checkpoints::save_checkpoint_sql(
+                <$d as super::dialect::Dialect>::FLAVOR,
+            ))
+            .bind(job)
+            .bind(&c.part)
+            .bind(&c.position)
+            .bind(c.items)
+            .bind(i64::from(c.done))
+            .bind(super::now_text())
+            .execute(&self.pool)
+            .await?;
             Ok(())
         }
 
         pub async fn clear_checkpoints(&self, job: &str) -> Result<(), StoreError> {
-            sqlx::query(&FLAVOR.clear_checkpoints())
-                .bind(job)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(&super::checkpoints::clear_checkpoints_sql(
+                <$d as super::dialect::Dialect>::FLAVOR,
+            ))
+            .bind(job)
+            .execute(&self.pool)
+            .await?;
             Ok(())
         }
     };

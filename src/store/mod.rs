@@ -20,9 +20,10 @@
 
 pub mod checkpoints;
 pub mod connect;
+pub mod dialect;
 pub mod mysql;
 pub mod postgres;
-pub(crate) mod queries;
+mod queries;
 pub mod reports;
 mod rows;
 pub mod secret;

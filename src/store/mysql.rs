@@ -6,6 +6,7 @@
 //! tables).
 
 use super::connect::{self, TlsDecision};
+use super::dialect::{Dialect, Flavor, StagedDialect};
 use super::sql::{self, WINS};
 use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
@@ -16,10 +17,6 @@ use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySql
 use sqlx::{Executor, Transaction};
 use std::collections::BTreeMap;
 use std::str::FromStr;
-
-const FLAVOR: super::queries::Flavor = super::queries::Flavor::MySql;
-/// How a batch transaction begins (`None`: the driver default).
-const BEGIN: Option<&str> = None;
 
 static MIGRATOR: Migrator = sqlx::migrate!("sql/mysql");
 
@@ -97,17 +94,66 @@ impl MySqlStore {
         &self.pool
     }
 
-    super::queries::common_methods!();
-    super::reports::report_methods!();
-    super::checkpoints::checkpoint_methods!();
+    super::queries::common_methods!(MySqlDialect);
+    super::reports::report_methods!(MySqlDialect);
+    super::checkpoints::checkpoint_methods!(MySqlDialect);
 }
 
-/// Existing ledger rows are locked (in identity order) for the batch.
-const LOCK_SUFFIX: &str = " FOR UPDATE";
-/// Quarantining the same record twice keeps the first.
-const REJECT_IGNORE: &str = " ON DUPLICATE KEY UPDATE record_key = record_key";
+/// The MySQL / MariaDB dialect: READ COMMITTED, row locks in id order.
+pub struct MySqlDialect;
 
-super::stage::values_staged_apply!(MySql);
+impl Dialect for MySqlDialect {
+    type Db = MySql;
+    const FLAVOR: Flavor = Flavor::MySql;
+    const BEGIN: Option<&'static str> = None;
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    async fn apply_steps(
+        tx: &mut Transaction<'static, MySql>,
+        rows: &StagedRows,
+        rejects: &[RejectRow],
+        result: &mut ApplyResult,
+    ) -> Result<(), StoreError> {
+        apply_staged(tx, rows, rejects, result).await
+    }
+}
+
+impl StagedDialect for MySqlDialect {
+    const MAX_PARAMS: usize = MAX_PARAMS;
+    /// Existing ledger rows are locked (in identity order) for the batch.
+    const LOCK_SUFFIX: &'static str = " FOR UPDATE";
+    /// Quarantining the same record twice keeps the first.
+    const REJECT_IGNORE: &'static str = " ON DUPLICATE KEY UPDATE record_key = record_key";
+
+    fn activity_delta() -> String {
+        activity_delta()
+    }
+
+    async fn write_ledger(
+        tx: &mut Transaction<'static, MySql>,
+        ledger: &str,
+        stage: &str,
+        columns: &str,
+        existing: usize,
+        expected_new: u64,
+        result: &mut ApplyResult,
+    ) -> Result<(), StoreError> {
+        write_ledger(tx, ledger, stage, columns, existing, expected_new, result).await
+    }
+
+    async fn apply_reports(
+        tx: &mut Transaction<'static, MySql>,
+        deltas: &BTreeMap<ReportKey, ReportSums>,
+        result: &mut ApplyResult,
+    ) -> Result<(), StoreError> {
+        apply_reports(tx, deltas, result).await
+    }
+}
+
+super::stage::values_staged_apply!(MySqlDialect);
 
 /// `user_event_counts` moved by the pre-summed deltas (no `AS new` alias:
 /// MariaDB lacks it; the derived table's column is referenced instead).
@@ -163,7 +209,7 @@ async fn apply_reports(
     let totals: Vec<(&ReportKey, &ReportSums, i64)> =
         deltas.iter().map(|(k, s)| (k, s, 1)).collect();
     super::reports::write_report_rows!(
-        MySql,
+        MySqlDialect,
         tx,
         totals,
         super::reports::model_rows(deltas),

@@ -9,6 +9,7 @@
 //! whatever its size.
 
 use super::connect::{self, TlsDecision};
+use super::dialect::{Dialect, Flavor};
 use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS, WINS};
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
@@ -20,10 +21,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode, Postgre
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::OnceLock;
-
-const FLAVOR: super::queries::Flavor = super::queries::Flavor::Postgres;
-/// How a batch transaction begins (`None`: the driver default).
-const BEGIN: Option<&str> = None;
 
 static MIGRATOR: Migrator = sqlx::migrate!("sql/postgres");
 
@@ -66,9 +63,31 @@ impl PgStore {
         &self.pool
     }
 
-    super::queries::common_methods!();
-    super::reports::report_methods!();
-    super::checkpoints::checkpoint_methods!();
+    super::queries::common_methods!(PgDialect);
+    super::reports::report_methods!(PgDialect);
+    super::checkpoints::checkpoint_methods!(PgDialect);
+}
+
+/// The PostgreSQL dialect: the whole batch as arrays in one statement.
+pub struct PgDialect;
+
+impl Dialect for PgDialect {
+    type Db = Postgres;
+    const FLAVOR: Flavor = Flavor::Postgres;
+    const BEGIN: Option<&'static str> = None;
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    async fn apply_steps(
+        tx: &mut Transaction<'static, Postgres>,
+        rows: &StagedRows,
+        rejects: &[RejectRow],
+        result: &mut ApplyResult,
+    ) -> Result<(), StoreError> {
+        apply_steps(tx, rows, rejects, result).await
+    }
 }
 
 /// `$start::t0, $start+1::t1, …`: the placeholders of consecutive array
@@ -279,7 +298,7 @@ async fn llm_deltas(
     let ids: Vec<Vec<u8>> = rows.iter().map(|r| r.id.to_bytes().to_vec()).collect();
     let found = sqlx::query(&format!(
         "{} FOR UPDATE",
-        FLAVOR.existing_llm("SELECT UNNEST($1::bytea[])")
+        super::queries::existing_llm(Flavor::Postgres, "SELECT UNNEST($1::bytea[])")
     ))
     .bind(&ids)
     .fetch_all(&mut **tx)

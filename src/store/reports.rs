@@ -8,7 +8,7 @@
 //! single write lock and writes back the sums added in Rust.
 
 use super::StoreError;
-use super::queries::Flavor;
+use super::dialect::Flavor;
 use crate::aggregate::llm_rollup::{ModelUsage, Report, ReportKey, ReportSums};
 use rust_decimal::Decimal;
 use sqlx::{ColumnIndex, Decode, Row, Type};
@@ -48,97 +48,95 @@ pub fn function_rows(reports: &BTreeMap<ReportKey, ReportSums>) -> Vec<(&ReportK
 pub const TOTALS_COLUMNS: &str = "account_id, report_period, total_requests, total_tokens, total_cost_usd, \
      response_time_ms_sum, quality_score_sum, quality_scored, revision, pending, updated_at";
 
-impl Flavor {
-    /// The filter's WHERE clause over `llm_reports` (5 parameters: account
-    /// twice, period twice, pending flag).
-    fn report_filter(self) -> String {
-        format!(
-            "({} IS NULL OR account_id = {}) AND ({} IS NULL OR report_period = {})
-               AND ({} = 0 OR pending = 1)",
-            self.text_param(1),
-            self.text_param(2),
-            self.text_param(3),
-            self.text_param(4),
-            self.p(5)
-        )
-    }
+/// The filter's WHERE clause over `llm_reports` (5 parameters: account
+/// twice, period twice, pending flag).
+fn report_filter(f: Flavor) -> String {
+    format!(
+        "({} IS NULL OR account_id = {}) AND ({} IS NULL OR report_period = {})
+           AND ({} = 0 OR pending = 1)",
+        f.text_param(1),
+        f.text_param(2),
+        f.text_param(3),
+        f.text_param(4),
+        f.p(5)
+    )
+}
 
-    /// The reports a filter selects, as a derived table `r(account_id,
-    /// report_period)` (a join target: MySQL allows no LIMIT inside IN).
-    fn selected_reports(self) -> String {
-        format!(
-            "(SELECT account_id, report_period FROM llm_reports WHERE {}
-               ORDER BY account_id, report_period LIMIT {})",
-            self.report_filter(),
-            self.p(6)
-        )
-    }
+/// The reports a filter selects, as a derived table `r(account_id,
+/// report_period)` (a join target: MySQL allows no LIMIT inside IN).
+fn selected_reports(f: Flavor) -> String {
+    format!(
+        "(SELECT account_id, report_period FROM llm_reports WHERE {}
+           ORDER BY account_id, report_period LIMIT {})",
+        report_filter(f),
+        f.p(6)
+    )
+}
 
-    /// Report sums: `account, period, requests, tokens, cost, response
-    /// time, quality sum, scored, revision`.
-    pub fn report_totals(self) -> String {
-        format!(
-            "SELECT {}, {}, t.total_requests, t.total_tokens, {}, t.response_time_ms_sum, {},
-                    t.quality_scored, t.revision, {}
-               FROM llm_reports t JOIN {} r
-                 ON r.account_id = t.account_id AND r.report_period = t.report_period
-              ORDER BY t.account_id, t.report_period",
-            self.as_text("t.account_id"),
-            self.as_text("t.report_period"),
-            self.decimal_text("t.total_cost_usd"),
-            self.decimal_text("t.quality_score_sum"),
-            self.as_text("t.updated_at"),
-            self.selected_reports()
-        )
-    }
+/// Report sums: `account, period, requests, tokens, cost, response
+/// time, quality sum, scored, revision`.
+pub fn report_totals(f: Flavor) -> String {
+    format!(
+        "SELECT {}, {}, t.total_requests, t.total_tokens, {}, t.response_time_ms_sum, {},
+                t.quality_scored, t.revision, {}
+           FROM llm_reports t JOIN {} r
+             ON r.account_id = t.account_id AND r.report_period = t.report_period
+          ORDER BY t.account_id, t.report_period",
+        f.as_text("t.account_id"),
+        f.as_text("t.report_period"),
+        f.decimal_text("t.total_cost_usd"),
+        f.decimal_text("t.quality_score_sum"),
+        f.as_text("t.updated_at"),
+        selected_reports(f)
+    )
+}
 
-    /// Per-model rows of the selected reports: `account, period, model,
-    /// requests, tokens, cost`.
-    pub fn report_models(self) -> String {
-        format!(
-            "SELECT {}, {}, {}, m.requests, m.tokens, {}
-               FROM llm_report_models m JOIN {} r
-                 ON r.account_id = m.account_id AND r.report_period = m.report_period
-              WHERE m.requests <> 0",
-            self.as_text("m.account_id"),
-            self.as_text("m.report_period"),
-            self.as_text("m.model"),
-            self.decimal_text("m.cost_usd"),
-            self.selected_reports()
-        )
-    }
+/// Per-model rows of the selected reports: `account, period, model,
+/// requests, tokens, cost`.
+pub fn report_models(f: Flavor) -> String {
+    format!(
+        "SELECT {}, {}, {}, m.requests, m.tokens, {}
+           FROM llm_report_models m JOIN {} r
+             ON r.account_id = m.account_id AND r.report_period = m.report_period
+          WHERE m.requests <> 0",
+        f.as_text("m.account_id"),
+        f.as_text("m.report_period"),
+        f.as_text("m.model"),
+        f.decimal_text("m.cost_usd"),
+        selected_reports(f)
+    )
+}
 
-    /// Per-function rows of the selected reports: `account, period,
-    /// function, requests`.
-    pub fn report_functions(self) -> String {
-        format!(
-            "SELECT {}, {}, {}, f.requests
-               FROM llm_report_functions f JOIN {} r
-                 ON r.account_id = f.account_id AND r.report_period = f.report_period
-              WHERE f.requests <> 0",
-            self.as_text("f.account_id"),
-            self.as_text("f.report_period"),
-            self.as_text("f.function_name"),
-            self.selected_reports()
-        )
-    }
+/// Per-function rows of the selected reports: `account, period,
+/// function, requests`.
+pub fn report_functions(f: Flavor) -> String {
+    format!(
+        "SELECT {}, {}, {}, f.requests
+           FROM llm_report_functions f JOIN {} r
+             ON r.account_id = f.account_id AND r.report_period = f.report_period
+          WHERE f.requests <> 0",
+        f.as_text("f.account_id"),
+        f.as_text("f.report_period"),
+        f.as_text("f.function_name"),
+        selected_reports(f)
+    )
+}
 
-    /// Record that `revision` of a report was projected (never moving
-    /// `published_revision` backwards). Parameters: revision ×3, account,
-    /// period.
-    pub fn mark_published(self) -> String {
-        format!(
-            "UPDATE llm_reports
-                SET published_revision = CASE WHEN published_revision < {p1} THEN {p2} ELSE published_revision END,
-                    pending = CASE WHEN revision <= {p3} THEN 0 ELSE 1 END
-              WHERE account_id = {p4} AND report_period = {p5}",
-            p1 = self.p(1),
-            p2 = self.p(2),
-            p3 = self.p(3),
-            p4 = self.p(4),
-            p5 = self.p(5),
-        )
-    }
+/// Record that `revision` of a report was projected (never moving
+/// `published_revision` backwards). Parameters: revision ×3, account,
+/// period.
+pub fn mark_published(f: Flavor) -> String {
+    format!(
+        "UPDATE llm_reports
+            SET published_revision = CASE WHEN published_revision < {p1} THEN {p2} ELSE published_revision END,
+                pending = CASE WHEN revision <= {p3} THEN 0 ELSE 1 END
+          WHERE account_id = {p4} AND report_period = {p5}",
+        p1 = f.p(1),
+        p2 = f.p(2),
+        p3 = f.p(3),
+        p4 = f.p(4),
+        p5 = f.p(5),
+    )
 }
 
 fn corrupt(reason: &str) -> StoreError {
@@ -226,9 +224,10 @@ where
 }
 
 /// The read and bookkeeping methods on reports, the same for every
-/// dialect's store. Expects `FLAVOR` in scope.
+/// dialect's store, from its `Dialect` `$d` (a macro for the reason given
+/// at `queries::common_methods!`).
 macro_rules! report_methods {
-    () => {
+    ($d:ty) => {
         /// Reports selected by `filter`, in key order.
         pub async fn reports(
             &self,
@@ -248,9 +247,18 @@ macro_rules! report_methods {
                         .await
                 }
             };
-            let totals = run(FLAVOR.report_totals()).await?;
-            let models = run(FLAVOR.report_models()).await?;
-            let functions = run(FLAVOR.report_functions()).await?;
+            let totals = run(super::reports::report_totals(
+                <$d as super::dialect::Dialect>::FLAVOR,
+            ))
+            .await?;
+            let models = run(super::reports::report_models(
+                <$d as super::dialect::Dialect>::FLAVOR,
+            ))
+            .await?;
+            let functions = run(super::reports::report_functions(
+                <$d as super::dialect::Dialect>::FLAVOR,
+            ))
+            .await?;
             super::reports::assemble(&totals, &models, &functions)
         }
 
@@ -260,14 +268,16 @@ macro_rules! report_methods {
             key: &crate::aggregate::llm_rollup::ReportKey,
             revision: i64,
         ) -> Result<(), StoreError> {
-            sqlx::query(&FLAVOR.mark_published())
-                .bind(revision)
-                .bind(revision)
-                .bind(revision)
-                .bind(&key.account_id)
-                .bind(&key.period)
-                .execute(&self.pool)
-                .await?;
+            sqlx::query(&super::reports::mark_published(
+                <$d as super::dialect::Dialect>::FLAVOR,
+            ))
+            .bind(revision)
+            .bind(revision)
+            .bind(revision)
+            .bind(&key.account_id)
+            .bind(&key.period)
+            .execute(&self.pool)
+            .await?;
             Ok(())
         }
     };
@@ -278,15 +288,16 @@ pub(crate) use report_methods;
 /// conflict clause (SQLite sets the sums it computed, MySQL adds deltas):
 /// `$totals` as `(key, sums, revision of a new row)`, `$models` and
 /// `$functions` as from `model_rows` / `function_rows`, and `$on_conflict`
-/// the three clauses in that order. Counts statements into `$result`. A
-/// macro because sqlx's executor bounds do not let a borrowed query builder
-/// be executed in generic code.
+/// the three clauses in that order; `$d` is the `StagedDialect`. Counts
+/// statements into `$result`. A macro for the bound named at
+/// `stage::values_staged_apply!` (a borrowed query builder executed on a
+/// generic transaction).
 macro_rules! write_report_rows {
-    ($db:ty, $tx:expr, $totals:expr, $models:expr, $functions:expr, $now:expr,
+    ($d:ty, $tx:expr, $totals:expr, $models:expr, $functions:expr, $now:expr,
      $on_conflict:expr, $result:expr $(,)?) => {{
         let (totals_clause, models_clause, functions_clause): (&str, &str, &str) = $on_conflict;
-        for chunk in $totals.chunks(MAX_PARAMS / 11) {
-            let mut qb = sqlx::QueryBuilder::<$db>::new(format!(
+        for chunk in $totals.chunks(<$d as super::dialect::StagedDialect>::MAX_PARAMS / 11) {
+            let mut qb = sqlx::QueryBuilder::<<$d as super::dialect::Dialect>::Db>::new(format!(
                 "INSERT INTO llm_reports ({}) ",
                 super::reports::TOTALS_COLUMNS
             ));
@@ -307,8 +318,8 @@ macro_rules! write_report_rows {
             qb.build().execute(&mut **$tx).await?;
             $result.statements += 1;
         }
-        for chunk in $models.chunks(MAX_PARAMS / 6) {
-            let mut qb = sqlx::QueryBuilder::<$db>::new(
+        for chunk in $models.chunks(<$d as super::dialect::StagedDialect>::MAX_PARAMS / 6) {
+            let mut qb = sqlx::QueryBuilder::<<$d as super::dialect::Dialect>::Db>::new(
                 "INSERT INTO llm_report_models (account_id, report_period, model, requests, tokens, cost_usd) ",
             );
             qb.push_values(chunk, |mut b, (k, m, u)| {
@@ -323,8 +334,8 @@ macro_rules! write_report_rows {
             qb.build().execute(&mut **$tx).await?;
             $result.statements += 1;
         }
-        for chunk in $functions.chunks(MAX_PARAMS / 4) {
-            let mut qb = sqlx::QueryBuilder::<$db>::new(
+        for chunk in $functions.chunks(<$d as super::dialect::StagedDialect>::MAX_PARAMS / 4) {
+            let mut qb = sqlx::QueryBuilder::<<$d as super::dialect::Dialect>::Db>::new(
                 "INSERT INTO llm_report_functions (account_id, report_period, function_name, requests) ",
             );
             qb.push_values(chunk, |mut b, (k, f, n)| {

@@ -2,6 +2,7 @@
 //! IMMEDIATE`), so the ledger read and the ledger write of a batch see the
 //! same state. Staging tables are per-connection temporary tables.
 
+use super::dialect::{Dialect, Flavor, StagedDialect};
 use super::sql::{self};
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{Report, ReportKey, ReportSums};
@@ -14,10 +15,6 @@ use sqlx::{Executor, Sqlite, Transaction};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
-
-const FLAVOR: super::queries::Flavor = super::queries::Flavor::Sqlite;
-/// How a batch transaction begins (`None`: the driver default).
-const BEGIN: Option<&str> = Some("BEGIN IMMEDIATE");
 
 static MIGRATOR: Migrator = sqlx::migrate!("sql/sqlite");
 
@@ -82,17 +79,66 @@ impl SqliteStore {
         &self.pool
     }
 
-    super::queries::common_methods!();
-    super::reports::report_methods!();
-    super::checkpoints::checkpoint_methods!();
+    super::queries::common_methods!(SqliteDialect);
+    super::reports::report_methods!(SqliteDialect);
+    super::checkpoints::checkpoint_methods!(SqliteDialect);
 }
 
-/// `BEGIN IMMEDIATE` already holds the only write lock.
-const LOCK_SUFFIX: &str = "";
-/// Quarantining the same record twice keeps the first.
-const REJECT_IGNORE: &str = " ON CONFLICT (record_key) DO NOTHING";
+/// The SQLite dialect: one writer at a time (`BEGIN IMMEDIATE`).
+pub struct SqliteDialect;
 
-super::stage::values_staged_apply!(Sqlite);
+impl Dialect for SqliteDialect {
+    type Db = Sqlite;
+    const FLAVOR: Flavor = Flavor::Sqlite;
+    const BEGIN: Option<&'static str> = Some("BEGIN IMMEDIATE");
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    async fn apply_steps(
+        tx: &mut Transaction<'static, Sqlite>,
+        rows: &StagedRows,
+        rejects: &[RejectRow],
+        result: &mut ApplyResult,
+    ) -> Result<(), StoreError> {
+        apply_staged(tx, rows, rejects, result).await
+    }
+}
+
+impl StagedDialect for SqliteDialect {
+    const MAX_PARAMS: usize = MAX_PARAMS;
+    /// `BEGIN IMMEDIATE` already holds the only write lock.
+    const LOCK_SUFFIX: &'static str = "";
+    /// Quarantining the same record twice keeps the first.
+    const REJECT_IGNORE: &'static str = " ON CONFLICT (record_key) DO NOTHING";
+
+    fn activity_delta() -> String {
+        activity_delta()
+    }
+
+    async fn write_ledger(
+        tx: &mut Transaction<'static, Sqlite>,
+        ledger: &str,
+        stage: &str,
+        columns: &str,
+        existing: usize,
+        expected_new: u64,
+        result: &mut ApplyResult,
+    ) -> Result<(), StoreError> {
+        write_ledger(tx, ledger, stage, columns, existing, expected_new, result).await
+    }
+
+    async fn apply_reports(
+        tx: &mut Transaction<'static, Sqlite>,
+        deltas: &BTreeMap<ReportKey, ReportSums>,
+        result: &mut ApplyResult,
+    ) -> Result<(), StoreError> {
+        apply_reports(tx, deltas, result).await
+    }
+}
+
+super::stage::values_staged_apply!(SqliteDialect);
 
 /// `user_event_counts` moved by the pre-summed deltas (`WHERE true` keeps
 /// SQLite's parser from reading `ON CONFLICT` as a join constraint).
@@ -199,7 +245,7 @@ async fn apply_reports(
         .map(|((k, s), r)| (k, s, *r))
         .collect();
     super::reports::write_report_rows!(
-        Sqlite,
+        SqliteDialect,
         tx,
         rows,
         super::reports::model_rows(&updated),

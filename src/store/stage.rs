@@ -133,16 +133,20 @@ where
     Ok(())
 }
 
-/// The batch steps of the dialects that stage with VALUES lists (SQLite,
-/// MySQL): clear and fill the staging table, read the existing ledger rows
-/// (locked where `LOCK_SUFFIX` says), judge, move the aggregates, write the
-/// ledger, move the LLM reports, quarantine. Expects in scope: `MAX_PARAMS`,
-/// `LOCK_SUFFIX`, `FLAVOR`, `apply_reports(..)`,
-/// `REJECT_IGNORE`, `activity_delta()` and `write_ledger(..)`.
+/// The batch steps of a `StagedDialect` `$d` (SQLite, MySQL), as
+/// `apply_staged`: clear and fill the staging tables, read the existing
+/// ledger rows (locked with `LOCK_SUFFIX`), judge, move the aggregates
+/// (`activity_delta`), write the ledger (`write_ledger`), move the LLM
+/// reports (`apply_reports`), quarantine. Everything dialect-specific comes
+/// from the trait. A macro, not a generic function, because executing a
+/// borrowed `QueryBuilder` on `&mut Transaction<'_, DB>` needs
+/// `for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>` together
+/// with `IntoArguments` for the builder's arguments, which sqlx's generic
+/// signatures do not let a caller state.
 macro_rules! values_staged_apply {
-    ($db:ty) => {
-        async fn apply_steps(
-            tx: &mut sqlx::Transaction<'static, $db>,
+    ($d:ty) => {
+        async fn apply_staged(
+            tx: &mut sqlx::Transaction<'static, <$d as super::dialect::Dialect>::Db>,
             rows: &StagedRows,
             rejects: &[RejectRow],
             result: &mut ApplyResult,
@@ -160,27 +164,28 @@ macro_rules! values_staged_apply {
         }
 
         async fn existing(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            tx: &mut sqlx::Transaction<'static, <$d as super::dialect::Dialect>::Db>,
             ledger: &str,
             stage: &str,
         ) -> Result<super::rows::Existing, StoreError> {
             let q = format!(
-                "{}{LOCK_SUFFIX}",
-                super::sql::existing(ledger, stage, FLAVOR.int())
+                "{}{}",
+                super::sql::existing(ledger, stage, <$d as super::dialect::Dialect>::FLAVOR.int()),
+                <$d as super::dialect::StagedDialect>::LOCK_SUFFIX
             );
             let found = sqlx::query(&q).fetch_all(&mut **tx).await?;
             super::rows::existing(&found, "ledger")
         }
 
         async fn apply_activity(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            tx: &mut sqlx::Transaction<'static, <$d as super::dialect::Dialect>::Db>,
             rows: &[ActivityRow],
             result: &mut ApplyResult,
         ) -> Result<(), StoreError> {
             tx.execute("DELETE FROM stage_activity").await?;
             result.statements += 1;
-            for chunk in rows.chunks(MAX_PARAMS / 8) {
-                super::stage::activity_values::<$db>(chunk)
+            for chunk in rows.chunks(<$d as super::dialect::StagedDialect>::MAX_PARAMS / 8) {
+                super::stage::activity_values::<<$d as super::dialect::Dialect>::Db>(chunk)
                     .build()
                     .execute(&mut **tx)
                     .await?;
@@ -193,9 +198,10 @@ macro_rules! values_staged_apply {
                 &found,
                 &mut result.unchanged,
             );
-            tx.execute(activity_delta().as_str()).await?;
+            tx.execute(<$d as super::dialect::StagedDialect>::activity_delta().as_str())
+                .await?;
             result.statements += 1;
-            write_ledger(
+            <$d as super::dialect::StagedDialect>::write_ledger(
                 tx,
                 "activity_ledger",
                 "stage_activity",
@@ -208,22 +214,26 @@ macro_rules! values_staged_apply {
         }
 
         async fn apply_llm(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            tx: &mut sqlx::Transaction<'static, <$d as super::dialect::Dialect>::Db>,
             rows: &[LlmRow],
             result: &mut ApplyResult,
         ) -> Result<(), StoreError> {
             tx.execute("DELETE FROM stage_llm").await?;
             result.statements += 1;
-            for chunk in rows.chunks(MAX_PARAMS / 15) {
-                super::stage::llm_values::<$db>(chunk)
+            for chunk in rows.chunks(<$d as super::dialect::StagedDialect>::MAX_PARAMS / 15) {
+                super::stage::llm_values::<<$d as super::dialect::Dialect>::Db>(chunk)
                     .build()
                     .execute(&mut **tx)
                     .await?;
                 result.statements += 1;
             }
             let q = format!(
-                "{}{LOCK_SUFFIX}",
-                FLAVOR.existing_llm("SELECT id FROM stage_llm")
+                "{}{}",
+                super::queries::existing_llm(
+                    <$d as super::dialect::Dialect>::FLAVOR,
+                    "SELECT id FROM stage_llm"
+                ),
+                <$d as super::dialect::StagedDialect>::LOCK_SUFFIX
             );
             let found = sqlx::query(&q).fetch_all(&mut **tx).await?;
             result.statements += 1;
@@ -238,7 +248,7 @@ macro_rules! values_staged_apply {
                 &mut result.unchanged,
             );
             let deltas = crate::aggregate::llm_rollup::report_deltas(rows, &contributions)?;
-            write_ledger(
+            <$d as super::dialect::StagedDialect>::write_ledger(
                 tx,
                 "llm_ledger",
                 "stage_llm",
@@ -249,21 +259,22 @@ macro_rules! values_staged_apply {
             )
             .await?;
             if !deltas.is_empty() {
-                apply_reports(tx, &deltas, result).await?;
+                <$d as super::dialect::StagedDialect>::apply_reports(tx, &deltas, result).await?;
                 result.reports_changed += deltas.len();
             }
             Ok(())
         }
 
         async fn insert_rejects(
-            tx: &mut sqlx::Transaction<'static, $db>,
+            tx: &mut sqlx::Transaction<'static, <$d as super::dialect::Dialect>::Db>,
             rejects: &[RejectRow],
             result: &mut ApplyResult,
         ) -> Result<(), StoreError> {
             let now = super::now_text();
-            for chunk in rejects.chunks(MAX_PARAMS / 8) {
-                let mut qb = super::stage::reject_values::<$db>(chunk, &now);
-                qb.push(REJECT_IGNORE);
+            for chunk in rejects.chunks(<$d as super::dialect::StagedDialect>::MAX_PARAMS / 8) {
+                let mut qb =
+                    super::stage::reject_values::<<$d as super::dialect::Dialect>::Db>(chunk, &now);
+                qb.push(<$d as super::dialect::StagedDialect>::REJECT_IGNORE);
                 qb.build().execute(&mut **tx).await?;
                 result.statements += 1;
             }
