@@ -165,13 +165,14 @@ fn is_environment_sql(e: &sqlx::Error) -> bool {
                 );
             }
             if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                // Primary result codes: permission, read-only, I/O error,
+                // Primary result codes: SQL error (no such table or
+                // column, syntax), permission, read-only, I/O error,
                 // corrupt, full, cannot open, out of memory, not a database.
                 let primary = db
                     .code()
                     .and_then(|c| c.parse::<u32>().ok())
                     .map(|c| c & 0xff);
-                return matches!(primary, Some(3 | 7 | 8 | 10 | 11 | 13 | 14 | 26));
+                return matches!(primary, Some(1 | 3 | 7 | 8 | 10 | 11 | 13 | 14 | 26));
             }
             match db.code().as_deref() {
                 // PostgreSQL classes: 28 authorization, 3D catalog, 42 syntax

@@ -294,7 +294,7 @@ async fn failed_lookup_reports_the_first_record_and_a_retry_converges() {
 }
 
 #[tokio::test]
-async fn database_failure_on_the_third_record_reports_the_first_and_retry_converges() {
+async fn database_refusing_the_third_record_quarantines_it_and_a_retry_converges() {
     let Some(moto) = Moto::start() else { return };
     seed_tables(&support::dynamodb_client(&moto.endpoint)).await;
     let db = support::fresh_db("sqlite").await.unwrap();
@@ -340,24 +340,35 @@ async fn database_failure_on_the_third_record_reports_the_first_and_retry_conver
     .execute(s.pool())
     .await
     .unwrap();
+    // A refusal that is not transient is blamed on the record: it is
+    // isolated and quarantined, the rest applied, and Lambda is told the
+    // batch succeeded (retrying it would be refused forever).
     let (response, report) = handle(&p, &event).await.unwrap();
-    assert!(report.is_none());
-    assert_eq!(
-        response.batch_item_failures[0].item_identifier.as_deref(),
-        Some("500")
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    let report = report.unwrap();
+    assert_eq!(report.total().rejected, 1);
+    assert_eq!(report.rejections[0].index, 2);
+    assert_eq!(p.store.totals().await.unwrap().events_counted, 4);
+    let listed = p.store.rejects(10).await.unwrap();
+    assert_eq!(listed[0].sequence_number.as_deref(), Some("502"));
+    assert!(
+        listed[0].reason.contains("injected failure"),
+        "{}",
+        listed[0].reason
     );
-    assert_eq!(
-        p.store.totals().await.unwrap().ledger_rows,
-        0,
-        "records 1 and 2 must not be committed alone"
-    );
+    // After the fix, `rejects retry` applies it once; redelivery is a no-op.
     sqlx::raw_sql("DROP TRIGGER inject_failure")
         .execute(s.pool())
         .await
         .unwrap();
+    let retried = streamfold::quarantine::retry_rejects(&p, &[], 100)
+        .await
+        .unwrap();
+    assert_eq!(retried.resolved, 1);
     let (response, _) = handle(&p, &event).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(p.store.totals().await.unwrap().events_counted, 5);
+    assert_eq!(p.store.totals().await.unwrap().rejected, 0);
     let (response, _) = handle(&p, &event).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(p.store.totals().await.unwrap().events_counted, 5);

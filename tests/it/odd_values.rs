@@ -406,6 +406,41 @@ pub async fn an_unforeseen_refusal_isolates_one_record(engine: &str) {
     assert_eq!(h.p.store.rejects(10).await.unwrap().len(), 1);
 }
 
+/// A fault of the environment (here a table missing) refuses every record
+/// alike: the batch fails whole, to be retried, and nothing is quarantined
+/// or applied.
+pub async fn a_missing_table_fails_the_batch_whole(engine: &str) {
+    use sqlx::Connection;
+    let Some(h) = Harness::with_directory(engine, &directory()).await else {
+        return;
+    };
+    let drop = "DROP TABLE llm_report_functions";
+    match engine {
+        "sqlite" => {
+            let mut c = sqlx::SqliteConnection::connect(&h.db.url).await.unwrap();
+            sqlx::raw_sql(drop).execute(&mut c).await.unwrap();
+        }
+        "mysql" => {
+            let mut c = sqlx::MySqlConnection::connect(&h.db.url).await.unwrap();
+            sqlx::raw_sql(drop).execute(&mut c).await.unwrap();
+        }
+        _ => {
+            let mut c = sqlx::PgConnection::connect(&h.db.url).await.unwrap();
+            sqlx::raw_sql(drop).execute(&mut c).await.unwrap();
+        }
+    }
+    let records = vec![
+        support::gh("INSERT", "1", "e1", "gh-ok", TS),
+        llm(2, "conv-ok", |_| {}),
+    ];
+    let text = json!({ "Records": records }).to_string();
+    let event = streamfold::record::lambda_event::parse_event(&text).unwrap();
+    let err = streamfold::pipeline::run_batch(&h.p, &event.records).await;
+    assert!(err.is_err(), "{engine}: {err:?}");
+    assert_eq!(h.total().await, 0, "{engine}: nothing applied");
+    assert!(h.p.store.rejects(10).await.unwrap().is_empty(), "{engine}");
+}
+
 /// The Lambda handler: a batch holding a record the database refuses
 /// answers with no `batchItemFailures`, the record in `rejected_records`.
 pub async fn lambda_answers_no_failure_for_a_refused_record(engine: &str) {
@@ -479,6 +514,10 @@ macro_rules! odd_value_tests {
         #[tokio::test]
         async fn an_unforeseen_refusal_isolates_one_record() {
             $crate::odd_values::an_unforeseen_refusal_isolates_one_record($engine).await
+        }
+        #[tokio::test]
+        async fn a_missing_table_fails_the_batch_whole() {
+            $crate::odd_values::a_missing_table_fails_the_batch_whole($engine).await
         }
         #[tokio::test]
         async fn lambda_answers_no_failure_for_a_refused_record() {

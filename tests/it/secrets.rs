@@ -82,7 +82,7 @@ fn cli_reads_the_secret_and_never_prints_its_password() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    assert!(String::from_utf8_lossy(&ok.stdout).contains("database now holds: 12 event(s)"));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("database now holds: 13 event(s)"));
     let denied = run(&bad);
     assert!(!denied.status.success());
     let all = format!(
