@@ -10,7 +10,7 @@ use crate::domain::{ActivityEvent, Actor, Fact, Identity, Integration, SourceKin
 use crate::normalize::{self, Change, ChangeKind, Normalized};
 use crate::record::lambda_event::{RecordMeta, parse_record, read_meta};
 use crate::report::publish::{PublishSummary, ReportPublisher};
-use crate::resolve::{Directory, DirectoryError, ExternalAccount, pick_time_zone};
+use crate::resolve::{AnyDirectory, Directory, DirectoryError, ExternalAccount, pick_time_zone};
 use crate::store::reports::ReportFilter;
 use crate::store::{RejectRow, Store, StoreError};
 use chrono::{TimeZone, Utc};
@@ -29,9 +29,9 @@ pub enum PipelineError {
 }
 
 /// Everything a batch needs, built once per process and passed explicitly.
-pub struct Pipeline<D> {
+pub struct Pipeline {
     pub store: Store,
-    pub directory: D,
+    pub directory: AnyDirectory,
     /// Zone for users without a valid `tz` / `timezone`.
     pub default_tz: Tz,
     /// Where LLM reports are projected after each commit (`LLMReportData`);
@@ -135,10 +135,7 @@ impl BatchReport {
 /// Apply one batch of Lambda DynamoDB stream records, in one span that
 /// names the batch (source, sequence range) and carries its outcome counts
 /// (never item contents).
-pub async fn run_batch<D: Directory>(
-    p: &Pipeline<D>,
-    records: &[&RawValue],
-) -> Result<BatchReport, PipelineError> {
+pub async fn run_batch(p: &Pipeline, records: &[&RawValue]) -> Result<BatchReport, PipelineError> {
     let first = records.first().map(|r| read_meta(r)).unwrap_or_default();
     let last = records.last().map(|r| read_meta(r)).unwrap_or_default();
     let span = tracing::info_span!(
@@ -181,8 +178,8 @@ enum Pending {
     Nothing,
 }
 
-async fn run_batch_inner<D: Directory>(
-    p: &Pipeline<D>,
+async fn run_batch_inner(
+    p: &Pipeline,
     records: &[&RawValue],
 ) -> Result<BatchReport, PipelineError> {
     let mut report = BatchReport::default();
@@ -222,8 +219,8 @@ async fn run_batch_inner<D: Directory>(
 /// order, down to the single records responsible, which are quarantined
 /// with the store's reason. Halves that committed before a later failure
 /// are harmless to apply again: the ledger makes a retried batch a no-op.
-fn apply_isolating<'a, D: Directory>(
-    p: &'a Pipeline<D>,
+fn apply_isolating<'a>(
+    p: &'a Pipeline,
     records: &'a [&'a RawValue],
     pending: &'a [Pending],
     offset: usize,
@@ -280,8 +277,8 @@ fn apply_isolating<'a, D: Directory>(
 /// Resolve, stage and apply normalised changes (with the batch's rejects) in
 /// one store transaction, counting each change's outcome into `report`.
 /// `run_batch` and re-attribution both end here.
-pub async fn fold_changes<D: Directory>(
-    p: &Pipeline<D>,
+pub async fn fold_changes(
+    p: &Pipeline,
     changes: Vec<Change>,
     rejects: &[RejectRow],
     report: &mut BatchReport,
@@ -460,10 +457,7 @@ impl Resolved {
 }
 
 /// Ask the directory, once per kind of key, for everything the batch needs.
-async fn resolve<D: Directory>(
-    p: &Pipeline<D>,
-    changes: &[Change],
-) -> Result<Resolved, PipelineError> {
+async fn resolve(p: &Pipeline, changes: &[Change]) -> Result<Resolved, PipelineError> {
     let mut external = BTreeSet::new();
     let mut acs = BTreeSet::new();
     let mut conversations = BTreeSet::new();
@@ -533,10 +527,7 @@ async fn resolve<D: Directory>(
 
 /// Resolve unattributed ledger rows again and count those now linked, once.
 /// Goes through `fold_changes`, the same path as every batch.
-pub async fn reattribute<D: Directory>(
-    p: &Pipeline<D>,
-    page_size: u32,
-) -> Result<BatchReport, PipelineError> {
+pub async fn reattribute(p: &Pipeline, page_size: u32) -> Result<BatchReport, PipelineError> {
     let mut report = BatchReport::default();
     let mut after: Option<Identity> = None;
     loop {

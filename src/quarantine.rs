@@ -6,7 +6,6 @@
 //! ledger, and one rejected again stays quarantined (same record key).
 
 use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
-use crate::resolve::Directory;
 use serde_json::value::RawValue;
 use std::collections::HashSet;
 
@@ -25,8 +24,8 @@ pub struct RetryReport {
 
 /// Re-run the quarantined records `only` names (all when empty), `page`
 /// records per batch.
-pub async fn retry_rejects<D: Directory>(
-    p: &Pipeline<D>,
+pub async fn retry_rejects(
+    p: &Pipeline,
     only: &[i64],
     page: u32,
 ) -> Result<RetryReport, PipelineError> {

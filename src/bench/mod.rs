@@ -16,7 +16,6 @@ pub mod suite;
 
 use crate::pipeline::{Pipeline, run_batch};
 use crate::record::lambda_event::parse_event;
-use crate::resolve::Directory;
 use crate::store::{Store, StoreError, StoreOptions};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -176,8 +175,8 @@ impl Run {
 }
 
 /// Apply pre-generated events through `run_batch`.
-pub async fn apply_events<D: Directory>(
-    p: &Pipeline<D>,
+pub async fn apply_events(
+    p: &Pipeline,
     events: &[String],
 ) -> Result<Run, crate::pipeline::PipelineError> {
     let started = Instant::now();

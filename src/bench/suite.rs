@@ -69,13 +69,12 @@ pub enum BenchError {
     Setup(String),
 }
 
-async fn pipeline(
-    url: &str,
-    dir: &std::path::Path,
-) -> Result<Pipeline<LocalDirectory>, BenchError> {
+async fn pipeline(url: &str, dir: &std::path::Path) -> Result<Pipeline, BenchError> {
     Ok(Pipeline {
         store: open_fresh(url, 2).await?,
-        directory: LocalDirectory::load(dir).map_err(|e| BenchError::Setup(e.to_string()))?,
+        directory: LocalDirectory::load(dir)
+            .map_err(|e| BenchError::Setup(e.to_string()))?
+            .into(),
         default_tz: chrono_tz::Tz::UTC,
         publisher: None,
     })

@@ -11,7 +11,6 @@ use streamfold::metrics::{BatchTiming, emf_documents};
 use streamfold::pipeline::Pipeline;
 use streamfold::record::lambda_event::OwnedRawEvent;
 use streamfold::report::publish::ReportPublisher;
-use streamfold::resolve::Directory;
 use streamfold::resolve::dynamo::DynamoDirectory;
 use streamfold::resolve::local::LocalDirectory;
 use streamfold::sources::lambda::handle;
@@ -48,7 +47,7 @@ async fn main() -> Result<(), Error> {
     if let Some(dir) = local_directory {
         let pipeline = Pipeline {
             store,
-            directory: LocalDirectory::load(std::path::Path::new(&dir))?,
+            directory: LocalDirectory::load(std::path::Path::new(&dir))?.into(),
             default_tz: cfg.default_tz,
             publisher: None,
         };
@@ -58,7 +57,7 @@ async fn main() -> Result<(), Error> {
             directory = %dir,
             "streamfold-lambda initialised with a local directory"
         );
-        return serve(&pipeline, |_| (0, 0)).await;
+        return serve(&pipeline).await;
     }
     let before_sdk = started.elapsed().as_micros() as u64;
     let aws = sdk_config(&mut aws).await;
@@ -67,7 +66,7 @@ async fn main() -> Result<(), Error> {
     let directory = DynamoDirectory::new(dynamodb.clone(), cfg.tables.clone(), cfg.cache);
     let pipeline = Pipeline {
         store,
-        directory,
+        directory: directory.into(),
         default_tz: cfg.default_tz,
         publisher: Some(ReportPublisher::new(
             dynamodb,
@@ -80,11 +79,7 @@ async fn main() -> Result<(), Error> {
         sdk_us,
         "streamfold-lambda initialised"
     );
-    serve(&pipeline, |d| {
-        let s = d.cache_stats();
-        (s.hits, s.misses)
-    })
-    .await
+    serve(&pipeline).await
 }
 
 /// The AWS SDK configuration, loaded on first use.
@@ -100,12 +95,9 @@ async fn sdk_config(cache: &mut Option<aws_config::SdkConfig>) -> aws_config::Sd
 }
 
 /// The invocation loop: each event through `handle`, then its EMF metrics
-/// (`cache` reads the directory's lookup cache counters).
-async fn serve<D: Directory>(
-    p: &Pipeline<D>,
-    cache: impl Fn(&D) -> (u64, u64),
-) -> Result<(), Error> {
-    let cache = &cache;
+/// (with the directory's lookup cache counters).
+async fn serve(p: &Pipeline) -> Result<(), Error> {
+    let cache = |d: &streamfold::resolve::AnyDirectory| d.cache_counts();
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<OwnedRawEvent>| async move {
             let started = Instant::now();

@@ -39,25 +39,6 @@ macro_rules! out {
     }};
 }
 
-/// Run `$body` with `$p` bound to a pipeline that resolves identities as
-/// `$lookups` says: the local directory, or the DynamoDB tables (the
-/// pipelines differ in type, hence a macro).
-macro_rules! with_pipeline {
-    ($lookups:expr, $cfg:expr, $aws:expr, |$p:ident| $body:expr) => {
-        match $lookups {
-            Lookups::Local => {
-                let $p = open($cfg).await?;
-                $body
-            }
-            Lookups::Dynamodb => {
-                let store = Store::open_with(&$cfg.database_url, &$cfg.store).await?;
-                let $p = dynamo_pipeline(store, $cfg, $aws)?;
-                $body
-            }
-        }
-    };
-}
-
 #[path = "streamfold/backfill.rs"]
 mod backfill;
 
@@ -348,12 +329,12 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn open(cfg: &Config) -> Result<Pipeline<LocalDirectory>> {
+async fn open(cfg: &Config) -> Result<Pipeline> {
     let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
     let directory = LocalDirectory::load(&cfg.directory)?;
     Ok(Pipeline {
         store,
-        directory,
+        directory: directory.into(),
         default_tz: cfg.default_tz,
         publisher: None,
     })
@@ -609,8 +590,8 @@ async fn run(cli: Cli) -> Result<()> {
                     max_pages: None,
                 }),
             };
-            with_pipeline!(lookups, &cfg, &aws, |p| backfill::run(&p, &aws, &job)
-                .await?);
+            let p = pipeline_for(lookups, &cfg, &aws).await?;
+            backfill::run(&p, &aws, &job).await?;
         }
         Command::Tail {
             common,
@@ -631,8 +612,8 @@ async fn run(cli: Cli) -> Result<()> {
                 poll: std::time::Duration::from_millis(poll_ms),
                 until_idle,
             };
-            with_pipeline!(lookups, &cfg, &aws, |p| backfill::tail(&p, &aws, &opts)
-                .await?);
+            let p = pipeline_for(lookups, &cfg, &aws).await?;
+            backfill::tail(&p, &aws, &opts).await?;
         }
         Command::Migrate { common } => {
             let cfg = common.config().await?;
@@ -789,11 +770,23 @@ async fn rejects(action: RejectsAction) -> Result<()> {
 
 /// A pipeline resolving identities in the DynamoDB tables named by
 /// ICARUS_TABLE_PREFIX / ACS_TABLE_PREFIX (and TABLE_* overrides).
-fn dynamo_pipeline(
-    store: Store,
+/// A pipeline that resolves identities as `lookups` says: the local
+/// directory, or the DynamoDB tables.
+async fn pipeline_for(
+    lookups: Lookups,
     cfg: &Config,
     aws: &aws_config::SdkConfig,
-) -> Result<Pipeline<streamfold::resolve::dynamo::DynamoDirectory>> {
+) -> Result<Pipeline> {
+    match lookups {
+        Lookups::Local => open(cfg).await,
+        Lookups::Dynamodb => {
+            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            dynamo_pipeline(store, cfg, aws)
+        }
+    }
+}
+
+fn dynamo_pipeline(store: Store, cfg: &Config, aws: &aws_config::SdkConfig) -> Result<Pipeline> {
     let lambda = streamfold::config::LambdaConfig::from_env(|k| {
         if k == "DATABASE_URL" {
             Some(cfg.database_url.clone())
@@ -807,7 +800,8 @@ fn dynamo_pipeline(
             aws_sdk_dynamodb::Client::new(aws),
             lambda.tables,
             lambda.cache,
-        ),
+        )
+        .into(),
         default_tz: cfg.default_tz,
         publisher: None,
     })

@@ -64,6 +64,81 @@ pub trait Directory: Send + Sync {
     ) -> impl Future<Output = Result<HashMap<String, String>, DirectoryError>> + Send;
 }
 
+/// The directory a pipeline resolves through: the local files (replay,
+/// tests) or DynamoDB (Lambda, and `--lookups dynamodb`). An enum rather
+/// than a trait object because `Directory`'s methods return `impl Future`.
+pub enum AnyDirectory {
+    Local(local::LocalDirectory),
+    Dynamo(dynamo::DynamoDirectory),
+}
+
+impl From<local::LocalDirectory> for AnyDirectory {
+    fn from(d: local::LocalDirectory) -> Self {
+        AnyDirectory::Local(d)
+    }
+}
+
+impl From<dynamo::DynamoDirectory> for AnyDirectory {
+    fn from(d: dynamo::DynamoDirectory) -> Self {
+        AnyDirectory::Dynamo(d)
+    }
+}
+
+impl AnyDirectory {
+    /// Lookup cache (hits, misses) so far; the local directory has no cache.
+    pub fn cache_counts(&self) -> (u64, u64) {
+        match self {
+            AnyDirectory::Local(_) => (0, 0),
+            AnyDirectory::Dynamo(d) => {
+                let s = d.cache_stats();
+                (s.hits, s.misses)
+            }
+        }
+    }
+}
+
+impl Directory for AnyDirectory {
+    async fn slack_ids(
+        &self,
+        accounts: &[ExternalAccount],
+    ) -> Result<HashMap<ExternalAccount, String>, DirectoryError> {
+        match self {
+            AnyDirectory::Local(d) => d.slack_ids(accounts).await,
+            AnyDirectory::Dynamo(d) => d.slack_ids(accounts).await,
+        }
+    }
+
+    async fn icarus_time_zones(
+        &self,
+        slack_ids: &[String],
+    ) -> Result<HashMap<String, String>, DirectoryError> {
+        match self {
+            AnyDirectory::Local(d) => d.icarus_time_zones(slack_ids).await,
+            AnyDirectory::Dynamo(d) => d.icarus_time_zones(slack_ids).await,
+        }
+    }
+
+    async fn acs_time_zones(
+        &self,
+        account_ids: &[String],
+    ) -> Result<HashMap<String, String>, DirectoryError> {
+        match self {
+            AnyDirectory::Local(d) => d.acs_time_zones(account_ids).await,
+            AnyDirectory::Dynamo(d) => d.acs_time_zones(account_ids).await,
+        }
+    }
+
+    async fn conversation_accounts(
+        &self,
+        conversation_ids: &[String],
+    ) -> Result<HashMap<String, String>, DirectoryError> {
+        match self {
+            AnyDirectory::Local(d) => d.conversation_accounts(conversation_ids).await,
+            AnyDirectory::Dynamo(d) => d.conversation_accounts(conversation_ids).await,
+        }
+    }
+}
+
 /// Parse an IANA zone name; missing or invalid zones give the default.
 pub fn pick_time_zone(raw: Option<&str>, default: Tz) -> Tz {
     raw.and_then(|name| name.trim().parse::<Tz>().ok())

@@ -3,7 +3,6 @@
 //! records through `run_batch`.
 
 use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
-use crate::resolve::Directory;
 use crate::store::StoreError;
 use serde_json::value::RawValue;
 use std::sync::Mutex;
@@ -102,8 +101,8 @@ impl Pacer {
 }
 
 /// Apply one page of snapshot records (one transaction).
-pub async fn apply_page<D: Directory>(
-    p: &Pipeline<D>,
+pub async fn apply_page(
+    p: &Pipeline,
     records: &[Box<RawValue>],
     part: &str,
 ) -> Result<BatchReport, BackfillError> {

@@ -15,7 +15,6 @@ use super::backfill::{BackfillError, BackfillSummary, Observer, apply_page};
 use crate::domain::SourceKind;
 use crate::pipeline::Pipeline;
 use crate::record::snapshot::{key_attributes, snapshot_record};
-use crate::resolve::Directory;
 use crate::store::checkpoints::Checkpoint;
 use async_compression::tokio::bufread::GzipDecoder;
 use futures::StreamExt;
@@ -192,8 +191,8 @@ pub fn part_name(data_file_key: &str) -> String {
 }
 
 /// Backfill `opts.table` from the export at `opts.location` through `p`.
-pub async fn export_backfill<D: Directory>(
-    p: &Pipeline<D>,
+pub async fn export_backfill(
+    p: &Pipeline,
     s3: Option<&aws_sdk_s3::Client>,
     opts: &ExportOptions,
     observer: &dyn Observer,
@@ -311,8 +310,8 @@ fn stop_on_error(stop: &AtomicBool) {
     stop.store(true, Ordering::Relaxed);
 }
 
-struct FileContext<'a, D> {
-    p: &'a Pipeline<D>,
+struct FileContext<'a> {
+    p: &'a Pipeline,
     reader: &'a Reader<'a>,
     opts: &'a ExportOptions,
     observer: &'a dyn Observer,
@@ -321,8 +320,8 @@ struct FileContext<'a, D> {
     key_names: &'a [String],
 }
 
-async fn backfill_file<D: Directory>(
-    ctx: &FileContext<'_, D>,
+async fn backfill_file(
+    ctx: &FileContext<'_>,
     file: &ManifestFile,
 ) -> Result<BackfillSummary, BackfillError> {
     let key = &file.data_file_s3_key;
@@ -382,8 +381,8 @@ async fn backfill_file<D: Directory>(
     Ok(summary)
 }
 
-async fn flush<D: Directory>(
-    ctx: &FileContext<'_, D>,
+async fn flush(
+    ctx: &FileContext<'_>,
     name: &str,
     records: &mut Vec<Box<RawValue>>,
     summary: &mut BackfillSummary,

@@ -9,7 +9,6 @@
 
 use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
 use crate::record::lambda_event::{OwnedRawEvent, read_meta};
-use crate::resolve::Directory;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde_json::value::RawValue;
 
@@ -21,8 +20,8 @@ pub struct UnreportableFailure(#[source] pub PipelineError);
 
 /// Handle one invocation. Returns the response and, when the batch was
 /// applied, its report.
-pub async fn handle<D: Directory>(
-    p: &Pipeline<D>,
+pub async fn handle(
+    p: &Pipeline,
     event: &OwnedRawEvent,
 ) -> Result<(DynamoDbEventResponse, Option<BatchReport>), UnreportableFailure> {
     let records: Vec<&RawValue> = event.records.iter().map(|r| r.as_ref()).collect();

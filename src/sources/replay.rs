@@ -5,7 +5,6 @@
 
 use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
 use crate::record::lambda_event::{RawEvent, parse_event, redact_quoted};
-use crate::resolve::Directory;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -70,8 +69,8 @@ fn is_event_file(p: &Path) -> bool {
 
 /// Replay files, calling `on_batch` after each applied batch with the file,
 /// the line (1 for `.json`) and the batch report. Stops at the first failure.
-pub async fn replay<D: Directory>(
-    p: &Pipeline<D>,
+pub async fn replay(
+    p: &Pipeline,
     files: &[PathBuf],
     mut on_batch: impl FnMut(&Path, usize, &BatchReport),
 ) -> Result<BatchReport, ReplayError> {
@@ -104,8 +103,8 @@ pub async fn replay<D: Directory>(
     Ok(total)
 }
 
-async fn apply_event<D: Directory>(
-    p: &Pipeline<D>,
+async fn apply_event(
+    p: &Pipeline,
     path: &str,
     line: usize,
     text: &str,

@@ -11,7 +11,6 @@ use super::backfill::{BackfillError, BackfillSummary, Observer, Pacer, apply_pag
 use crate::domain::SourceKind;
 use crate::pipeline::Pipeline;
 use crate::record::snapshot::{key_attributes, snapshot_record};
-use crate::resolve::Directory;
 use crate::store::checkpoints::Checkpoint;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ReturnConsumedCapacity};
@@ -73,8 +72,8 @@ fn key_from_json(text: &str) -> Result<HashMap<String, AttributeValue>, String> 
 }
 
 /// Backfill `opts.table` by Scan through `p`.
-pub async fn scan_backfill<D: Directory>(
-    p: &Pipeline<D>,
+pub async fn scan_backfill(
+    p: &Pipeline,
     client: &Client,
     opts: &ScanOptions,
     observer: &dyn Observer,
@@ -196,8 +195,8 @@ pub async fn scan_backfill<D: Directory>(
     }
 }
 
-struct SegmentContext<'a, D> {
-    p: &'a Pipeline<D>,
+struct SegmentContext<'a> {
+    p: &'a Pipeline,
     client: &'a Client,
     opts: &'a ScanOptions,
     observer: &'a dyn Observer,
@@ -210,8 +209,8 @@ struct SegmentContext<'a, D> {
     expected: Option<u64>,
 }
 
-async fn scan_segment<D: Directory>(
-    ctx: &SegmentContext<'_, D>,
+async fn scan_segment(
+    ctx: &SegmentContext<'_>,
     segment: u32,
     checkpoint: Option<Checkpoint>,
 ) -> Result<BackfillSummary, BackfillError> {

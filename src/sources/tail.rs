@@ -12,7 +12,6 @@
 
 use super::backfill::{BackfillError, BackfillSummary, Observer, apply_page};
 use crate::pipeline::Pipeline;
-use crate::resolve::Directory;
 use crate::store::checkpoints::Checkpoint;
 use aws_sdk_dynamodbstreams::Client as StreamsClient;
 use aws_sdk_dynamodbstreams::types::{Record, Shard, ShardIteratorType};
@@ -94,8 +93,8 @@ pub fn lambda_record(r: &Record, stream_arn: &str) -> Result<Box<RawValue>, Stri
 }
 
 /// Follow `opts.table`'s stream through `p` until stopped or idle.
-pub async fn tail<D: Directory>(
-    p: &Pipeline<D>,
+pub async fn tail(
+    p: &Pipeline,
     dynamodb: &aws_sdk_dynamodb::Client,
     streams: &StreamsClient,
     opts: &TailOptions,

@@ -179,18 +179,15 @@ fn fixture_events() -> Vec<OwnedRawEvent> {
         .collect()
 }
 
-async fn dynamo_pipeline(
-    moto: &Moto,
-    db_url: &str,
-    tables: TableNames,
-) -> Pipeline<DynamoDirectory> {
+async fn dynamo_pipeline(moto: &Moto, db_url: &str, tables: TableNames) -> Pipeline {
     Pipeline {
         store: Store::open(db_url).await.unwrap(),
         directory: DynamoDirectory::new(
             support::dynamodb_client(&moto.endpoint),
             tables,
             CachePolicy::default(),
-        ),
+        )
+        .into(),
         default_tz: chrono_tz::Tz::UTC,
         publisher: None,
     }
@@ -222,7 +219,8 @@ async fn handler_with_dynamodb_lookups_matches_local_replay() {
             env!("CARGO_MANIFEST_DIR"),
             "/fixtures/directory"
         )))
-        .unwrap(),
+        .unwrap()
+        .into(),
         default_tz: chrono_tz::Tz::UTC,
         publisher: None,
     };
@@ -243,12 +241,12 @@ async fn handler_with_dynamodb_lookups_matches_local_replay() {
         );
     }
     // A warm Lambda answers repeated lookups from its cache.
-    let before = p.directory.cache_stats();
+    let before = p.directory.cache_counts();
     handle(&p, &fixture_events()[0]).await.unwrap();
-    let after = p.directory.cache_stats();
+    let after = p.directory.cache_counts();
     assert!(
-        after.hits > before.hits && after.misses == before.misses,
-        "{before:?} → {after:?}"
+        after.0 > before.0 && after.1 == before.1,
+        "(hits, misses) {before:?} → {after:?}"
     );
 }
 

@@ -366,7 +366,7 @@ pub async fn three_concurrent_writers(engine: &str) {
     for size in [5usize, 8, 13] {
         let p = Arc::new(Pipeline {
             store: Store::open(&h.db.url).await.unwrap(),
-            directory: LocalDirectory::load(h.dir.path()).unwrap(),
+            directory: LocalDirectory::load(h.dir.path()).unwrap().into(),
             default_tz: chrono_tz::Tz::UTC,
             publisher: None,
         });

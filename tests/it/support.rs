@@ -205,7 +205,7 @@ pub struct Harness {
     /// The database, kept alive (and dropped) with the harness.
     pub db: TestDb,
     pub dir: tempfile::TempDir,
-    pub p: Pipeline<LocalDirectory>,
+    pub p: Pipeline,
 }
 
 impl Harness {
@@ -220,7 +220,7 @@ impl Harness {
         write_directory(dir.path(), items);
         let p = Pipeline {
             store: Store::open(&db.url).await.unwrap(),
-            directory: LocalDirectory::load(dir.path()).unwrap(),
+            directory: LocalDirectory::load(dir.path()).unwrap().into(),
             default_tz: chrono_tz::Tz::UTC,
             publisher: None,
         };
@@ -230,7 +230,7 @@ impl Harness {
     /// Reload the directory after its files changed (a user got linked).
     pub fn relink(&mut self, items: &[(&str, &str)]) {
         write_directory(self.dir.path(), items);
-        self.p.directory = LocalDirectory::load(self.dir.path()).unwrap();
+        self.p.directory = LocalDirectory::load(self.dir.path()).unwrap().into();
     }
 
     pub async fn apply(&self, records: &[Value]) -> BatchReport {

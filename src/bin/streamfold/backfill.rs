@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use streamfold::pipeline::Pipeline;
-use streamfold::resolve::Directory;
 use streamfold::sources::backfill::{BackfillError, BackfillSummary, Observer};
 use streamfold::sources::export::{ExportLocation, ExportOptions, export_backfill};
 use streamfold::sources::scan::{ScanOptions, scan_backfill};
@@ -105,8 +104,8 @@ fn on_ctrl_c() {
 }
 
 /// `streamfold tail`.
-pub async fn tail<D: Directory>(
-    p: &Pipeline<D>,
+pub async fn tail(
+    p: &Pipeline,
     aws: &aws_config::SdkConfig,
     opts: &streamfold::sources::tail::TailOptions,
 ) -> Result<()> {
@@ -137,11 +136,7 @@ pub async fn tail<D: Directory>(
     Ok(())
 }
 
-pub async fn run<D: Directory>(
-    p: &Pipeline<D>,
-    aws: &aws_config::SdkConfig,
-    job: &Job,
-) -> Result<()> {
+pub async fn run(p: &Pipeline, aws: &aws_config::SdkConfig, job: &Job) -> Result<()> {
     on_ctrl_c();
     let bars = Bars::new();
     let result = match job {
