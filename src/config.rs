@@ -1,7 +1,8 @@
 //! Configuration, parsed once at start-up into plain structs and passed
 //! explicitly to whatever needs it.
 
-use crate::store::{StoreOptions, redact_url};
+use crate::redact::redact_url;
+use crate::store::StoreOptions;
 use chrono_tz::Tz;
 use std::path::PathBuf;
 
@@ -103,6 +104,96 @@ const TABLE_OVERRIDES: [&str; 11] = [
     "LLMReportData",
 ];
 
+/// How to reach the DynamoDB identity tables and how long to cache their
+/// answers: the part of the environment the Lambda and the CLI's
+/// `--lookups dynamodb` share, parsed by one function.
+#[derive(Clone, Debug)]
+pub struct LookupSettings {
+    pub tables: crate::resolve::dynamo::TableNames,
+    pub cache: crate::resolve::dynamo::CachePolicy,
+}
+
+/// A whole number from the environment, or `default` when unset.
+fn env_number(
+    get: &impl Fn(&str) -> Option<String>,
+    k: &str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match get(k) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("{k} must be a whole number, not {v:?}"))),
+    }
+}
+
+impl LookupSettings {
+    /// `ICARUS_TABLE_PREFIX`, `ACS_TABLE_PREFIX`, `TABLE_<NAME>` overrides
+    /// and the cache lifetimes, from an environment lookup.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LookupSettings, ConfigError> {
+        let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let icarus = get("ICARUS_TABLE_PREFIX").or_else(|| get("TABLE_PREFIX"));
+        let acs = get("ACS_TABLE_PREFIX");
+        let (Some(icarus), Some(acs)) = (icarus, acs) else {
+            return Err(ConfigError(
+                "set ICARUS_TABLE_PREFIX (e.g. icarus-prod-) and ACS_TABLE_PREFIX (e.g. acsd2p-prod-)".into(),
+            ));
+        };
+        Ok(LookupSettings {
+            tables: crate::resolve::dynamo::TableNames::from_prefixes(
+                &icarus,
+                &acs,
+                &table_overrides(&get),
+            ),
+            cache: crate::resolve::dynamo::CachePolicy {
+                positive: std::time::Duration::from_secs(env_number(
+                    &get,
+                    "LOOKUP_CACHE_TTL_SECS",
+                    300,
+                )?),
+                negative: std::time::Duration::from_secs(env_number(
+                    &get,
+                    "LOOKUP_NEGATIVE_TTL_SECS",
+                    60,
+                )?),
+            },
+        })
+    }
+}
+
+/// `TABLE_<NAME>` overrides present in the environment.
+fn table_overrides(
+    get: &impl Fn(&str) -> Option<String>,
+) -> std::collections::HashMap<String, String> {
+    TABLE_OVERRIDES
+        .iter()
+        .filter_map(|name| {
+            get(&format!("TABLE_{}", name.to_ascii_uppercase())).map(|v| (name.to_string(), v))
+        })
+        .collect()
+}
+
+/// Where LLM reports are projected: `TABLE_LLMREPORTDATA`, else the ACS
+/// prefix's `LLMReportData` (named as `TableNames` names it); `None` when
+/// neither is set.
+pub fn llm_report_table(env: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let get = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let acs = get("ACS_TABLE_PREFIX");
+    let overrides = table_overrides(&get);
+    if acs.is_none() && !overrides.contains_key("LLMReportData") {
+        return None;
+    }
+    Some(
+        crate::resolve::dynamo::TableNames::from_prefixes(
+            "",
+            acs.as_deref().unwrap_or(""),
+            &overrides,
+        )
+        .llm_reports,
+    )
+}
+
 impl LambdaConfig {
     /// Parse from an environment lookup (`std::env::var` in the binary).
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<LambdaConfig, ConfigError> {
@@ -114,30 +205,10 @@ impl LambdaConfig {
                 "set DATABASE_URL or DATABASE_SECRET_ARN".into(),
             ));
         }
-        let number = |k: &str, default: u64| -> Result<u64, ConfigError> {
-            match get(k) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map_err(|_| ConfigError(format!("{k} must be a whole number, not {v:?}"))),
-            }
-        };
+        let number = |k: &str, default: u64| env_number(&get, k, default);
         let default_tz = parse_default_tz(get("DEFAULT_TIMEZONE").as_deref().unwrap_or("UTC"))
             .map_err(|e| ConfigError(format!("DEFAULT_TIMEZONE: {e}")))?;
-        let icarus = get("ICARUS_TABLE_PREFIX").or_else(|| get("TABLE_PREFIX"));
-        let acs = get("ACS_TABLE_PREFIX");
-        let (Some(icarus), Some(acs)) = (icarus, acs) else {
-            return Err(ConfigError(
-                "set ICARUS_TABLE_PREFIX (e.g. icarus-prod-) and ACS_TABLE_PREFIX (e.g. acsd2p-prod-)".into(),
-            ));
-        };
-        let overrides = TABLE_OVERRIDES
-            .iter()
-            .filter_map(|name| {
-                get(&format!("TABLE_{}", name.to_ascii_uppercase())).map(|v| (name.to_string(), v))
-            })
-            .collect();
+        let lookups = LookupSettings::from_env(get)?;
         let max_connections = number("DATABASE_MAX_CONNECTIONS", 2)?;
         if max_connections == 0 {
             return Err(ConfigError(
@@ -158,11 +229,8 @@ impl LambdaConfig {
                 ..StoreOptions::default()
             },
             default_tz,
-            tables: crate::resolve::dynamo::TableNames::from_prefixes(&icarus, &acs, &overrides),
-            cache: crate::resolve::dynamo::CachePolicy {
-                positive: std::time::Duration::from_secs(number("LOOKUP_CACHE_TTL_SECS", 300)?),
-                negative: std::time::Duration::from_secs(number("LOOKUP_NEGATIVE_TTL_SECS", 60)?),
-            },
+            tables: lookups.tables,
+            cache: lookups.cache,
         })
     }
 }
@@ -178,6 +246,33 @@ mod lambda_tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn llm_report_table_has_one_derivation() {
+        assert_eq!(llm_report_table(env(&[])), None);
+        assert_eq!(
+            llm_report_table(env(&[("ACS_TABLE_PREFIX", "acsd2p-prod-")])).as_deref(),
+            Some("acsd2p-prod-LLMReportData")
+        );
+        assert_eq!(
+            llm_report_table(env(&[
+                ("ACS_TABLE_PREFIX", "acsd2p-prod-"),
+                ("TABLE_LLMREPORTDATA", "reports")
+            ]))
+            .as_deref(),
+            Some("reports")
+        );
+        let lambda = LambdaConfig::from_env(env(&[
+            ("DATABASE_URL", "sqlite://x"),
+            ("ICARUS_TABLE_PREFIX", "i-"),
+            ("ACS_TABLE_PREFIX", "a-"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            Some(lambda.tables.llm_reports),
+            llm_report_table(env(&[("ACS_TABLE_PREFIX", "a-")]))
+        );
     }
 
     #[test]

@@ -8,12 +8,13 @@ use std::time::Instant;
 use streamfold::bench::suite::SuiteOptions;
 use streamfold::config::{self, Config};
 use streamfold::pipeline::{self, BatchReport, Pipeline};
+use streamfold::redact::redact_url;
 use streamfold::report::publish::ReportPublisher;
 use streamfold::resolve::local::LocalDirectory;
 use streamfold::sources::replay;
 use streamfold::sources::scan::Segments;
 use streamfold::store::reports::ReportFilter;
-use streamfold::store::{Store, StoreOptions, redact_url};
+use streamfold::store::{Store, StoreOptions};
 
 /// Print to stdout; a closed pipe (`streamfold … | head`) ends the program
 /// quietly instead of panicking.
@@ -521,12 +522,7 @@ async fn run(cli: Cli) -> Result<()> {
             }
             if publish {
                 let table = table
-                    .or_else(|| std::env::var("TABLE_LLMREPORTDATA").ok())
-                    .or_else(|| {
-                        std::env::var("ACS_TABLE_PREFIX")
-                            .ok()
-                            .map(|p| format!("{p}LLMReportData"))
-                    })
+                    .or_else(|| streamfold::config::llm_report_table(|k| std::env::var(k).ok()))
                     .context("--publish needs --table, TABLE_LLMREPORTDATA or ACS_TABLE_PREFIX")?;
                 let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
                 let publisher = ReportPublisher::new(aws_sdk_dynamodb::Client::new(&aws), &table);
@@ -787,19 +783,13 @@ async fn pipeline_for(
 }
 
 fn dynamo_pipeline(store: Store, cfg: &Config, aws: &aws_config::SdkConfig) -> Result<Pipeline> {
-    let lambda = streamfold::config::LambdaConfig::from_env(|k| {
-        if k == "DATABASE_URL" {
-            Some(cfg.database_url.clone())
-        } else {
-            std::env::var(k).ok()
-        }
-    })?;
+    let lookups = streamfold::config::LookupSettings::from_env(|k| std::env::var(k).ok())?;
     Ok(Pipeline {
         store,
         directory: streamfold::resolve::dynamo::DynamoDirectory::new(
             aws_sdk_dynamodb::Client::new(aws),
-            lambda.tables,
-            lambda.cache,
+            lookups.tables,
+            lookups.cache,
         )
         .into(),
         default_tz: cfg.default_tz,

@@ -2,7 +2,8 @@
 //! TLS required for any non-loopback host unless the URL explicitly disables
 //! it and the operator allowed that.
 
-use super::{StoreError, redact_url};
+use super::StoreError;
+use crate::redact::redact_url;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {

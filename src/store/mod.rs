@@ -37,8 +37,7 @@ use rows::Existing;
 use std::collections::HashSet;
 use std::time::Duration;
 
-/// URL redaction lives in `crate::redact`; re-exported for the store's users.
-pub use crate::redact::redact_url;
+use crate::redact::redact_url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

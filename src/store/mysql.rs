@@ -7,7 +7,7 @@
 
 use super::connect::{self, TlsDecision};
 use super::dialect::{Dialect, Flavor, StagedDialect};
-use super::sql::{self, WINS};
+use super::sql;
 use super::stage;
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
@@ -50,7 +50,7 @@ pub struct MySqlStore {
 impl MySqlStore {
     pub async fn open(url: &str, opts: &StoreOptions) -> Result<MySqlStore, StoreError> {
         let connect_err = |e: sqlx::Error| StoreError::Connect {
-            url: super::redact_url(url),
+            url: crate::redact::redact_url(url),
             reason: crate::redact::scrub(&e.to_string(), url),
         };
         let mut options = MySqlConnectOptions::from_str(url)
@@ -163,7 +163,7 @@ fn activity_delta() -> String {
          SELECT y.slack_id, y.integration, y.dow, y.hours, y.d FROM ({}) y
           ORDER BY y.slack_id, y.integration, y.dow, y.hours
          ON DUPLICATE KEY UPDATE event_count = event_count + y.d",
-        sql::summed_activity_deltas("stage_activity")
+        sql::summed_activity_deltas("stage_activity", "activity_ledger")
     )
 }
 
@@ -179,8 +179,9 @@ async fn write_ledger(
     result: &mut ApplyResult,
 ) -> Result<(), StoreError> {
     let update = format!(
-        "UPDATE {ledger} l JOIN {stage} s ON l.id = s.id SET {} WHERE {WINS}",
-        sql::assignments(columns, "l.")
+        "UPDATE {ledger} l JOIN {stage} s ON l.id = s.id SET {} WHERE {}",
+        sql::assignments(columns, "l."),
+        sql::wins("s", "l")
     );
     let insert = sql::insert_new(ledger, stage, columns);
     stage::write_ledger(

@@ -10,7 +10,7 @@
 
 use super::connect::{self, TlsDecision};
 use super::dialect::{Dialect, Flavor};
-use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS, WINS};
+use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS};
 use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
@@ -32,7 +32,7 @@ pub struct PgStore {
 impl PgStore {
     pub async fn open(url: &str, opts: &StoreOptions) -> Result<PgStore, StoreError> {
         let connect_err = |e: sqlx::Error| StoreError::Connect {
-            url: super::redact_url(url),
+            url: crate::redact::redact_url(url),
             reason: crate::redact::scrub(&e.to_string(), url),
         };
         let mut options = PgConnectOptions::from_str(url).map_err(connect_err)?;
@@ -158,12 +158,13 @@ fn fold_ctes(p: &str, ledger: &str, columns: &str, first: usize, types: &[&str])
         "{p}s AS (SELECT * FROM UNNEST({casts}) AS s({columns})),
          {p}l AS (SELECT * FROM {ledger} WHERE id = ANY(${first}::bytea[]) ORDER BY id FOR UPDATE),
          {p}upd AS (UPDATE {ledger} t SET {assign} FROM {p}s s JOIN {p}l l ON l.id = s.id
-                  WHERE t.id = s.id AND {WINS} RETURNING 1),
+                  WHERE t.id = s.id AND {wins} RETURNING 1),
          {p}ins AS (INSERT INTO {ledger} ({columns}) SELECT {select_s} FROM {p}s s
                   WHERE NOT EXISTS (SELECT 1 FROM {p}l l WHERE l.id = s.id) ORDER BY s.id
                   ON CONFLICT (id) DO NOTHING RETURNING 1)",
         casts = params(first, types),
         assign = sql::assignments(columns, ""),
+        wins = sql::wins("s", "l"),
     )
 }
 
@@ -173,26 +174,22 @@ fn fold_results(p: &str) -> String {
     format!(
         "(SELECT count(*) FROM {p}ins)::int8,
          (SELECT count(*) FROM {p}s s WHERE NOT EXISTS (SELECT 1 FROM {p}l l WHERE l.id = s.id))::int8,
-         ARRAY(SELECT s.id FROM {p}s s JOIN {p}l l ON l.id = s.id WHERE NOT {WINS})"
+         ARRAY(SELECT s.id FROM {p}s s JOIN {p}l l ON l.id = s.id WHERE NOT {wins})",
+        wins = sql::wins("s", "l"),
     )
 }
 
-/// The `user_event_counts` move of the activity fold (a CTE).
+/// The `user_event_counts` move of the activity fold (a CTE), computed by
+/// the rule every dialect shares against the locked pre-image `a_l`.
 fn activity_counts() -> String {
     format!(
         "a_counts AS (INSERT INTO user_event_counts (slack_id, integration, dow, hours, event_count)
-         SELECT slack_id, integration, dow, hours, d FROM (
-             SELECT slack_id, integration, dow, hours, SUM(d) AS d FROM (
-                 SELECT l.subject AS slack_id, l.integration, l.dow, l.hours, -1 AS d
-                   FROM a_s s JOIN a_l l ON l.id = s.id WHERE l.state = 1 AND {WINS}
-                 UNION ALL
-                 SELECT s.subject, s.integration, s.dow, s.hours, 1
-                   FROM a_s s LEFT JOIN a_l l ON l.id = s.id WHERE s.state = 1 AND (l.id IS NULL OR {WINS})
-             ) x GROUP BY slack_id, integration, dow, hours HAVING SUM(d) <> 0
-         ) y ORDER BY slack_id, integration, dow, hours
+         SELECT slack_id, integration, dow, hours, d FROM ({}) y
+          ORDER BY slack_id, integration, dow, hours
          ON CONFLICT (slack_id, integration, dow, hours)
          DO UPDATE SET event_count = user_event_counts.event_count + EXCLUDED.event_count
-         RETURNING 1)"
+         RETURNING 1)",
+        sql::summed_activity_deltas("a_s", "a_l")
     )
 }
 

@@ -1,7 +1,7 @@
 //! Database credentials from AWS Secrets Manager: an RDS-managed secret
 //! (JSON with `host`, `port`, `username`, `password`, `dbname`, `engine`)
 //! turned into a database URL. The password only ever lives in that URL,
-//! which is printed redacted (`store::redact_url`).
+//! which is printed redacted (`redact::redact_url`).
 
 use super::StoreError;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
@@ -110,7 +110,7 @@ mod tests {
             "mysql://admin:p%40ss%3Aw%2Frd%25@db.abc.us-east-1.rds.amazonaws.com:3306/icarus"
         );
         assert_eq!(
-            super::super::redact_url(&url),
+            crate::redact::redact_url(&url),
             "mysql://admin:***@db.abc.us-east-1.rds.amazonaws.com:3306/icarus"
         );
         let pg = url_from_secret(

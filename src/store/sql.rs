@@ -2,14 +2,26 @@
 //! source of aggregate deltas. Each references the staging table once (MySQL
 //! cannot reopen a temporary table within one statement).
 
-/// `aggregate::wins` in SQL (`s` = staged row, `l` = ledger row).
-pub const WINS: &str =
-    "(s.version > l.version OR (s.version = l.version AND l.state = 2 AND s.state = 1))";
+use crate::aggregate::RowState;
+
+/// `aggregate::wins` in SQL: the row aliased `staged` replaces the ledger
+/// row aliased `ledger` (versions compare as bytes, which is their numeric
+/// order). `tests::wins_in_sql_is_wins_in_rust` holds the two together.
+pub fn wins(staged: &str, ledger: &str) -> String {
+    format!(
+        "({staged}.version > {ledger}.version OR ({staged}.version = {ledger}.version AND {ledger}.state = {unattributed} AND {staged}.state = {live}))",
+        unattributed = RowState::Unattributed.code(),
+        live = RowState::Live.code(),
+    )
+}
 
 /// Rows `(slack_id, integration, dow, hours, d)` whose sum per key is the
 /// change of `user_event_counts`: −1 for a live ledger row being replaced,
 /// +1 for a live staged row that replaces (or creates) its ledger row.
-pub fn activity_deltas(stage: &str) -> String {
+/// `ledger` is the activity ledger as the dialect reads it (the table, or
+/// PostgreSQL's locked pre-image of the batch's rows).
+pub fn activity_deltas(stage: &str, ledger: &str) -> String {
+    let wins = wins("s", "l");
     format!(
         "SELECT CASE WHEN k.n = 1 THEN l.subject ELSE s.subject END AS slack_id,
                 CASE WHEN k.n = 1 THEN l.integration ELSE s.integration END AS integration,
@@ -17,19 +29,19 @@ pub fn activity_deltas(stage: &str) -> String {
                 CASE WHEN k.n = 1 THEN l.hours ELSE s.hours END AS hours,
                 CASE WHEN k.n = 1 THEN -1 ELSE 1 END AS d
            FROM {stage} s
-           LEFT JOIN activity_ledger l ON l.id = s.id
+           LEFT JOIN {ledger} l ON l.id = s.id
            CROSS JOIN (SELECT 1 AS n UNION ALL SELECT 2) k
-          WHERE (k.n = 1 AND l.state = 1 AND {WINS})
-             OR (k.n = 2 AND s.state = 1 AND (l.id IS NULL OR {WINS}))"
+          WHERE (k.n = 1 AND l.state = 1 AND {wins})
+             OR (k.n = 2 AND s.state = 1 AND (l.id IS NULL OR {wins}))"
     )
 }
 
 /// Pre-summed deltas per key, non-zero only, in key order.
-pub fn summed_activity_deltas(stage: &str) -> String {
+pub fn summed_activity_deltas(stage: &str, ledger: &str) -> String {
     format!(
         "SELECT slack_id, integration, dow, hours, SUM(d) AS d FROM ({}) x
           GROUP BY slack_id, integration, dow, hours HAVING SUM(d) <> 0",
-        activity_deltas(stage)
+        activity_deltas(stage, ledger)
     )
 }
 
@@ -74,4 +86,53 @@ pub fn existing(ledger: &str, stage: &str, int: &str) -> String {
         "SELECT l.id, l.version, CAST(l.state AS {int}) FROM {ledger} l
           WHERE l.id IN (SELECT id FROM {stage}) ORDER BY l.id"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate;
+    use crate::domain::Version;
+    use sqlx::Connection;
+
+    /// Every pair of (version, state) rows, judged by the SQL expression in
+    /// SQLite on the versions' stored bytes and by `aggregate::wins`.
+    #[tokio::test]
+    async fn wins_in_sql_is_wins_in_rust() {
+        let mut c = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        let versions = [
+            Version::snapshot(),
+            Version::from_sequence_number("5").unwrap(),
+            Version::from_sequence_number("49").unwrap(),
+            Version::from_sequence_number("4421584500000000017450439000").unwrap(),
+        ];
+        let states = [RowState::Live, RowState::Unattributed, RowState::Tombstone];
+        let sql = format!(
+            "SELECT {} FROM (SELECT ? AS version, ? AS state) s, (SELECT ? AS version, ? AS state) l",
+            wins("s", "l")
+        );
+        let mut checked = 0;
+        for sv in &versions {
+            for ss in states {
+                for lv in &versions {
+                    for ls in states {
+                        let got: bool = sqlx::query_scalar(&sql)
+                            .bind(sv.as_bytes().to_vec())
+                            .bind(ss.code())
+                            .bind(lv.as_bytes().to_vec())
+                            .bind(ls.code())
+                            .fetch_one(&mut c)
+                            .await
+                            .unwrap();
+                        let want = aggregate::wins((sv, ss), Some((lv, ls)));
+                        assert_eq!(got, want, "{sv:?} {ss:?} vs {lv:?} {ls:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 144);
+    }
 }

@@ -42,7 +42,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub async fn open(url: &str, opts: &StoreOptions) -> Result<SqliteStore, StoreError> {
         let connect_err = |e: sqlx::Error| StoreError::Connect {
-            url: super::redact_url(url),
+            url: crate::redact::redact_url(url),
             reason: crate::redact::scrub(&e.to_string(), url),
         };
         let options = SqliteConnectOptions::from_str(url)
@@ -149,7 +149,7 @@ fn activity_delta() -> String {
           ORDER BY slack_id, integration, dow, hours
          ON CONFLICT (slack_id, integration, dow, hours)
          DO UPDATE SET event_count = user_event_counts.event_count + excluded.event_count",
-        sql::summed_activity_deltas("stage_activity")
+        sql::summed_activity_deltas("stage_activity", "activity_ledger")
     )
 }
 
@@ -168,9 +168,9 @@ async fn write_ledger(
     let upsert = format!(
         "INSERT INTO {ledger} ({columns}) SELECT {columns} FROM {stage} WHERE true
          ON CONFLICT (id) DO UPDATE SET {}
-         WHERE excluded.version > {ledger}.version
-            OR (excluded.version = {ledger}.version AND {ledger}.state = 2 AND excluded.state = 1)",
-        sql::assignments(columns, "").replace("s.", "excluded.")
+         WHERE {}",
+        sql::assignments(columns, "").replace("s.", "excluded."),
+        sql::wins("excluded", ledger)
     );
     tx.execute(upsert.as_str()).await?;
     result.statements += 1;
