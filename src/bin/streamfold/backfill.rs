@@ -3,7 +3,7 @@
 //! The work is the library's (`sources::scan`, `sources::export`,
 //! `sources::tail`).
 
-use super::{print_counts, print_totals};
+use crate::print::{print_counts, print_totals};
 use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;

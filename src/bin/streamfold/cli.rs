@@ -1,0 +1,330 @@
+//! The argument schema of `streamfold` (clap derive): one `Args` struct per
+//! subcommand, the options every database command shares (`Common`) and
+//! how they become a `Config`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use streamfold::config::{self, Config};
+use streamfold::store::StoreOptions;
+
+#[derive(Parser)]
+#[command(
+    name = "streamfold",
+    version,
+    about = "Fold DynamoDB Streams into activity heatmaps and LLM reports, exactly once"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct Common {
+    /// Database URL (sqlite://FILE is created if missing).
+    #[arg(long, env = "DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// AWS Secrets Manager secret (RDS credentials JSON) to build the
+    /// database URL from, instead of --database-url.
+    #[arg(long, env = "DATABASE_SECRET_ARN")]
+    database_secret_arn: Option<String>,
+    /// Folder of DynamoDB-JSON identity items (<table suffix>.jsonl).
+    #[arg(long, default_value = config::DEFAULT_DIRECTORY)]
+    directory: PathBuf,
+    /// Time zone for users without a valid one.
+    #[arg(long, env = "DEFAULT_TIMEZONE", default_value = "UTC")]
+    default_tz: String,
+    /// Database connections in the pool.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 4)]
+    max_connections: u32,
+    /// Seconds to keep trying to reach the database.
+    #[arg(long, env = "DATABASE_CONNECT_TIMEOUT", default_value_t = 10)]
+    connect_timeout: u64,
+    /// Allow a URL that disables TLS to a non-loopback database host.
+    #[arg(long, env = "STREAMFOLD_DB_ALLOW_PLAINTEXT")]
+    allow_plaintext: bool,
+}
+
+impl Common {
+    pub async fn config(&self) -> Result<Config> {
+        let database_url = match &self.database_secret_arn {
+            Some(arn) => {
+                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let client = aws_sdk_secretsmanager::Client::new(&aws);
+                streamfold::store::secret::database_url_from_secret(&client, arn, None).await?
+            }
+            None => self.database_url.clone(),
+        };
+        Ok(Config {
+            database_url,
+            directory: self.directory.clone(),
+            default_tz: config::parse_default_tz(&self.default_tz).map_err(anyhow::Error::msg)?,
+            store: StoreOptions {
+                max_connections: self.max_connections,
+                allow_plaintext: self.allow_plaintext,
+                connect_timeout: std::time::Duration::from_secs(self.connect_timeout),
+                ..StoreOptions::default()
+            },
+        })
+    }
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Replay Lambda DynamoDB stream event files (.json, .jsonl) or folders of them.
+    Replay(ReplayArgs),
+    /// Show a user's 7×24 heatmap (day of week × hour, in the user's time
+    /// zone), or without --slack-id the database's totals.
+    Stats(StatsArgs),
+    /// Resolve unattributed events again and count those now linked, once.
+    Reattribute(ReattributeArgs),
+    /// List quarantined records and their reasons.
+    Rejects(RejectsArgs),
+    /// Benchmarks: each row against a baseline run in the same process on
+    /// the same data (BENCHMARKS.md); --smoke for a quick small run.
+    Bench(BenchArgs),
+    /// Print monthly LLM usage reports as JSON Lines (LLMReportData items:
+    /// seed field names, exact decimal numbers); --publish also writes them
+    /// to the LLMReportData table.
+    LlmReport(LlmReportArgs),
+    /// Fold a table's existing items in: a parallel Scan, or (--export) a
+    /// DynamoDB export to S3. Items enter as snapshots with the lowest
+    /// version, so running alongside the stream never double-counts.
+    Backfill(BackfillArgs),
+    /// Follow a table's stream through the DynamoDB Streams API (no Lambda),
+    /// checkpointing each shard in the database; a restart resumes.
+    Tail(TailArgs),
+    /// Create or update the database schema.
+    Migrate(MigrateArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Files or folders, applied in name order.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub common: Common,
+    #[arg(long)]
+    pub slack_id: Option<String>,
+    /// Only one integration: G (GitHub), D (Dropbox) or E (e-mail).
+    #[arg(long, value_parser = ["G", "D", "E"])]
+    pub integration: Option<String>,
+    /// Also draw the user's heatmap as a PNG image.
+    #[arg(long, requires = "slack_id")]
+    pub png: Option<PathBuf>,
+    /// Without --slack-id: how many top users to list.
+    #[arg(long, default_value_t = 10)]
+    pub top: u32,
+}
+
+#[derive(clap::Args)]
+pub struct ReattributeArgs {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(clap::Args)]
+pub struct RejectsArgs {
+    #[command(subcommand)]
+    pub action: RejectsAction,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Database URL: sqlite (a temporary file is used) or a MySQL /
+    /// PostgreSQL server on which scratch databases may be created.
+    #[arg(long, default_value = "sqlite://bench.db")]
+    pub database_url: String,
+    /// Folder of identity items, as for replay.
+    #[arg(long, default_value = config::DEFAULT_DIRECTORY)]
+    pub directory: PathBuf,
+    /// Records per round.
+    #[arg(long, default_value_t = 100_000)]
+    pub records: usize,
+    /// Records per Lambda batch.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Rounds (each on a fresh database); min and median are reported.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
+    /// Records of the per-event baseline (a prefix of the same data).
+    #[arg(long, default_value_t = 20_000)]
+    pub per_event_records: usize,
+    /// Ledger rows already present for the scaling row (0 skips it).
+    #[arg(long, default_value_t = 5_000_000)]
+    pub history_rows: usize,
+    /// Small sizes, one round: checks that every row runs (CI).
+    #[arg(long)]
+    pub smoke: bool,
+    /// The streamfold-lambda binary for the Lambda rows (build it with
+    /// the profile to measure); without it those rows are skipped.
+    #[arg(long, requires = "hello_bin")]
+    pub lambda_bin: Option<PathBuf>,
+    /// The lambda_hello example built with the same profile.
+    #[arg(long, requires = "lambda_bin")]
+    pub hello_bin: Option<PathBuf>,
+    /// Run only these rows (comma-separated); all rows by default.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<BenchRow>,
+}
+
+#[derive(clap::Args)]
+pub struct LlmReportArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Only this account.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Only this UTC month, YYYY-MM.
+    #[arg(long, value_parser = parse_period)]
+    pub period: Option<String>,
+    /// Write the reports to DynamoDB (conditional on their version).
+    #[arg(long)]
+    pub publish: bool,
+    /// LLMReportData table; default: $TABLE_LLMREPORTDATA, else
+    /// $ACS_TABLE_PREFIX followed by LLMReportData.
+    #[arg(long)]
+    pub table: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Source table name (with its prefix, e.g. icarus-prod-github_events).
+    #[arg(long)]
+    pub table: String,
+    /// Scan segments run in this process (default: from the table's size).
+    #[arg(long, conflicts_with_all = ["segment", "total_segments", "export"])]
+    pub segments: Option<u32>,
+    /// Run only this segment (0-based) of --total-segments.
+    #[arg(long, requires = "total_segments", conflicts_with = "export")]
+    pub segment: Option<u32>,
+    #[arg(long, requires = "segment")]
+    pub total_segments: Option<u32>,
+    /// Continue from the checkpoints of an interrupted run.
+    #[arg(long)]
+    pub resume: bool,
+    /// Read capacity units per second, all segments together.
+    #[arg(long)]
+    pub max_rcu: Option<f64>,
+    /// Items per second, all segments together.
+    #[arg(long)]
+    pub max_items_per_sec: Option<f64>,
+    /// Items per Scan page.
+    #[arg(long)]
+    pub page_size: Option<i32>,
+    /// Strongly consistent Scan reads (twice the capacity).
+    #[arg(long)]
+    pub consistent_read: bool,
+    /// Read a DynamoDB export (DYNAMODB_JSON): the export's folder,
+    /// local or s3://bucket/prefix.
+    #[arg(long)]
+    pub export: Option<String>,
+    /// Export data files processed at once.
+    #[arg(long, default_value_t = 2)]
+    pub parallel: usize,
+    /// Export items per batch (one transaction each).
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Where identities are resolved: the local --directory, or the
+    /// DynamoDB tables named by ICARUS_TABLE_PREFIX / ACS_TABLE_PREFIX.
+    #[arg(long, value_enum, default_value_t = Lookups::Local)]
+    pub lookups: Lookups,
+}
+
+#[derive(clap::Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Source table name (with its prefix).
+    #[arg(long)]
+    pub table: String,
+    /// Where shards without a checkpoint start.
+    #[arg(long, value_enum, default_value_t = From::TrimHorizon)]
+    pub from: From,
+    /// Milliseconds between polls when nothing is new.
+    #[arg(long, default_value_t = 1000)]
+    pub poll_ms: u64,
+    /// Stop after this many idle polling rounds (default: follow forever).
+    #[arg(long)]
+    pub until_idle: Option<u32>,
+    #[arg(long, value_enum, default_value_t = Lookups::Local)]
+    pub lookups: Lookups,
+}
+
+#[derive(clap::Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Quarantined records: see them, and re-run them after a fix.
+#[derive(Subcommand)]
+pub enum RejectsAction {
+    /// List quarantined records and their reasons.
+    List {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Show one quarantined record: its reason and the raw record.
+    Show {
+        #[command(flatten)]
+        common: Common,
+        id: i64,
+    },
+    /// Re-run quarantined records (these ids, or --all); those applied now
+    /// leave the quarantine, the others stay with their new reason.
+    Retry {
+        #[command(flatten)]
+        common: Common,
+        #[arg(required_unless_present = "all")]
+        ids: Vec<i64>,
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum From {
+    TrimHorizon,
+    Latest,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookups {
+    Local,
+    Dynamodb,
+}
+
+fn parse_period(s: &str) -> Result<String, String> {
+    chrono::NaiveDate::parse_from_str(&format!("{s}-01"), "%Y-%m-%d")
+        .ok()
+        .filter(|_| s.len() == 7)
+        .map(|_| s.to_string())
+        .ok_or_else(|| format!("{s:?} is not a month like 2024-01"))
+}
+
+/// Rows of `streamfold bench`, for `--only`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchRow {
+    /// Apply vs bulk INSERT and vs the per-event pattern.
+    Apply,
+    /// Apply with a large ledger vs an empty one.
+    Scaling,
+    /// Statements per batch of 100 / 1,000 / 10,000.
+    RoundTrips,
+    /// Parse + normalise vs IgnoredAny.
+    Normalize,
+    /// Init, peak RSS, per-invocation overhead (needs --lambda-bin).
+    Lambda,
+}

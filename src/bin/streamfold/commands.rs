@@ -1,0 +1,337 @@
+//! Each subcommand of `streamfold`, run from its parsed arguments.
+
+use crate::backfill;
+use crate::cli::*;
+use crate::print::{print_counts, print_rejections, print_totals};
+use crate::setup::{open, pipeline_for};
+use anyhow::{Context, Result, bail};
+use std::time::Instant;
+use streamfold::bench::suite::SuiteOptions;
+use streamfold::pipeline;
+use streamfold::redact::redact_url;
+use streamfold::report::publish::ReportPublisher;
+use streamfold::sources::replay;
+use streamfold::sources::scan::Segments;
+use streamfold::store::Store;
+use streamfold::store::reports::ReportFilter;
+
+/// `streamfold replay`.
+pub async fn replay(args: ReplayArgs) -> Result<()> {
+    let ReplayArgs { common, paths } = args;
+    let cfg = common.config().await?;
+    let p = open(&cfg).await?;
+    let files = replay::event_files(&paths)?;
+    let started = Instant::now();
+    let mut batches = 0usize;
+    let mut records = 0u64;
+    let mut last_progress = Instant::now();
+    // Where each rejected record came from: (file:line, record).
+    let mut rejected: Vec<(String, streamfold::pipeline::Rejection)> = Vec::new();
+    let total = replay::replay(&p, &files, |file, line, report| {
+        batches += 1;
+        records += report.total().read;
+        let place = format!("{}:{line}", file.display());
+        rejected.extend(report.rejections.iter().map(|r| (place.clone(), r.clone())));
+        if last_progress.elapsed().as_secs() >= 2 {
+            last_progress = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            eprintln!(
+                "… {records} records in {batches} batches ({:.0} records/s), now at {place}",
+                records as f64 / secs.max(1e-9)
+            );
+        }
+    })
+    .await?;
+    let secs = started.elapsed().as_secs_f64();
+    let read = total.total().read;
+    outln!(
+        "replayed {} file(s), {batches} batch(es), {read} record(s) in {secs:.2} s ({:.0} records/s) into {}",
+        files.len(),
+        read as f64 / secs.max(1e-9),
+        redact_url(&cfg.database_url)
+    );
+    outln!(
+        "{} SQL statement(s), {:.1} per batch",
+        total.statements,
+        total.statements as f64 / batches.max(1) as f64
+    );
+    if total.splits > 0 {
+        outln!(
+            "{} batch split(s): the database refused some records, which were isolated and quarantined",
+            total.splits
+        );
+    }
+    if total.reports_changed > 0 {
+        outln!(
+            "{} LLM report change(s) (`streamfold llm-report` prints the reports)",
+            total.reports_changed
+        );
+    }
+    outln!();
+    print_counts(&total);
+    print_rejections(&rejected);
+    outln!();
+    print_totals(&p.store).await?;
+    if total.total().read == 0 {
+        bail!("no records found");
+    }
+    Ok(())
+}
+
+/// `streamfold stats`.
+pub async fn stats(args: StatsArgs) -> Result<()> {
+    let StatsArgs {
+        common,
+        slack_id,
+        integration,
+        png,
+        top,
+    } = args;
+    let cfg = common.config().await?;
+    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+    let Some(slack_id) = slack_id else {
+        print_totals(&store).await?;
+        let users = store.top_users(top).await?;
+        if !users.is_empty() {
+            outln!();
+            outln!("top users by events counted:");
+            for (i, (user, n)) in users.iter().enumerate() {
+                outln!("{:>4}. {user:<24} {n:>10}", i + 1);
+            }
+        }
+        return Ok(());
+    };
+    let cells = store.heatmap(&slack_id, integration.as_deref()).await?;
+    let title = format!(
+        "heatmap of {slack_id}{}",
+        integration
+            .map(|i| format!(", integration {i}"))
+            .unwrap_or_default()
+    );
+    outln!("{title} (rows: day of week, columns: hour, user's time zone)");
+    out!("{}", streamfold::heatmap::render(&cells));
+    if let Some(path) = png {
+        let labelled = streamfold::heatmap::png::render_png(&cells, &title, &path)?;
+        outln!("wrote {}", path.display());
+        if !labelled {
+            eprintln!(
+                "no TrueType font found (set STREAMFOLD_FONT=/path/to/font.ttf): the image has no text"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `streamfold reattribute`.
+pub async fn reattribute(args: ReattributeArgs) -> Result<()> {
+    let ReattributeArgs { common } = args;
+    let cfg = common.config().await?;
+    let p = open(&cfg).await?;
+    let report = pipeline::reattribute(&p, 5000)
+        .await
+        .context("re-attribution failed")?;
+    let t = report.total();
+    outln!(
+        "re-attribution: {} unattributed event(s) examined, {} now attributed and counted, {} still unlinked",
+        t.read,
+        t.applied,
+        t.unchanged
+    );
+    Ok(())
+}
+
+/// `streamfold rejects`.
+pub async fn rejects(args: RejectsArgs) -> Result<()> {
+    let RejectsArgs { action } = args;
+    crate::rejects::run(action).await
+}
+
+/// `streamfold bench`.
+pub async fn bench(args: BenchArgs) -> Result<()> {
+    let BenchArgs {
+        database_url,
+        directory,
+        records,
+        batch,
+        rounds,
+        per_event_records,
+        history_rows,
+        smoke,
+        lambda_bin,
+        hello_bin,
+        only,
+    } = args;
+    let opts = if smoke {
+        SuiteOptions {
+            url: database_url,
+            directory,
+            records: 3000,
+            batch: 500,
+            rounds: 1,
+            per_event_records: 300,
+            history_rows: 20_000,
+        }
+    } else {
+        SuiteOptions {
+            url: database_url,
+            directory,
+            records,
+            batch,
+            rounds,
+            per_event_records,
+            history_rows,
+        }
+    };
+    let lambda = lambda_bin.zip(hello_bin);
+    let only = |row| only.is_empty() || only.contains(&row);
+    crate::bench::suite(
+        &opts,
+        lambda.as_ref(),
+        if smoke { 1000 } else { 10_000 },
+        &only,
+    )
+    .await?;
+    Ok(())
+}
+
+/// `streamfold llm-report`.
+pub async fn llm_report(args: LlmReportArgs) -> Result<()> {
+    let LlmReportArgs {
+        common,
+        account,
+        period,
+        publish,
+        table,
+    } = args;
+    let cfg = common.config().await?;
+    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+    let filter = ReportFilter {
+        account_id: account,
+        period,
+        pending_only: false,
+        limit: u32::MAX,
+    };
+    let reports = store.reports(&filter).await?;
+    for r in &reports {
+        outln!("{}", streamfold::report::json_line(r));
+    }
+    if publish {
+        let table = table
+            .or_else(|| streamfold::config::llm_report_table(|k| std::env::var(k).ok()))
+            .context("--publish needs --table, TABLE_LLMREPORTDATA or ACS_TABLE_PREFIX")?;
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let publisher = ReportPublisher::new(aws_sdk_dynamodb::Client::new(&aws), &table);
+        let s = publisher.publish(&store, &filter).await?;
+        eprintln!(
+            "published {} report(s) to {table}: {} written, {} already there at this or a newer version, {} failed",
+            reports.len(),
+            s.written,
+            s.superseded,
+            s.failed
+        );
+        if s.failed > 0 {
+            bail!(
+                "{} report(s) could not be written; they stay pending",
+                s.failed
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `streamfold backfill`.
+pub async fn backfill(args: BackfillArgs) -> Result<()> {
+    let BackfillArgs {
+        common,
+        table,
+        segments,
+        segment,
+        total_segments,
+        resume,
+        max_rcu,
+        max_items_per_sec,
+        page_size,
+        consistent_read,
+        export,
+        parallel,
+        batch,
+        lookups,
+    } = args;
+    let cfg = common.config().await?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let job = match export {
+        Some(location) => backfill::Job::Export(streamfold::sources::export::ExportOptions {
+            location: streamfold::sources::export::ExportLocation::parse(&location)
+                .map_err(anyhow::Error::msg)?,
+            table,
+            parallel,
+            batch,
+            resume,
+        }),
+        None => backfill::Job::Scan(streamfold::sources::scan::ScanOptions {
+            table,
+            segments: match (segments, segment, total_segments) {
+                (_, Some(segment), Some(total)) => Segments::One { segment, total },
+                (Some(n), _, _) => Segments::All(n),
+                _ => Segments::Auto,
+            },
+            resume,
+            max_rcu,
+            max_items_per_sec,
+            page_size,
+            consistent_read,
+            max_pages: None,
+        }),
+    };
+    let p = pipeline_for(lookups, &cfg, &aws).await?;
+    backfill::run(&p, &aws, &job).await?;
+    Ok(())
+}
+
+/// `streamfold tail`.
+pub async fn tail(args: TailArgs) -> Result<()> {
+    let TailArgs {
+        common,
+        table,
+        from,
+        poll_ms,
+        until_idle,
+        lookups,
+    } = args;
+    let cfg = common.config().await?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let opts = streamfold::sources::tail::TailOptions {
+        table,
+        start: match from {
+            From::TrimHorizon => streamfold::sources::tail::StartAt::TrimHorizon,
+            From::Latest => streamfold::sources::tail::StartAt::Latest,
+        },
+        poll: std::time::Duration::from_millis(poll_ms),
+        until_idle,
+    };
+    let p = pipeline_for(lookups, &cfg, &aws).await?;
+    backfill::tail(&p, &aws, &opts).await?;
+    Ok(())
+}
+
+/// `streamfold migrate`.
+pub async fn migrate(args: MigrateArgs) -> Result<()> {
+    let MigrateArgs { common } = args;
+    let cfg = common.config().await?;
+    let store = Store::connect(&cfg.database_url, &cfg.store).await?;
+    let applied = store.migrate().await?;
+    if applied.is_empty() {
+        outln!(
+            "schema of {} was already up to date",
+            redact_url(&cfg.database_url)
+        );
+    } else {
+        let list: Vec<String> = applied.iter().map(i64::to_string).collect();
+        outln!(
+            "applied migration(s) {} to {}",
+            list.join(", "),
+            redact_url(&cfg.database_url)
+        );
+    }
+    Ok(())
+}

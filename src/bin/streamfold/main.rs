@@ -1,0 +1,72 @@
+//! `streamfold` command line: a thin layer over the library, like
+//! ripgrep's. `cli` is the argument schema, `commands` runs each
+//! subcommand, `setup` assembles the configuration and pipeline once,
+//! `print` formats summaries, `rejects` and `bench` are the larger
+//! subcommands, `backfill` the backfill and tail front ends. `main` only
+//! installs logging and dispatches.
+
+use clap::Parser;
+use cli::{Cli, Command};
+
+/// Print to stdout; a closed pipe (`streamfold … | head`) ends the program
+/// quietly instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+mod backfill;
+mod bench;
+mod cli;
+mod commands;
+mod print;
+mod rejects;
+mod setup;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(streamfold::logging::filter("error"))
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    match dispatch(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("streamfold: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run the subcommand.
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Replay(a) => commands::replay(a).await,
+        Command::Stats(a) => commands::stats(a).await,
+        Command::Reattribute(a) => commands::reattribute(a).await,
+        Command::Rejects(a) => commands::rejects(a).await,
+        Command::Bench(a) => commands::bench(a).await,
+        Command::LlmReport(a) => commands::llm_report(a).await,
+        Command::Backfill(a) => commands::backfill(a).await,
+        Command::Tail(a) => commands::tail(a).await,
+        Command::Migrate(a) => commands::migrate(a).await,
+    }
+}

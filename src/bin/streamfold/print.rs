@@ -1,0 +1,74 @@
+//! How `streamfold` prints what a run did: outcome counts per source,
+//! quarantined records, and the database's totals.
+
+use anyhow::Result;
+use streamfold::pipeline::{self, BatchReport};
+use streamfold::store::Store;
+
+pub fn print_counts(report: &BatchReport) {
+    outln!(
+        "{:<22} {:>9} {:>9} {:>10} {:>8} {:>9} {:>13}",
+        "source",
+        "read",
+        "applied",
+        "unchanged",
+        "skipped",
+        "rejected",
+        "unattributed"
+    );
+    let row = |name: &str, c: &pipeline::Counts| {
+        outln!(
+            "{:<22} {:>9} {:>9} {:>10} {:>8} {:>9} {:>13}",
+            name,
+            c.read,
+            c.applied,
+            c.unchanged,
+            c.skipped,
+            c.rejected,
+            c.unattributed
+        );
+    };
+    for (source, c) in &report.by_source {
+        row(source, c);
+    }
+    row("total", &report.total());
+    let fallback = report.total().time_fallback;
+    if fallback > 0 {
+        outln!("({fallback} event time(s) taken from ApproximateCreationDateTime)");
+    }
+}
+
+pub fn print_rejections(rejected: &[(String, streamfold::pipeline::Rejection)]) {
+    if rejected.is_empty() {
+        return;
+    }
+    outln!();
+    outln!(
+        "rejected records (quarantined in rejected_records; `streamfold rejects list` shows them):"
+    );
+    for (place, r) in rejected.iter().take(30) {
+        outln!(
+            "  {place} record {} ({}): {}",
+            r.index + 1,
+            r.meta,
+            r.reason
+        );
+    }
+    if rejected.len() > 30 {
+        outln!("  … and {} more", rejected.len() - 30);
+    }
+}
+
+pub async fn print_totals(store: &Store) -> Result<()> {
+    let t = store.totals().await?;
+    outln!(
+        "database now holds: {} event(s) counted for {} user(s), {} LLM request(s), {} unattributed, {} quarantined record(s), {} ledger row(s)",
+        t.events_counted,
+        t.users,
+        t.llm_requests,
+        t.unattributed,
+        t.rejected,
+        t.ledger_rows
+    );
+    Ok(())
+}

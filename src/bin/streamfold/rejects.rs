@@ -1,0 +1,70 @@
+//! `streamfold rejects`: list, show and re-run quarantined records.
+
+use crate::cli::RejectsAction;
+use crate::print::print_counts;
+use crate::setup::open;
+use anyhow::{Context, Result, bail};
+use streamfold::store::Store;
+
+pub async fn run(action: RejectsAction) -> Result<()> {
+    match action {
+        RejectsAction::List { common, limit } => {
+            let cfg = common.config().await?;
+            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            let rows = store.rejects(limit).await?;
+            if rows.is_empty() {
+                outln!("no quarantined records");
+            }
+            for r in rows {
+                outln!(
+                    "#{} {} source {} event {} sequence {}: {}",
+                    r.id,
+                    r.rejected_at,
+                    r.source.as_deref().unwrap_or("unknown"),
+                    r.event_id.as_deref().unwrap_or("?"),
+                    r.sequence_number.as_deref().unwrap_or("?"),
+                    r.reason
+                );
+            }
+        }
+        RejectsAction::Show { common, id } => {
+            let cfg = common.config().await?;
+            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            let found = store.rejected_raw(id - 1, 1).await?;
+            let Some((r, raw)) = found.into_iter().next().filter(|(r, _)| r.id == id) else {
+                bail!("no quarantined record #{id}");
+            };
+            outln!("record #{}, quarantined {}", r.id, r.rejected_at);
+            outln!("source:   {}", r.source.as_deref().unwrap_or("unknown"));
+            outln!("event:    {}", r.event_id.as_deref().unwrap_or("?"));
+            outln!("sequence: {}", r.sequence_number.as_deref().unwrap_or("?"));
+            outln!("reason:   {}", r.reason);
+            let pretty = serde_json::from_str::<serde_json::Value>(&raw)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or(raw);
+            outln!("{pretty}");
+        }
+        RejectsAction::Retry { common, ids, all } => {
+            let cfg = common.config().await?;
+            let p = open(&cfg).await?;
+            let only = if all { Vec::new() } else { ids };
+            let r = streamfold::quarantine::retry_rejects(&p, &only, 500)
+                .await
+                .context("retrying quarantined records failed")?;
+            outln!(
+                "retried {} quarantined record(s): {} applied and released, {} still rejected",
+                r.retried,
+                r.resolved,
+                r.still_rejected.len()
+            );
+            for (id, reason) in r.still_rejected.iter().take(30) {
+                outln!("  #{id}: {reason}");
+            }
+            if r.retried > 0 {
+                outln!();
+                print_counts(&r.report);
+            }
+        }
+    }
+    Ok(())
+}

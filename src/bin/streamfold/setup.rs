@@ -1,0 +1,55 @@
+//! Assembling what a command runs on, once: its `Config` (from the
+//! common options), the store and the pipeline with the directory the
+//! command asked for.
+
+use crate::cli::Lookups;
+use anyhow::Result;
+use streamfold::config::Config;
+use streamfold::pipeline::Pipeline;
+use streamfold::resolve::local::LocalDirectory;
+use streamfold::store::Store;
+
+/// The pipeline of a local command: the store and the local directory.
+pub async fn open(cfg: &Config) -> Result<Pipeline> {
+    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+    let directory = LocalDirectory::load(&cfg.directory)?;
+    Ok(Pipeline {
+        store,
+        directory: directory.into(),
+        default_tz: cfg.default_tz,
+        publisher: None,
+    })
+}
+
+/// A pipeline that resolves identities as `lookups` says: the local
+/// directory, or the DynamoDB tables.
+pub async fn pipeline_for(
+    lookups: Lookups,
+    cfg: &Config,
+    aws: &aws_config::SdkConfig,
+) -> Result<Pipeline> {
+    match lookups {
+        Lookups::Local => open(cfg).await,
+        Lookups::Dynamodb => {
+            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            dynamo_pipeline(store, cfg, aws)
+        }
+    }
+}
+
+/// A pipeline resolving identities in the DynamoDB tables named by
+/// ICARUS_TABLE_PREFIX / ACS_TABLE_PREFIX (and TABLE_* overrides).
+fn dynamo_pipeline(store: Store, cfg: &Config, aws: &aws_config::SdkConfig) -> Result<Pipeline> {
+    let lookups = streamfold::config::LookupSettings::from_env(|k| std::env::var(k).ok())?;
+    Ok(Pipeline {
+        store,
+        directory: streamfold::resolve::dynamo::DynamoDirectory::new(
+            aws_sdk_dynamodb::Client::new(aws),
+            lookups.tables,
+            lookups.cache,
+        )
+        .into(),
+        default_tz: cfg.default_tz,
+        publisher: None,
+    })
+}
