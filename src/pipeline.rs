@@ -12,7 +12,7 @@ use crate::record::lambda_event::{RecordMeta, parse_record, read_meta};
 use crate::report::publish::{PublishSummary, ReportPublisher};
 use crate::resolve::{AnyDirectory, Directory, DirectoryError, ExternalAccount, pick_time_zone};
 use crate::store::reports::ReportFilter;
-use crate::store::{RejectRow, Store, StoreError};
+use crate::store::{RejectedRecord, Store, StoreError};
 use chrono::{TimeZone, Utc};
 use chrono_tz::Tz;
 use serde_json::value::RawValue;
@@ -173,7 +173,7 @@ enum Pending {
     /// store refuse it).
     Change(Box<Change>, RecordMeta),
     /// A record to quarantine.
-    Reject(RejectRow),
+    Reject(RejectedRecord),
     /// Nothing to write (a skip).
     Nothing,
 }
@@ -199,7 +199,11 @@ async fn run_batch_inner(
             Normalized::Reject(reason) => {
                 report.counts(parsed.meta.source).rejected += 1;
                 tracing::warn!(record = %parsed.meta, %reason, "record quarantined");
-                pending.push(Pending::Reject(RejectRow::new(&parsed.meta, &reason, raw)));
+                pending.push(Pending::Reject(RejectedRecord::new(
+                    &parsed.meta,
+                    &reason,
+                    raw,
+                )));
                 report.rejections.push(Rejection {
                     index,
                     meta: parsed.meta,
@@ -262,7 +266,7 @@ fn apply_isolating<'a>(
         };
         let reason = format!("the database refused this record: {}", err.record_reason());
         tracing::warn!(record = %meta, %reason, "record quarantined");
-        let reject = RejectRow::new(meta, &reason, records[offset]);
+        let reject = RejectedRecord::new(meta, &reason, records[offset]);
         fold_changes(p, Vec::new(), std::slice::from_ref(&reject), report).await?;
         report.counts(meta.source).rejected += 1;
         report.rejections.push(Rejection {
@@ -280,7 +284,7 @@ fn apply_isolating<'a>(
 pub async fn fold_changes(
     p: &Pipeline,
     changes: Vec<Change>,
-    rejects: &[RejectRow],
+    rejects: &[RejectedRecord],
     report: &mut BatchReport,
 ) -> Result<(), PipelineError> {
     let resolved = resolve(p, &changes).await?;

@@ -12,7 +12,7 @@
 //!   `stage::values_staged_apply!` builds their batch statements from.
 //!   PostgreSQL sends the whole batch as arrays in one statement instead.
 
-use super::{ApplyResult, RejectRow, StoreError};
+use super::{ApplyResult, RejectedRecord, StoreError};
 use crate::aggregate::StagedRows;
 use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use sqlx::Transaction;
@@ -95,7 +95,7 @@ pub trait Dialect {
     fn apply_steps(
         tx: &mut Transaction<'static, Self::Db>,
         rows: &StagedRows,
-        rejects: &[RejectRow],
+        rejects: &[RejectedRecord],
         result: &mut ApplyResult,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

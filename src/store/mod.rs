@@ -21,6 +21,8 @@
 pub mod checkpoints;
 pub mod connect;
 pub mod dialect;
+mod error;
+mod migrations;
 pub mod mysql;
 pub mod postgres;
 mod queries;
@@ -30,297 +32,18 @@ pub mod secret;
 mod sql;
 pub mod sqlite;
 pub(crate) mod stage;
+mod types;
 
 use crate::aggregate::{self, ActivityRow, LlmRow, RowState, StagedRows};
-use crate::domain::{Identity, SourceKind, Version};
+use crate::domain::{Identity, Version};
 use rows::Existing;
 use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::redact::redact_url;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("unsupported database URL {0} (expected sqlite:, mysql:, mariadb: or postgres:)")]
-    UnsupportedUrl(String),
-    #[error("cannot connect to database {url}: {reason}")]
-    Connect { url: String, reason: String },
-    #[error("database {url} refuses a plaintext connection policy: {reason}")]
-    Insecure { url: String, reason: String },
-    #[error(
-        "the schema of {url} is not up to date ({pending} migration(s) pending): run `streamfold migrate`"
-    )]
-    SchemaOutdated { url: String, pending: usize },
-    #[error("migrating the database failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("database error: {0}")]
-    Sql(#[from] sqlx::Error),
-    #[error("corrupt row in {table}: {reason}")]
-    Corrupt { table: &'static str, reason: String },
-    #[error(transparent)]
-    ReportOverflow(#[from] crate::aggregate::llm_rollup::RollupOverflow),
-    #[error(
-        "a concurrent writer created ledger rows of this batch ({inserted} inserted, {expected} expected)"
-    )]
-    Conflict { inserted: u64, expected: u64 },
-    #[error(
-        "a concurrent writer created LLM ledger rows of this batch between its reads ({seen} seen, then {now})"
-    )]
-    LlmRace { seen: i64, now: i64 },
-    #[error("value does not fit the schema: {0}")]
-    Value(String),
-    #[error("database secret: {0}")]
-    Secret(String),
-}
-
-impl StoreError {
-    /// Failures that a retry of the whole transaction can cure.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            StoreError::Conflict { .. } | StoreError::LlmRace { .. } => true,
-            StoreError::Sql(e) => is_transient_sql(e),
-            _ => false,
-        }
-    }
-
-    /// A failure of applying a batch that some of its records may have
-    /// caused, so that applying fewer of them can succeed: neither transient
-    /// nor a fault of the environment (permissions, a missing table, a full
-    /// disk, a read-only server), which would refuse every record alike.
-    /// `run_batch` isolates the records responsible for such failures.
-    pub fn blames_the_data(&self) -> bool {
-        match self {
-            StoreError::ReportOverflow(_) | StoreError::Value(_) | StoreError::Corrupt { .. } => {
-                true
-            }
-            StoreError::Sql(e) => !is_transient_sql(e) && !is_environment_sql(e),
-            _ => false,
-        }
-    }
-
-    /// This error as the reason of a quarantined record: values quoted in a
-    /// server message (MySQL echoes the bytes of an incorrect string) are
-    /// left out, names of columns, tables and keys kept.
-    pub fn record_reason(&self) -> String {
-        let text = match self {
-            StoreError::Sql(sqlx::Error::Database(db)) => match db.code() {
-                Some(code) => format!("{} (code {code})", db.message()),
-                None => db.message().to_string(),
-            },
-            other => other.to_string(),
-        };
-        without_quoted_values(&text)
-    }
-}
-
-/// `text` with every single-quoted segment replaced by `'…'`, except those
-/// that name a column, table, key or constraint.
-fn without_quoted_values(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('\'') {
-        let (before, after) = rest.split_at(open);
-        out.push_str(before);
-        let Some(close) = after[1..].find('\'') else {
-            out.push_str("'…'");
-            return out;
-        };
-        let quoted = &after[..close + 2];
-        let names_a_thing = ["column ", "table ", "key ", "constraint "]
-            .iter()
-            .any(|w| before.to_ascii_lowercase().ends_with(w))
-            && quoted.len() <= 66;
-        out.push_str(if names_a_thing { quoted } else { "'…'" });
-        rest = &after[close + 2..];
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Server errors that no subset of a batch can avoid: authentication and
-/// permissions, missing objects and syntax (a schema out of step), resources
-/// (disk, memory, connections) and operator intervention.
-fn is_environment_sql(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => {
-            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                // access denied, command denied, unknown table / column,
-                // syntax, table full, disk full, out of memory, too many
-                // connections, read-only server.
-                return matches!(
-                    my.number(),
-                    1044 | 1045
-                        | 1142
-                        | 1143
-                        | 1146
-                        | 1054
-                        | 1064
-                        | 1114
-                        | 1021
-                        | 1037
-                        | 1040
-                        | 1290
-                        | 1792
-                );
-            }
-            if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                // Primary result codes: SQL error (no such table or
-                // column, syntax), permission, read-only, I/O error,
-                // corrupt, full, cannot open, out of memory, not a database.
-                let primary = db
-                    .code()
-                    .and_then(|c| c.parse::<u32>().ok())
-                    .map(|c| c & 0xff);
-                return matches!(primary, Some(1 | 3 | 7 | 8 | 10 | 11 | 13 | 14 | 26));
-            }
-            match db.code().as_deref() {
-                // PostgreSQL classes: 28 authorization, 3D catalog, 42 syntax
-                // or access rule (undefined table, insufficient privilege),
-                // 53 insufficient resources, 57 operator intervention, 58
-                // system error, XX internal; 25006 read-only transaction.
-                Some(code) if code.len() == 5 => {
-                    matches!(&code[..2], "28" | "3D" | "42" | "53" | "57" | "58" | "XX")
-                        || code == "25006"
-                }
-                _ => false,
-            }
-        }
-        sqlx::Error::Configuration(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed
-        | sqlx::Error::Migrate(_) => true,
-        _ => false,
-    }
-}
-
-fn is_transient_sql(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(db) => {
-            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                // deadlock, lock wait timeout, duplicate key (insert race),
-                // server shutdown / connection killed, query interrupted.
-                return matches!(
-                    my.number(),
-                    1213 | 1205 | 1062 | 1053 | 1927 | 1317 | 2006 | 2013
-                );
-            }
-            match db.code().as_deref() {
-                // serialization failure, deadlock, lock not available, unique
-                // violation (insert race), admin shutdown, crash shutdown,
-                // cannot connect now, connection failures.
-                Some("40001" | "40P01" | "55P03" | "23505" | "57P01" | "57P02" | "57P03") => true,
-                Some(code) if code.starts_with("08") => true,
-                // SQLite: busy / locked.
-                Some("5" | "6" | "261" | "517") => true,
-                _ => false,
-            }
-        }
-        _ => false,
-    }
-}
-
-/// Connection settings beyond the URL.
-#[derive(Clone, Debug)]
-pub struct StoreOptions {
-    /// Pool size: 1–2 for a Lambda, more for a backfill.
-    pub max_connections: u32,
-    /// Retries of a batch transaction on transient failures.
-    pub max_retries: u32,
-    /// Allow a plaintext connection to a non-loopback host when the URL
-    /// explicitly disables TLS.
-    pub allow_plaintext: bool,
-    /// How long to keep trying to connect / acquire a connection.
-    pub connect_timeout: Duration,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            max_connections: 4,
-            max_retries: 6,
-            allow_plaintext: false,
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// A record quarantined by the pipeline.
-#[derive(Clone, Debug)]
-pub struct RejectRow {
-    pub source: Option<SourceKind>,
-    pub table: Option<String>,
-    pub event_id: Option<String>,
-    pub sequence_number: Option<String>,
-    pub reason: String,
-    pub raw: String,
-}
-
-impl RejectRow {
-    /// The quarantine row of a record: its naming metadata cut to fit the
-    /// columns (a row that cannot be written would block the batch), the
-    /// raw record kept whole.
-    pub fn new(
-        meta: &crate::record::lambda_event::RecordMeta,
-        reason: &str,
-        raw: &serde_json::value::RawValue,
-    ) -> RejectRow {
-        use crate::bounds::{REASON, REJECT_SHORT, REJECT_TEXT, clip};
-        RejectRow {
-            source: meta.source,
-            table: meta.table.as_deref().map(|t| clip(t, REJECT_TEXT)),
-            event_id: meta.event_id.as_deref().map(|e| clip(e, REJECT_TEXT)),
-            sequence_number: meta
-                .sequence_number
-                .as_deref()
-                .map(|s| clip(s, REJECT_SHORT)),
-            reason: clip(reason, REASON),
-            raw: raw.get().to_string(),
-        }
-    }
-
-    /// Key that makes quarantining the same record twice a no-op.
-    pub fn record_key(&self) -> [u8; 16] {
-        xxhash_rust::xxh3::xxh3_128(self.raw.as_bytes()).to_be_bytes()
-    }
-}
-
-/// What the store reports back for one applied batch.
-#[derive(Debug, Default)]
-pub struct ApplyResult {
-    /// Staged identities whose row did not replace the ledger's (duplicates,
-    /// stale versions): they changed nothing.
-    pub unchanged: HashSet<Identity>,
-    /// SQL statements executed for the batch's final attempt (with BEGIN/COMMIT).
-    pub statements: usize,
-    /// Transaction attempts that failed transiently before the final one.
-    pub retries: u32,
-    /// LLM reports the batch changed (now pending projection).
-    pub reports_changed: usize,
-}
-
-/// One quarantined record as listed by `streamfold rejects`.
-#[derive(Clone, Debug)]
-pub struct RejectListing {
-    pub id: i64,
-    pub source: Option<String>,
-    pub event_id: Option<String>,
-    pub sequence_number: Option<String>,
-    pub reason: String,
-    pub rejected_at: String,
-}
-
-/// Totals for summaries.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
-    pub events_counted: i64,
-    pub users: i64,
-    pub ledger_rows: i64,
-    pub unattributed: i64,
-    pub llm_requests: i64,
-    pub rejected: i64,
-}
+pub use error::StoreError;
+pub(crate) use migrations::{pending_migrations, run_migrations};
+pub use types::{ApplyResult, RejectListing, RejectedRecord, StoreOptions, Totals};
 
 /// The SQL store: one dialect backend and its retry policy.
 #[derive(Clone)]
@@ -422,7 +145,7 @@ impl Store {
     pub async fn apply(
         &self,
         rows: &StagedRows,
-        rejects: &[RejectRow],
+        rejects: &[RejectedRecord],
     ) -> Result<ApplyResult, StoreError> {
         let max_retries = self.max_retries;
         if rows.is_empty() && rejects.is_empty() {
@@ -609,54 +332,6 @@ pub(crate) fn totals_from(r: (i64, i64, i64, i64, i64, i64)) -> Totals {
         llm_requests: r.4,
         rejected: r.5,
     }
-}
-
-/// Versions recorded as applied; empty when the bookkeeping table is missing.
-async fn applied_versions<DB>(pool: &sqlx::Pool<DB>) -> Result<HashSet<i64>, StoreError>
-where
-    DB: sqlx::Database,
-    DB::Connection: sqlx::migrate::Migrate,
-{
-    use sqlx::migrate::Migrate;
-    let mut conn = pool.acquire().await?;
-    Ok(match (*conn).list_applied_migrations().await {
-        Ok(applied) => applied.into_iter().map(|m| m.version).collect(),
-        Err(_) => HashSet::new(),
-    })
-}
-
-/// Run the migrations; returns the versions this call applied.
-pub(crate) async fn run_migrations<DB>(
-    migrator: &sqlx::migrate::Migrator,
-    pool: &sqlx::Pool<DB>,
-) -> Result<Vec<i64>, StoreError>
-where
-    DB: sqlx::Database,
-    DB::Connection: sqlx::migrate::Migrate,
-{
-    let before = applied_versions(pool).await?;
-    migrator.run(pool).await?;
-    Ok(migrator
-        .iter()
-        .map(|m| m.version)
-        .filter(|v| !before.contains(v))
-        .collect())
-}
-
-/// Number of migrations not yet applied.
-pub(crate) async fn pending_migrations<DB>(
-    migrator: &sqlx::migrate::Migrator,
-    pool: &sqlx::Pool<DB>,
-) -> usize
-where
-    DB: sqlx::Database,
-    DB::Connection: sqlx::migrate::Migrate,
-{
-    let applied = applied_versions(pool).await.unwrap_or_default();
-    migrator
-        .iter()
-        .filter(|m| !applied.contains(&m.version))
-        .count()
 }
 
 #[cfg(test)]

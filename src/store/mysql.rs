@@ -9,7 +9,7 @@ use super::connect::{self, TlsDecision};
 use super::dialect::{Dialect, Flavor, StagedDialect};
 use super::sql;
 use super::stage;
-use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
+use super::{ApplyResult, RejectListing, RejectedRecord, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
 use sqlx::migrate::Migrator;
@@ -114,7 +114,7 @@ impl Dialect for MySqlDialect {
     async fn apply_steps(
         tx: &mut Transaction<'static, MySql>,
         rows: &StagedRows,
-        rejects: &[RejectRow],
+        rejects: &[RejectedRecord],
         result: &mut ApplyResult,
     ) -> Result<(), StoreError> {
         apply_staged(tx, rows, rejects, result).await

@@ -11,7 +11,7 @@
 use super::connect::{self, TlsDecision};
 use super::dialect::{Dialect, Flavor};
 use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS};
-use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
+use super::{ApplyResult, RejectListing, RejectedRecord, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
 use crate::domain::Identity;
@@ -83,7 +83,7 @@ impl Dialect for PgDialect {
     async fn apply_steps(
         tx: &mut Transaction<'static, Postgres>,
         rows: &StagedRows,
-        rejects: &[RejectRow],
+        rejects: &[RejectedRecord],
         result: &mut ApplyResult,
     ) -> Result<(), StoreError> {
         apply_steps(tx, rows, rejects, result).await
@@ -320,7 +320,7 @@ type FoldRow = (i64, i64, Vec<Vec<u8>>, i64, i64, Vec<Vec<u8>>, i64);
 async fn apply_steps(
     tx: &mut Transaction<'static, Postgres>,
     rows: &StagedRows,
-    rejects: &[RejectRow],
+    rejects: &[RejectedRecord],
     result: &mut ApplyResult,
 ) -> Result<(), StoreError> {
     let (deltas, llm_seen) = if rows.llm.is_empty() {

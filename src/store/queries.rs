@@ -124,7 +124,7 @@ macro_rules! common_methods {
         pub async fn apply_once(
             &self,
             rows: &StagedRows,
-            rejects: &[RejectRow],
+            rejects: &[RejectedRecord],
         ) -> Result<ApplyResult, StoreError> {
             let mut result = ApplyResult::default();
             let mut tx = match <$d as super::dialect::Dialect>::BEGIN {

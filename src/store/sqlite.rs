@@ -4,7 +4,7 @@
 
 use super::dialect::{Dialect, Flavor, StagedDialect};
 use super::sql::{self};
-use super::{ApplyResult, RejectListing, RejectRow, StoreError, StoreOptions, Totals};
+use super::{ApplyResult, RejectListing, RejectedRecord, StoreError, StoreOptions, Totals};
 use crate::aggregate::llm_rollup::{Report, ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
 use sqlx::migrate::Migrator;
@@ -99,7 +99,7 @@ impl Dialect for SqliteDialect {
     async fn apply_steps(
         tx: &mut Transaction<'static, Sqlite>,
         rows: &StagedRows,
-        rejects: &[RejectRow],
+        rejects: &[RejectedRecord],
         result: &mut ApplyResult,
     ) -> Result<(), StoreError> {
         apply_staged(tx, rows, rejects, result).await

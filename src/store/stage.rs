@@ -2,7 +2,7 @@
 //! lists (SQLite, MySQL), and the ledger write shared by all of them.
 
 use super::sql::{ACTIVITY_COLUMNS, LLM_COLUMNS};
-use super::{ApplyResult, RejectRow, StoreError};
+use super::{ApplyResult, RejectedRecord, StoreError};
 use crate::aggregate::{ActivityRow, LlmRow};
 use sqlx::{Database, Encode, Executor, QueryBuilder, Transaction, Type};
 
@@ -76,7 +76,7 @@ where
 
 /// `INSERT INTO rejected_records … VALUES …` for one chunk (8 parameters a
 /// row); the caller appends its dialect's "ignore duplicates" clause.
-pub fn reject_values<'a, DB: Database>(chunk: &[RejectRow], now: &str) -> QueryBuilder<'a, DB>
+pub fn reject_values<'a, DB: Database>(chunk: &[RejectedRecord], now: &str) -> QueryBuilder<'a, DB>
 where
     for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Type<DB>,
@@ -148,7 +148,7 @@ macro_rules! values_staged_apply {
         async fn apply_staged(
             tx: &mut sqlx::Transaction<'static, <$d as super::dialect::Dialect>::Db>,
             rows: &StagedRows,
-            rejects: &[RejectRow],
+            rejects: &[RejectedRecord],
             result: &mut ApplyResult,
         ) -> Result<(), StoreError> {
             if !rows.activity.is_empty() {
@@ -267,7 +267,7 @@ macro_rules! values_staged_apply {
 
         async fn insert_rejects(
             tx: &mut sqlx::Transaction<'static, <$d as super::dialect::Dialect>::Db>,
-            rejects: &[RejectRow],
+            rejects: &[RejectedRecord],
             result: &mut ApplyResult,
         ) -> Result<(), StoreError> {
             let now = super::now_text();

@@ -359,7 +359,7 @@ async fn database_refusing_the_third_record_quarantines_it_and_a_retry_converges
         .execute(s.pool())
         .await
         .unwrap();
-    let retried = streamfold::quarantine::retry_rejects(&p, &[], 100)
+    let retried = streamfold::rejects::retry_rejects(&p, &[], 100)
         .await
         .unwrap();
     assert_eq!(retried.resolved, 1);

@@ -48,7 +48,7 @@ pub async fn run(action: RejectsAction) -> Result<()> {
             let cfg = common.config().await?;
             let p = open(&cfg).await?;
             let only = if all { Vec::new() } else { ids };
-            let r = streamfold::quarantine::retry_rejects(&p, &only, 500)
+            let r = streamfold::rejects::retry_rejects(&p, &only, 500)
                 .await
                 .context("retrying quarantined records failed")?;
             outln!(

@@ -3,8 +3,8 @@
 //! nothing; records still bad stay with their reason.
 
 use crate::support::*;
-use streamfold::quarantine::retry_rejects;
-use streamfold::store::RejectRow;
+use streamfold::rejects::retry_rejects;
+use streamfold::store::RejectedRecord;
 
 #[tokio::test]
 async fn retry_applies_what_is_now_good_once_and_keeps_the_rest() {
@@ -19,7 +19,7 @@ async fn retry_applies_what_is_now_good_once_and_keeps_the_rest() {
     // A good record that an older release had quarantined (as if a
     // normaliser fix now accepts it).
     let good = gh("INSERT", "101", "e-good", "alice", "2024-03-12T14:00:00Z");
-    let row = RejectRow {
+    let row = RejectedRecord {
         source: Some(streamfold::domain::SourceKind::GithubEvents),
         table: Some("icarus-dev-github_events".into()),
         event_id: Some("evt-101".into()),
