@@ -86,7 +86,7 @@ fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normali
         Version::snapshot()
     } else {
         let seq = rec
-            .change
+            .dynamodb
             .sequence_number
             .as_ref()
             .map(|s| s.0.as_ref())
@@ -94,7 +94,7 @@ fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normali
         Version::from_sequence_number(seq)?
     };
 
-    match &rec.change.stream_view_type {
+    match &rec.dynamodb.stream_view_type {
         Some(StreamViewType::NewImage) | Some(StreamViewType::NewAndOldImages) | None => {}
         Some(other) => {
             return Err(format!(
@@ -103,9 +103,9 @@ fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normali
         }
     }
 
-    let keys = &rec.change.keys;
-    let new_image = non_empty(&rec.change.new_image);
-    let old_image = non_empty(&rec.change.old_image);
+    let keys = &rec.dynamodb.keys;
+    let new_image = non_empty(&rec.dynamodb.new_image);
+    let old_image = non_empty(&rec.dynamodb.old_image);
 
     if op == Op::Remove {
         if is_ttl_expiry(rec) {

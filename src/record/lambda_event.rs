@@ -90,7 +90,7 @@ pub struct StreamRecord<'a> {
     #[serde(rename = "userIdentity", borrow, default)]
     pub user_identity: Option<UserIdentity<'a>>,
     #[serde(rename = "dynamodb", borrow)]
-    pub change: Change<'a>,
+    pub dynamodb: DynamoDbPayload<'a>,
 }
 
 /// `userIdentity`: set on removals by DynamoDB's TTL process.
@@ -104,7 +104,7 @@ pub struct UserIdentity<'a> {
 
 /// The `dynamodb` part of a stream record.
 #[derive(Debug, Deserialize)]
-pub struct Change<'a> {
+pub struct DynamoDbPayload<'a> {
     #[serde(
         rename = "ApproximateCreationDateTime",
         default,
@@ -180,12 +180,12 @@ impl StreamRecord<'_> {
             source,
             event_id: Some(self.event_id.0.to_string()),
             sequence_number: self
-                .change
+                .dynamodb
                 .sequence_number
                 .as_ref()
                 .map(|s| s.0.to_string()),
             approx_created: self
-                .change
+                .dynamodb
                 .approximate_creation
                 .and_then(event_time::approximate_creation),
         }
@@ -203,7 +203,7 @@ struct Lenient<'a> {
 }
 
 #[derive(Deserialize)]
-struct LenientChange<'a> {
+struct LenientPayload<'a> {
     #[serde(rename = "SequenceNumber", borrow, default)]
     sequence_number: Option<&'a RawValue>,
     #[serde(rename = "ApproximateCreationDateTime", borrow, default)]
@@ -230,7 +230,7 @@ pub fn read_meta(raw: &RawValue) -> RecordMeta {
     let source = table.as_deref().and_then(SourceKind::from_table_name);
     let change = lenient
         .dynamodb
-        .and_then(|d| serde_json::from_str::<LenientChange>(d.get()).ok());
+        .and_then(|d| serde_json::from_str::<LenientPayload>(d.get()).ok());
     let (sequence_number, approx_created) = match change {
         Some(c) => (
             as_string(c.sequence_number),
