@@ -6,6 +6,7 @@
 
 pub mod bucket;
 pub mod llm_rollup;
+pub mod stage;
 
 use crate::domain::{Bucket, Identity, Integration, LlmRequest, SourceKind, Version};
 use std::collections::HashMap;

@@ -76,7 +76,6 @@ async fn pipeline(url: &str, dir: &std::path::Path) -> Result<Pipeline, BenchErr
             .map_err(|e| BenchError::Setup(e.to_string()))?
             .into(),
         default_tz: chrono_tz::Tz::UTC,
-        publisher: None,
     })
 }
 

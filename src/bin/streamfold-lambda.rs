@@ -49,7 +49,6 @@ async fn main() -> Result<(), Error> {
             store,
             directory: LocalDirectory::load(std::path::Path::new(&dir))?.into(),
             default_tz: cfg.default_tz,
-            publisher: None,
         };
         tracing::info!(
             init_us = started.elapsed().as_micros() as u64,
@@ -57,7 +56,7 @@ async fn main() -> Result<(), Error> {
             directory = %dir,
             "streamfold-lambda initialised with a local directory"
         );
-        return serve(&pipeline).await;
+        return serve(&pipeline, None).await;
     }
     let before_sdk = started.elapsed().as_micros() as u64;
     let aws = sdk_config(&mut aws).await;
@@ -68,18 +67,15 @@ async fn main() -> Result<(), Error> {
         store,
         directory: directory.into(),
         default_tz: cfg.default_tz,
-        publisher: Some(ReportPublisher::new(
-            dynamodb,
-            cfg.tables.llm_reports.clone(),
-        )),
     };
+    let publisher = ReportPublisher::new(dynamodb, cfg.tables.llm_reports.clone());
     tracing::info!(
         init_us = started.elapsed().as_micros() as u64,
         store_us,
         sdk_us,
         "streamfold-lambda initialised"
     );
-    serve(&pipeline).await
+    serve(&pipeline, Some(&publisher)).await
 }
 
 /// The AWS SDK configuration, loaded on first use.
@@ -96,13 +92,13 @@ async fn sdk_config(cache: &mut Option<aws_config::SdkConfig>) -> aws_config::Sd
 
 /// The invocation loop: each event through `handle`, then its EMF metrics
 /// (with the directory's lookup cache counters).
-async fn serve(p: &Pipeline) -> Result<(), Error> {
+async fn serve(p: &Pipeline, publisher: Option<&ReportPublisher>) -> Result<(), Error> {
     let cache = |d: &streamfold::resolve::AnyDirectory| d.cache_counts();
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<OwnedRawEvent>| async move {
             let started = Instant::now();
             let (hits_before, misses_before) = cache(&p.directory);
-            let (response, report) = handle(p, &event.payload).await?;
+            let (response, report) = handle(p, publisher, &event.payload).await?;
             if let Some(r) = report {
                 let (hits, misses) = cache(&p.directory);
                 let timing = BatchTiming {

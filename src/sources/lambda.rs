@@ -6,9 +6,17 @@
 //! the first not applied (`batchItemFailures`); Lambda retries from there.
 //! Bad records, and records the database refuses, are quarantined inside the
 //! batch and never reported.
+//!
+//! After the commit, a batch that carried LLM records projects the reports
+//! that are pending (its own changes and any an earlier projection left
+//! behind) to `LLMReportData`: the projection belongs to the trigger, not
+//! to the fold.
 
+use crate::domain::SourceKind;
 use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
 use crate::record::lambda_event::{OwnedRawEvent, read_meta};
+use crate::report::publish::ReportPublisher;
+use crate::store::reports::ReportFilter;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde_json::value::RawValue;
 
@@ -18,15 +26,26 @@ use serde_json::value::RawValue;
 #[error("batch failed and none of its records carries a SequenceNumber to report: {0}")]
 pub struct UnreportableFailure(#[source] pub PipelineError);
 
-/// Handle one invocation. Returns the response and, when the batch was
-/// applied, its report.
+/// Reports projected per batch at most; more wait for the next batch or
+/// `streamfold llm-report --publish`.
+const PUBLISH_PER_BATCH: u32 = 200;
+
+/// Handle one invocation: the batch through `run_batch`, then, with a
+/// `publisher`, the projection of pending LLM reports. Returns the
+/// response and, when the batch was applied, its report.
 pub async fn handle(
     p: &Pipeline,
+    publisher: Option<&ReportPublisher>,
     event: &OwnedRawEvent,
 ) -> Result<(DynamoDbEventResponse, Option<BatchReport>), UnreportableFailure> {
     let records: Vec<&RawValue> = event.records.iter().map(|r| r.as_ref()).collect();
     match run_batch(p, &records).await {
-        Ok(report) => Ok((DynamoDbEventResponse::default(), Some(report))),
+        Ok(mut report) => {
+            if let Some(publisher) = publisher {
+                project(p, publisher, &mut report).await;
+            }
+            Ok((DynamoDbEventResponse::default(), Some(report)))
+        }
         Err(e) => {
             // Nothing was committed: the first record with a sequence number
             // is the first not applied.
@@ -39,6 +58,31 @@ pub async fn handle(
             let mut response = DynamoDbEventResponse::default();
             response.batch_item_failures.push(failure);
             Ok((response, None))
+        }
+    }
+}
+
+/// After a committed batch with LLM records: project what is pending.
+/// A failure leaves the reports pending (the next batch repairs them); it
+/// never fails the batch, which is committed.
+async fn project(p: &Pipeline, publisher: &ReportPublisher, report: &mut BatchReport) {
+    let had_llm = report
+        .by_source
+        .get(SourceKind::LlmDataCollection.table_suffix())
+        .is_some_and(|c| c.read > 0);
+    if !had_llm {
+        return;
+    }
+    let filter = ReportFilter {
+        pending_only: true,
+        limit: PUBLISH_PER_BATCH,
+        ..ReportFilter::default()
+    };
+    match publisher.publish(&p.store, &filter).await {
+        Ok(s) => report.published.add(&s),
+        Err(e) => {
+            report.published.failed += 1;
+            tracing::warn!(error = %e, "reading LLM reports to project failed; they stay pending");
         }
     }
 }

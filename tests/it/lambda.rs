@@ -189,7 +189,6 @@ async fn dynamo_pipeline(moto: &Moto, db_url: &str, tables: TableNames) -> Pipel
         )
         .into(),
         default_tz: chrono_tz::Tz::UTC,
-        publisher: None,
     }
 }
 
@@ -205,7 +204,7 @@ async fn handler_with_dynamodb_lookups_matches_local_replay() {
     )
     .await;
     for event in fixture_events() {
-        let (response, report) = handle(&p, &event).await.unwrap();
+        let (response, report) = handle(&p, None, &event).await.unwrap();
         assert!(response.batch_item_failures.is_empty());
         assert!(report.is_some());
     }
@@ -222,10 +221,9 @@ async fn handler_with_dynamodb_lookups_matches_local_replay() {
         .unwrap()
         .into(),
         default_tz: chrono_tz::Tz::UTC,
-        publisher: None,
     };
     for event in fixture_events() {
-        handle(&local_p, &event).await.unwrap();
+        handle(&local_p, None, &event).await.unwrap();
     }
     let (a, b) = (
         p.store.totals().await.unwrap(),
@@ -242,7 +240,7 @@ async fn handler_with_dynamodb_lookups_matches_local_replay() {
     }
     // A warm Lambda answers repeated lookups from its cache.
     let before = p.directory.cache_counts();
-    handle(&p, &fixture_events()[0]).await.unwrap();
+    handle(&p, None, &fixture_events()[0]).await.unwrap();
     let after = p.directory.cache_counts();
     assert!(
         after.0 > before.0 && after.1 == before.1,
@@ -263,7 +261,7 @@ async fn failed_lookup_reports_the_first_record_and_a_retry_converges() {
     let mut broken = TableNames::from_prefixes(ICARUS, ACS, &HashMap::new());
     broken.accounts = "icarus-test-no_such_table".into();
     let p = dynamo_pipeline(&moto, &db.url, broken).await;
-    let (response, report) = handle(&p, &events[0]).await.unwrap();
+    let (response, report) = handle(&p, None, &events[0]).await.unwrap();
     assert!(report.is_none());
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(
@@ -282,11 +280,11 @@ async fn failed_lookup_reports_the_first_record_and_a_retry_converges() {
         TableNames::from_prefixes(ICARUS, ACS, &HashMap::new()),
     )
     .await;
-    let (response, _) = handle(&fixed, &events[0]).await.unwrap();
+    let (response, _) = handle(&fixed, None, &events[0]).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     let counted = fixed.store.totals().await.unwrap().events_counted;
     assert!(counted > 0);
-    let (again, _) = handle(&fixed, &events[0]).await.unwrap();
+    let (again, _) = handle(&fixed, None, &events[0]).await.unwrap();
     assert!(again.batch_item_failures.is_empty());
     assert_eq!(fixed.store.totals().await.unwrap().events_counted, counted);
 }
@@ -341,7 +339,7 @@ async fn database_refusing_the_third_record_quarantines_it_and_a_retry_converges
     // A refusal that is not transient is blamed on the record: it is
     // isolated and quarantined, the rest applied, and Lambda is told the
     // batch succeeded (retrying it would be refused forever).
-    let (response, report) = handle(&p, &event).await.unwrap();
+    let (response, report) = handle(&p, None, &event).await.unwrap();
     assert!(response.batch_item_failures.is_empty(), "{response:?}");
     let report = report.unwrap();
     assert_eq!(report.total().rejected, 1);
@@ -363,11 +361,11 @@ async fn database_refusing_the_third_record_quarantines_it_and_a_retry_converges
         .await
         .unwrap();
     assert_eq!(retried.resolved, 1);
-    let (response, _) = handle(&p, &event).await.unwrap();
+    let (response, _) = handle(&p, None, &event).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(p.store.totals().await.unwrap().events_counted, 5);
     assert_eq!(p.store.totals().await.unwrap().rejected, 0);
-    let (response, _) = handle(&p, &event).await.unwrap();
+    let (response, _) = handle(&p, None, &event).await.unwrap();
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(p.store.totals().await.unwrap().events_counted, 5);
     // alice is in New York: 10:00 … 14:00 EDT on Tuesday.
@@ -395,7 +393,7 @@ async fn llm_reports_are_projected_to_dynamodb_and_never_regress() {
     let table = format!("{ACS}LLMReportData");
     create(&c, &table, "report_id", None, &[]).await;
     let db = support::fresh_db("sqlite").await.unwrap();
-    let mut p = dynamo_pipeline(
+    let p = dynamo_pipeline(
         &moto,
         &db.url,
         TableNames::from_prefixes(ICARUS, ACS, &HashMap::new()),
@@ -403,9 +401,9 @@ async fn llm_reports_are_projected_to_dynamodb_and_never_regress() {
     .await;
     // First with a table that does not exist: projections fail, the
     // batches do not, and the reports stay pending.
-    p.publisher = Some(ReportPublisher::new(c.clone(), "no-such-table"));
+    let missing = ReportPublisher::new(c.clone(), "no-such-table");
     for event in fixture_events() {
-        let (response, report) = handle(&p, &event).await.unwrap();
+        let (response, report) = handle(&p, Some(&missing), &event).await.unwrap();
         assert!(response.batch_item_failures.is_empty());
         let _ = report.unwrap();
     }
@@ -422,9 +420,9 @@ async fn llm_reports_are_projected_to_dynamodb_and_never_regress() {
     assert_eq!(p.store.reports(&pending).await.unwrap().len(), 5);
 
     // The next batch with LLM data (here: a redelivery) repairs them all.
-    p.publisher = Some(ReportPublisher::new(c.clone(), &table));
+    let publisher = ReportPublisher::new(c.clone(), &table);
     let llm_event = &fixture_events()[3];
-    let (_, report) = handle(&p, llm_event).await.unwrap();
+    let (_, report) = handle(&p, Some(&publisher), llm_event).await.unwrap();
     let report = report.unwrap();
     assert_eq!(report.reports_changed, 0);
     assert_eq!(report.published.written, 5, "{:?}", report.published);
@@ -512,7 +510,7 @@ async fn llm_reports_are_projected_to_dynamodb_and_never_regress() {
     );
     let event: OwnedRawEvent =
         serde_json::from_value(serde_json::json!({ "Records": [newer] })).unwrap();
-    let (_, report) = handle(&p, &event).await.unwrap();
+    let (_, report) = handle(&p, Some(&publisher), &event).await.unwrap();
     let report = report.unwrap();
     assert_eq!(report.reports_changed, 1);
     assert_eq!(report.published.superseded, 1, "{:?}", report.published);

@@ -368,7 +368,6 @@ pub async fn three_concurrent_writers(engine: &str) {
             store: Store::open(&h.db.url).await.unwrap(),
             directory: LocalDirectory::load(h.dir.path()).unwrap().into(),
             default_tz: chrono_tz::Tz::UTC,
-            publisher: None,
         });
         let records: Vec<Value> = stream
             .iter()

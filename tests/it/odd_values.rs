@@ -451,7 +451,7 @@ pub async fn lambda_answers_no_failure_for_a_refused_record(engine: &str) {
     let text = json!({ "Records": batch_with_evil() }).to_string();
     let event: streamfold::record::lambda_event::OwnedRawEvent =
         serde_json::from_str(&text).unwrap();
-    let (response, report) = streamfold::sources::lambda::handle(&h.p, &event)
+    let (response, report) = streamfold::sources::lambda::handle(&h.p, None, &event)
         .await
         .unwrap();
     assert!(

@@ -222,7 +222,6 @@ impl Harness {
             store: Store::open(&db.url).await.unwrap(),
             directory: LocalDirectory::load(dir.path()).unwrap().into(),
             default_tz: chrono_tz::Tz::UTC,
-            publisher: None,
         };
         Some(Harness { db, dir, p })
     }

@@ -17,7 +17,6 @@ pub async fn open(cfg: &Config) -> Result<Pipeline> {
         store,
         directory: directory.into(),
         default_tz: cfg.default_tz,
-        publisher: None,
     })
 }
 
@@ -50,6 +49,5 @@ fn dynamo_pipeline(store: Store, cfg: &Config, aws: &aws_config::SdkConfig) -> R
         )
         .into(),
         default_tz: cfg.default_tz,
-        publisher: None,
     })
 }
