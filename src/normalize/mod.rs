@@ -10,6 +10,8 @@ mod conversations;
 mod dropbox_file_changes;
 mod github_events;
 mod llm_data_collection;
+#[cfg(test)]
+mod snapshot_tests;
 
 use crate::domain::{Fact, Identity, SkipReason, SourceKind, Version};
 use crate::record::attrs;
