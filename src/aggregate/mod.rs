@@ -5,6 +5,7 @@
 //! The SQL stores implement exactly `wins` below, set-based.
 
 pub mod bucket;
+pub mod exact;
 pub mod llm_rollup;
 pub mod stage;
 
