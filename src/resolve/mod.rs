@@ -7,6 +7,7 @@
 
 pub mod dynamo;
 pub mod local;
+pub mod tables;
 
 use crate::domain::Integration;
 use chrono_tz::Tz;
