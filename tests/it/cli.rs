@@ -307,3 +307,43 @@ fn backfill_from_the_export_fixture_then_resume() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not one of the four source tables"));
 }
+
+/// An operator's usual mistakes get one short message naming the thing,
+/// and a non-zero exit (issue 20).
+#[test]
+fn mistakes_get_short_messages_and_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).into_owned();
+
+    // Each cause once, not repeated by the error chain.
+    let o = streamfold(&["replay", "--database-url", &url, "/no/such/file.json"]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert_eq!(e.matches("os error 2").count(), 1, "{e}");
+    assert!(e.contains("/no/such/file.json"), "{e}");
+
+    // An unknown rejected-record id is an error, as it is for `show`.
+    let o = streamfold(&["rejects", "retry", "--database-url", &url, "999"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("no rejected record with id 999"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A PNG into a folder that does not exist names the folder.
+    let o = streamfold(&[
+        "stats",
+        "--database-url",
+        &url,
+        "--slack-id",
+        "U01ALICE",
+        "--png",
+        "/no/such/dir/x.png",
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("the folder /no/such/dir does not exist"), "{e}");
+    assert!(!e.contains("ImageError"), "{e}");
+}

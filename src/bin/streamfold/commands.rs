@@ -111,6 +111,15 @@ pub async fn stats(args: StatsArgs) -> Result<()> {
     outln!("{title} (rows: day of week, columns: hour, user's time zone)");
     out!("{}", streamfold::heatmap::render(&cells));
     if let Some(path) = png {
+        if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty())
+            && !folder.is_dir()
+        {
+            bail!(
+                "cannot write {}: the folder {} does not exist",
+                path.display(),
+                folder.display()
+            );
+        }
         let labelled = streamfold::heatmap::png::render_png(&cells, &title, &path)?;
         outln!("wrote {}", path.display());
         if !labelled {

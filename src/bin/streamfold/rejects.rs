@@ -47,6 +47,26 @@ pub async fn run(action: RejectsAction) -> Result<()> {
         RejectsAction::Retry { common, ids, all } => {
             let cfg = common.config().await?;
             let p = open(&cfg).await?;
+            if !all {
+                let known: std::collections::HashSet<i64> = p
+                    .store
+                    .rejects(u32::MAX)
+                    .await?
+                    .iter()
+                    .map(|r| r.id)
+                    .collect();
+                let unknown: Vec<String> = ids
+                    .iter()
+                    .filter(|id| !known.contains(id))
+                    .map(i64::to_string)
+                    .collect();
+                if !unknown.is_empty() {
+                    bail!(
+                        "no rejected record with id {} (`streamfold rejects list` shows them)",
+                        unknown.join(", ")
+                    );
+                }
+            }
             let only = if all { Vec::new() } else { ids };
             let r = streamfold::rejects::retry_rejects(&p, &only, 500)
                 .await
