@@ -49,7 +49,30 @@ fn s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 
 impl LocalDirectory {
     /// Load every known table file under `dir`.
+    /// Whether no identity file was found (every actor stays unattributed).
+    pub fn is_empty(&self) -> bool {
+        self.integrations.is_empty()
+            && self.github_legacy.is_empty()
+            && self.dropbox_legacy.is_empty()
+            && self.account_tz.is_empty()
+            && self.user_tz.is_empty()
+            && self.threads.is_empty()
+            && self.conversations.is_empty()
+    }
+
     pub fn load(dir: &Path) -> Result<LocalDirectory, DirectoryError> {
+        // A folder that is not there is a mistake (a wrong --directory, or a
+        // run outside the repository), not an empty directory: without this
+        // every actor would silently stay unattributed.
+        if !dir.is_dir() {
+            return Err(DirectoryError::Io {
+                path: dir.display().to_string(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the directory folder does not exist (pass --directory FOLDER of <table>.jsonl identity files)",
+                ),
+            });
+        }
         let mut d = LocalDirectory::default();
         for item in read_items(dir, "integrations")? {
             let integration = s(&item, "integration").and_then(Integration::from_code);

@@ -347,3 +347,38 @@ fn mistakes_get_short_messages_and_fail() {
     assert!(e.contains("the folder /no/such/dir does not exist"), "{e}");
     assert!(!e.contains("ImageError"), "{e}");
 }
+
+/// A `--directory` that does not exist is an error naming it; an empty one
+/// is said explicitly (issue 20: it silently left every actor unattributed).
+#[test]
+fn a_missing_directory_is_an_error_and_an_empty_one_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("d.db").display());
+    let o = streamfold(&[
+        "replay",
+        "--database-url",
+        &url,
+        "--directory",
+        "/no/such/directory",
+        "fixtures/events",
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("/no/such/directory") && e.contains("does not exist"),
+        "{e}"
+    );
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let o = streamfold(&[
+        "replay",
+        "--database-url",
+        &url,
+        "--directory",
+        empty.to_str().unwrap(),
+        "fixtures/events",
+    ]);
+    assert!(o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("holds no identity items"), "{e}");
+}

@@ -13,6 +13,12 @@ use streamfold::store::Store;
 pub async fn open(cfg: &Config) -> Result<Pipeline> {
     let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
     let directory = LocalDirectory::load(&cfg.directory)?;
+    if directory.is_empty() {
+        eprintln!(
+            "note: the directory {} holds no identity items: every GitHub, Dropbox and LLM actor stays unattributed (`streamfold reattribute` counts them once linked)",
+            cfg.directory.display()
+        );
+    }
     Ok(Pipeline {
         store,
         directory: directory.into(),
