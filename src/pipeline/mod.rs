@@ -3,7 +3,6 @@
 //! (pure), resolved against the `Directory` once for all its keys, staged as
 //! one ledger row per identity, and applied by the `Store` in one transaction
 //! together with the batch's rejected records.
-
 //!
 //! `run_batch` (this file) normalises and isolates records the store
 //! refuses; `fold` resolves, stages and applies; `outcome` counts what
@@ -26,7 +25,8 @@ use chrono_tz::Tz;
 use serde_json::value::RawValue;
 use tracing::Instrument;
 
-/// A batch failed as a whole: nothing of it was applied; retry it.
+/// A batch failed: retry it. Nothing of it was applied, or, when it was
+/// being bisected, only parts that the retry re-applies as no-ops.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
