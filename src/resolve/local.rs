@@ -308,8 +308,16 @@ mod tests {
     }
 
     #[test]
-    fn missing_dir_is_empty() {
-        let d = LocalDirectory::load(Path::new("/nonexistent/streamfold")).unwrap();
-        assert!(d.integrations.is_empty());
+    fn missing_dir_is_an_error_and_an_empty_one_is_empty() {
+        let e = LocalDirectory::load(Path::new("/nonexistent/streamfold"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/nonexistent/streamfold") && e.contains("does not exist"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = LocalDirectory::load(dir.path()).unwrap();
+        assert!(d.is_empty() && d.integrations.is_empty());
     }
 }
