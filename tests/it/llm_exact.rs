@@ -171,17 +171,18 @@ fn req(conv: usize, generated_at: &str, cost: &'static str, quality: Option<&'st
     }
 }
 
+/// One (event, sequence number, request) of a test stream as its record;
+/// `TTL` is a REMOVE by DynamoDB's TTL process.
+fn stream_record((event, seq, r): &(String, u64, Req)) -> Value {
+    if event == "TTL" {
+        support::ttl_remove(llm_record("REMOVE", *seq, r))
+    } else {
+        llm_record(event, *seq, r)
+    }
+}
+
 async fn apply_clean(h: &Harness, batch: &[(String, u64, Req)]) {
-    let records: Vec<Value> = batch
-        .iter()
-        .map(|(e, seq, r)| {
-            if e == "TTL" {
-                support::ttl_remove(llm_record("REMOVE", *seq, r))
-            } else {
-                llm_record(e, *seq, r)
-            }
-        })
-        .collect();
+    let records: Vec<Value> = batch.iter().map(stream_record).collect();
     let report = h.apply(&records).await;
     assert!(
         report.rejections.is_empty(),
@@ -369,16 +370,7 @@ pub async fn three_concurrent_writers(engine: &str) {
             directory: LocalDirectory::load(h.dir.path()).unwrap().into(),
             default_tz: chrono_tz::Tz::UTC,
         });
-        let records: Vec<Value> = stream
-            .iter()
-            .map(|(e, seq, r)| {
-                if e == "TTL" {
-                    support::ttl_remove(llm_record("REMOVE", *seq, r))
-                } else {
-                    llm_record(e, *seq, r)
-                }
-            })
-            .collect();
+        let records: Vec<Value> = stream.iter().map(stream_record).collect();
         writers.push(tokio::spawn(async move {
             let mut quarantined = 0;
             for batch in records.chunks(size) {
