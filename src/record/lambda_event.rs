@@ -21,19 +21,63 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use std::fmt;
 
-/// A Lambda DynamoDB event with its records left raw.
-#[derive(Deserialize)]
+/// A Lambda DynamoDB event with its records left raw. Only the Lambda
+/// shape, an object `{"Records": [...]}`, is one (see [`from_object_only`]).
 pub struct RawEvent<'a> {
-    #[serde(rename = "Records", borrow)]
     pub records: Vec<&'a RawValue>,
 }
 
 /// An owned Lambda DynamoDB event with its records left raw (for the Lambda
 /// runtime, which hands over owned payloads).
-#[derive(Deserialize)]
 pub struct OwnedRawEvent {
-    #[serde(rename = "Records")]
     pub records: Vec<Box<RawValue>>,
+}
+
+#[derive(Deserialize)]
+struct EventFields<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct OwnedEventFields {
+    #[serde(rename = "Records")]
+    records: Vec<Box<RawValue>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawEvent<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f: EventFields<'a> = from_object_only(d)?;
+        Ok(RawEvent { records: f.records })
+    }
+}
+
+impl<'de> Deserialize<'de> for OwnedRawEvent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f: OwnedEventFields = from_object_only(d)?;
+        Ok(OwnedRawEvent { records: f.records })
+    }
+}
+
+/// Deserialize `T` from an object only. serde's derive also takes a struct
+/// from an array of its fields, which made `[[record, …]]` pass as an event
+/// and `[{"Records": []}]` fail with "expected a sequence".
+fn from_object_only<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectOnly<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(r#"a Lambda event, an object {"Records": [...]}"#)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(ObjectOnly(std::marker::PhantomData))
 }
 
 /// Parse one event document (`{"Records": [...]}`).
@@ -291,6 +335,35 @@ pub fn redact_quoted(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_lambda_shape_is_an_event() {
+        let ok = parse_event(r#"{"Records": [{"eventID": "e1"}], "other": 1}"#).unwrap();
+        assert_eq!(ok.records.len(), 1);
+        let owned: OwnedRawEvent = serde_json::from_str(r#"{"Records": []}"#).unwrap();
+        assert!(owned.records.is_empty());
+        for text in [
+            r#"[[{"eventID": "e1"}]]"#,
+            r#"[{"Records": []}]"#,
+            "[]",
+            "7",
+        ] {
+            let e = parse_event(text)
+                .err()
+                .unwrap_or_else(|| panic!("{text} accepted"));
+            assert!(
+                e.to_string()
+                    .contains(r#"expected a Lambda event, an object {"Records": [...]}"#),
+                "{text}: {e}"
+            );
+            assert!(
+                serde_json::from_str::<OwnedRawEvent>(text).is_err(),
+                "{text}"
+            );
+        }
+        let e = parse_event(r#"{"records": []}"#).err().unwrap();
+        assert!(e.to_string().contains("missing field `Records`"), "{e}");
+    }
 
     #[test]
     fn arn_table() {

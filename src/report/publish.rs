@@ -43,13 +43,33 @@ pub struct PublishSummary {
     pub written: u64,
     pub superseded: u64,
     pub failed: u64,
+    /// Why the first failed puts failed (at most `MAX_FAILURES_KEPT`),
+    /// each naming its report and table.
+    pub failures: Vec<String>,
 }
 
+/// Failure messages a summary keeps: enough to see the cause, bounded
+/// however many reports fail the same way.
+pub const MAX_FAILURES_KEPT: usize = 3;
+
 impl PublishSummary {
+    /// Count a failed put and keep its message if there is room.
+    pub fn failed_with(&mut self, message: String) {
+        self.failed += 1;
+        if self.failures.len() < MAX_FAILURES_KEPT {
+            self.failures.push(message);
+        }
+    }
+
     pub fn add(&mut self, o: &PublishSummary) {
         self.written += o.written;
         self.superseded += o.superseded;
         self.failed += o.failed;
+        for f in &o.failures {
+            if self.failures.len() < MAX_FAILURES_KEPT {
+                self.failures.push(f.clone());
+            }
+        }
     }
 }
 
@@ -158,7 +178,7 @@ impl ReportPublisher {
             Err(e) => Err(PublishError::Put {
                 report_id: report.key.report_id(),
                 table: self.table.clone(),
-                reason: aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
+                reason: crate::aws_error::describe(&e),
             }),
         }
     }
@@ -181,8 +201,8 @@ impl ReportPublisher {
                     store.mark_published(&report.key, report.revision).await?;
                 }
                 Err(e) => {
-                    summary.failed += 1;
                     tracing::warn!(error = %e, "LLM report projection failed; it stays pending");
+                    summary.failed_with(e.to_string());
                 }
             }
         }

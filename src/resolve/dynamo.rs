@@ -145,7 +145,7 @@ impl DynamoDirectory {
                     .map_err(|e| {
                         lookup_err(
                             &format!("BatchGetItem on {table}"),
-                            aws_sdk_dynamodb::error::DisplayErrorContext(&e),
+                            crate::aws_error::describe(&e),
                         )
                     })?;
                 for item in resp
@@ -210,10 +210,7 @@ impl DynamoDirectory {
                 );
         }
         let resp = q.send().await.map_err(|e| {
-            lookup_err(
-                &format!("Query on {table}"),
-                aws_sdk_dynamodb::error::DisplayErrorContext(&e),
-            )
+            lookup_err(&format!("Query on {table}"), crate::aws_error::describe(&e))
         })?;
         Ok(resp
             .items()

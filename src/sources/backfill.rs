@@ -38,6 +38,9 @@ pub trait Observer: Send + Sync {
     /// `items` more items of a part were applied.
     fn advanced(&self, _part: &str, _items: u64) {}
     fn finished(&self, _part: &str) {}
+    /// Something the operator should know before the work starts (which
+    /// export was chosen, and why).
+    fn note(&self, _message: &str) {}
 }
 
 /// No progress output.

@@ -81,8 +81,10 @@ async fn project(p: &Pipeline, publisher: &ReportPublisher, report: &mut BatchRe
     match publisher.publish(&p.store, &filter).await {
         Ok(s) => report.published.add(&s),
         Err(e) => {
-            report.published.failed += 1;
             tracing::warn!(error = %e, "reading LLM reports to project failed; they stay pending");
+            report
+                .published
+                .failed_with(format!("reading LLM reports to project failed: {e}"));
         }
     }
 }

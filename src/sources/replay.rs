@@ -67,14 +67,42 @@ fn is_event_file(p: &Path) -> bool {
     )
 }
 
+/// How a replay treats an event it cannot read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnUnreadable {
+    /// Stop there (the default): nothing after it is applied.
+    #[default]
+    Stop,
+    /// Report it and go on with the next event (`--keep-going`).
+    KeepGoing,
+}
+
+/// What a replay did, also when it stopped early.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// Outcomes of every batch applied.
+    pub total: BatchReport,
+    /// Batches applied.
+    pub batches: usize,
+    /// Events passed over as unreadable (`KeepGoing`), each naming its
+    /// file and line.
+    pub unreadable: Vec<ReplayError>,
+    /// The failure that stopped the replay: the event it names (file and
+    /// line) is the first one not applied, and nothing after it was.
+    pub stopped: Option<ReplayError>,
+}
+
 /// Replay files, calling `on_batch` after each applied batch with the file,
-/// the line (1 for `.json`) and the batch report. Stops at the first failure.
+/// the line (1 for `.json`) and the batch report. Stops at the first
+/// failure (or, with `KeepGoing`, at the first that is not an unreadable
+/// event), returning what was applied before it.
 pub async fn replay(
     p: &Pipeline,
     files: &[PathBuf],
+    on_unreadable: OnUnreadable,
     mut on_batch: impl FnMut(&Path, usize, &BatchReport),
-) -> Result<BatchReport, ReplayError> {
-    let mut total = BatchReport::default();
+) -> Replayed {
+    let mut out = Replayed::default();
     for file in files {
         let name = file.display().to_string();
         let io = |source| ReplayError::Io {
@@ -82,25 +110,48 @@ pub async fn replay(
             source,
         };
         let jsonl = file.extension().and_then(|e| e.to_str()) == Some("jsonl");
-        if jsonl {
-            let reader = std::io::BufReader::new(std::fs::File::open(file).map_err(io)?);
-            for (i, line) in reader.lines().enumerate() {
-                let line = line.map_err(io)?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let report = apply_event(p, &name, i + 1, &line).await?;
-                on_batch(file, i + 1, &report);
-                total.merge(report);
+        let events: Box<dyn Iterator<Item = Result<(usize, String), ReplayError>>> = if jsonl {
+            match std::fs::File::open(file) {
+                Ok(f) => Box::new(
+                    std::io::BufReader::new(f)
+                        .lines()
+                        .enumerate()
+                        .map(|(i, line)| line.map(|l| (i + 1, l)).map_err(io))
+                        .filter(|l| !matches!(l, Ok((_, text)) if text.trim().is_empty())),
+                ),
+                Err(e) => Box::new(std::iter::once(Err(io(e)))),
             }
         } else {
-            let text = std::fs::read_to_string(file).map_err(io)?;
-            let report = apply_event(p, &name, 1, &text).await?;
-            on_batch(file, 1, &report);
-            total.merge(report);
+            Box::new(std::iter::once(
+                std::fs::read_to_string(file).map(|t| (1, t)).map_err(io),
+            ))
+        };
+        for event in events {
+            let result = match event {
+                Ok((line, text)) => apply_event(p, &name, line, &text)
+                    .await
+                    .map(|report| (line, report)),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok((line, report)) => {
+                    on_batch(file, line, &report);
+                    out.batches += 1;
+                    out.total.merge(report);
+                }
+                Err(e @ ReplayError::Malformed { .. })
+                    if on_unreadable == OnUnreadable::KeepGoing =>
+                {
+                    out.unreadable.push(e);
+                }
+                Err(e) => {
+                    out.stopped = Some(e);
+                    return out;
+                }
+            }
         }
     }
-    Ok(total)
+    out
 }
 
 async fn apply_event(
@@ -112,8 +163,22 @@ async fn apply_event(
     let event: RawEvent<'_> = parse_event(text).map_err(|e| ReplayError::Malformed {
         path: path.to_string(),
         // For a .json file, serde's own line is the useful one.
-        line: if line == 1 { e.line() } else { line },
-        reason: redact_quoted(&e.to_string()),
+        line: if line == 1 && e.line() > 0 {
+            e.line()
+        } else {
+            line
+        },
+        reason: {
+            let reason = redact_quoted(&e.to_string());
+            if text.trim_start().starts_with('[') {
+                format!(
+                    "{reason}; a JSON array is not an event: write one event per line \
+                     in a .jsonl file"
+                )
+            } else {
+                reason
+            }
+        },
     })?;
     run_batch(p, &event.records)
         .await

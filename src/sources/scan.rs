@@ -91,7 +91,7 @@ pub async fn scan_backfill(
         .table_name(&opts.table)
         .send()
         .await
-        .map_err(|e| table_err(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| table_err(crate::aws_error::describe(&e)))?;
     let desc = described
         .table
         .ok_or_else(|| table_err("DescribeTable returned no table".into()))?;
@@ -254,7 +254,7 @@ async fn scan_segment(
             .await
             .map_err(|e| BackfillError::Read {
                 what: format!("{} {part}", ctx.opts.table),
-                reason: aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
+                reason: crate::aws_error::describe(&e),
             })?;
         pages += 1;
         let items = page.items();

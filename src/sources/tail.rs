@@ -107,12 +107,7 @@ pub async fn tail(
         .table_name(&opts.table)
         .send()
         .await
-        .map_err(|e| {
-            read_err(
-                &opts.table,
-                aws_sdk_dynamodb::error::DisplayErrorContext(&e),
-            )
-        })?;
+        .map_err(|e| read_err(&opts.table, crate::aws_error::describe(&e)))?;
     let stream_arn = table
         .table()
         .and_then(|t| t.latest_stream_arn())
@@ -167,9 +162,7 @@ pub async fn tail(
                 .shard_iterator(iterator)
                 .send()
                 .await
-                .map_err(|e| {
-                    read_err(&id, aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e))
-                })?;
+                .map_err(|e| read_err(&id, crate::aws_error::describe(&e)))?;
             let records = page.records();
             if !records.is_empty() {
                 active = true;
@@ -231,12 +224,7 @@ async fn list_shards(
             .set_exclusive_start_shard_id(start.take())
             .send()
             .await
-            .map_err(|e| {
-                read_err(
-                    stream_arn,
-                    aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e),
-                )
-            })?;
+            .map_err(|e| read_err(stream_arn, crate::aws_error::describe(&e)))?;
         let Some(desc) = out.stream_description() else {
             break;
         };
@@ -302,12 +290,10 @@ async fn shard_iterator(
             StartAt::Latest => ShardIteratorType::Latest,
         }),
     };
-    let out = req.send().await.map_err(|e| {
-        read_err(
-            shard,
-            aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e),
-        )
-    })?;
+    let out = req
+        .send()
+        .await
+        .map_err(|e| read_err(shard, crate::aws_error::describe(&e)))?;
     out.shard_iterator()
         .map(str::to_string)
         .ok_or_else(|| read_err(shard, "no shard iterator returned"))

@@ -81,6 +81,42 @@ pub fn query_param<'a>(url: &'a str, keys: &[&str]) -> Option<&'a str> {
     })
 }
 
+/// Await `connecting` (a pool's first connection), unless the server's
+/// port refuses connections: sqlx's pool takes `ConnectionRefused` for a
+/// server still starting and retries until its acquire timeout, then says
+/// only "pool timed out". A plain TCP connect to `host:port`, raced with
+/// it, tells a refused port at once. `socket`: the URL names a Unix
+/// socket, which has no port to ask.
+pub(crate) async fn unless_refused<T>(
+    host: &str,
+    port: u16,
+    socket: bool,
+    connecting: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, String> {
+    let probe = async {
+        if !socket && !host.starts_with('/') {
+            let attempt = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                tokio::net::TcpStream::connect((host, port)),
+            )
+            .await;
+            if let Ok(Err(e)) = attempt
+                && e.kind() == std::io::ErrorKind::ConnectionRefused
+            {
+                return format!(
+                    "connection refused by {host}:{port}: is the server running, and is \
+                     that its port?"
+                );
+            }
+        }
+        std::future::pending().await
+    };
+    tokio::select! {
+        connected = connecting => connected.map_err(|e| e.to_string()),
+        refused = probe => Err(refused),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

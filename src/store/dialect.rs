@@ -89,6 +89,10 @@ pub trait Dialect {
     const BEGIN: Option<&'static str>;
     /// Its schema migrations (`sql/<dialect>/`).
     fn migrator() -> &'static Migrator;
+    /// Apply the pending migrations; returns the versions this call applied.
+    fn migrate(
+        pool: &sqlx::Pool<Self::Db>,
+    ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
     /// A batch's statements inside its transaction: stage the rows, lock
     /// and judge the existing ledger rows, move the aggregates, write the
     /// ledger and the LLM reports, quarantine the rejects.

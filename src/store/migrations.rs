@@ -1,5 +1,6 @@
-//! Schema migrations (`sql/<dialect>/`, embedded): applying them and
-//! telling how many are pending.
+//! Schema migrations (`sql/<dialect>/`, embedded): applying them (on
+//! SQLite under the database's write lock) and telling how many are
+//! pending.
 
 use super::StoreError;
 use std::collections::HashSet;
@@ -50,4 +51,80 @@ where
         .iter()
         .filter(|m| !applied.contains(&m.version))
         .count()
+}
+
+/// SQLite: every pending migration in one `BEGIN IMMEDIATE` transaction,
+/// bookkept in sqlx's own `_sqlx_migrations` table (same columns and
+/// checksums, so `pending_migrations` and sqlx's migrator agree with it).
+/// sqlx's migrator takes no lock on SQLite and opens deferred
+/// transactions, so two commands starting on a new database file raced:
+/// `table user_event_counts already exists`, `database is locked`. Here
+/// the write lock is taken before anything is read; the second process
+/// waits for it (the busy timeout) and then finds nothing to do.
+pub(crate) async fn run_sqlite_migrations(
+    migrator: &sqlx::migrate::Migrator,
+    pool: &sqlx::SqlitePool,
+) -> Result<Vec<i64>, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    // Dropped on error: the transaction rolls back.
+    let newly = apply_sqlite_pending(migrator, &mut tx).await?;
+    tx.commit().await?;
+    Ok(newly)
+}
+
+async fn apply_sqlite_pending(
+    migrator: &sqlx::migrate::Migrator,
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+) -> Result<Vec<i64>, StoreError> {
+    use sqlx::Executor;
+    use sqlx::migrate::MigrateError;
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+            version BIGINT PRIMARY KEY,
+            description TEXT NOT NULL,
+            installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+            success BOOLEAN NOT NULL,
+            checksum BLOB NOT NULL,
+            execution_time BIGINT NOT NULL
+        )",
+    )
+    .await?;
+    let rows = sqlx::query("SELECT version, checksum FROM _sqlx_migrations WHERE success")
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut applied = std::collections::HashMap::new();
+    for row in &rows {
+        use sqlx::Row;
+        applied.insert(row.try_get::<i64, _>(0)?, row.try_get::<Vec<u8>, _>(1)?);
+    }
+    let mut newly = Vec::new();
+    for m in migrator.iter() {
+        if m.migration_type.is_down_migration() {
+            continue;
+        }
+        match applied.get(&m.version) {
+            Some(sum) if sum[..] != m.checksum[..] => {
+                return Err(MigrateError::VersionMismatch(m.version).into());
+            }
+            Some(_) => continue,
+            None => {}
+        }
+        let started = std::time::Instant::now();
+        // Every statement of the file (SQLite runs them all from one string).
+        tx.execute(&*m.sql)
+            .await
+            .map_err(|e| MigrateError::ExecuteMigration(e, m.version))?;
+        sqlx::query(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+             VALUES (?, ?, TRUE, ?, ?)",
+        )
+        .bind(m.version)
+        .bind(&*m.description)
+        .bind(&*m.checksum)
+        .bind(started.elapsed().as_nanos() as i64)
+        .execute(&mut **tx)
+        .await?;
+        newly.push(m.version);
+    }
+    Ok(newly)
 }

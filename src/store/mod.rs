@@ -131,6 +131,19 @@ impl Store {
         })
     }
 
+    /// Close the store's connections. On SQLite the write-ahead log is
+    /// first checkpointed into the database file (and removed with the last
+    /// connection), so the file alone holds the data; a checkpoint another
+    /// process blocks is only logged: the log stays valid, and is folded in
+    /// by whoever closes last.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(s) => s.checkpoint_and_close().await,
+            Backend::MySql(s) => s.pool().close().await,
+            Backend::Postgres(s) => s.pool().close().await,
+        }
+    }
+
     /// Apply the schema migrations; returns the versions newly applied.
     pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
         dispatch!(self, s => s.migrate().await)

@@ -68,23 +68,36 @@ impl MySqlStore {
         {
             options = options.ssl_mode(MySqlSslMode::Required);
         }
-        let pool = MySqlPoolOptions::new()
-            .acquire_timeout(opts.connect_timeout)
-            .max_connections(opts.max_connections.max(1))
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-                        .await?;
-                    conn.execute("SET SESSION max_heap_table_size = 268435456")
-                        .await?;
-                    conn.execute(STAGE_ACTIVITY_DDL).await?;
-                    conn.execute(STAGE_LLM_DDL).await?;
-                    Ok(())
+        let (host, port, socket) = (
+            options.get_host().to_string(),
+            options.get_port(),
+            options.get_socket().is_some(),
+        );
+        let pool = connect::unless_refused(
+            &host,
+            port,
+            socket,
+            MySqlPoolOptions::new()
+                .acquire_timeout(opts.connect_timeout)
+                .max_connections(opts.max_connections.max(1))
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+                            .await?;
+                        conn.execute("SET SESSION max_heap_table_size = 268435456")
+                            .await?;
+                        conn.execute(STAGE_ACTIVITY_DDL).await?;
+                        conn.execute(STAGE_LLM_DDL).await?;
+                        Ok(())
+                    })
                 })
-            })
-            .connect_with(options)
-            .await
-            .map_err(connect_err)?;
+                .connect_with(options),
+        )
+        .await
+        .map_err(|reason| StoreError::Connect {
+            url: crate::redact::redact_url(url),
+            reason: crate::redact::scrub(&reason, url),
+        })?;
         Ok(MySqlStore { pool })
     }
 
@@ -109,6 +122,11 @@ impl Dialect for MySqlDialect {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    /// sqlx's migrator, which locks the database while it runs.
+    async fn migrate(pool: &sqlx::Pool<sqlx::MySql>) -> Result<Vec<i64>, StoreError> {
+        super::run_migrations(Self::migrator(), pool).await
     }
 
     async fn apply_steps(

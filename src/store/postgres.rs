@@ -48,12 +48,25 @@ impl PgStore {
         {
             options = options.ssl_mode(PgSslMode::Require);
         }
-        let pool = PgPoolOptions::new()
-            .acquire_timeout(opts.connect_timeout)
-            .max_connections(opts.max_connections.max(1))
-            .connect_with(options)
-            .await
-            .map_err(connect_err)?;
+        let (host, port, socket) = (
+            options.get_host().to_string(),
+            options.get_port(),
+            options.get_socket().is_some(),
+        );
+        let pool = connect::unless_refused(
+            &host,
+            port,
+            socket,
+            PgPoolOptions::new()
+                .acquire_timeout(opts.connect_timeout)
+                .max_connections(opts.max_connections.max(1))
+                .connect_with(options),
+        )
+        .await
+        .map_err(|reason| StoreError::Connect {
+            url: crate::redact::redact_url(url),
+            reason: crate::redact::scrub(&reason, url),
+        })?;
         Ok(PgStore { pool })
     }
 
@@ -78,6 +91,11 @@ impl Dialect for PgDialect {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    /// sqlx's migrator, which locks the database while it runs.
+    async fn migrate(pool: &sqlx::Pool<sqlx::Postgres>) -> Result<Vec<i64>, StoreError> {
+        super::run_migrations(Self::migrator(), pool).await
     }
 
     async fn apply_steps(

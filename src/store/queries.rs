@@ -110,7 +110,7 @@ pub fn totals(f: Flavor) -> String {
 macro_rules! common_methods {
     ($d:ty) => {
         pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-            super::run_migrations(<$d as super::dialect::Dialect>::migrator(), &self.pool).await
+            <$d as super::dialect::Dialect>::migrate(&self.pool).await
         }
 
         pub async fn pending_migrations(&self) -> Result<usize, StoreError> {

@@ -84,7 +84,7 @@ pub async fn database_url_from_secret(
         .map_err(|e| {
             StoreError::Secret(format!(
                 "cannot read secret {arn}: {}",
-                aws_sdk_secretsmanager::error::DisplayErrorContext(&e)
+                crate::aws_error::describe(&e)
             ))
         })?;
     let text = out

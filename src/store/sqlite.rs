@@ -73,6 +73,26 @@ impl SqliteStore {
         Ok(SqliteStore { pool })
     }
 
+    /// Checkpoint the write-ahead log into the database file, then close
+    /// every connection.
+    pub async fn checkpoint_and_close(&self) {
+        let checkpoint: Result<(i64, i64, i64), sqlx::Error> =
+            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await;
+        match checkpoint {
+            Ok((0, _, _)) => {}
+            Ok((busy, log, done)) => tracing::info!(
+                busy,
+                log,
+                done,
+                "the write-ahead log could not be checkpointed whole: another connection holds it"
+            ),
+            Err(e) => tracing::info!(error = %e, "write-ahead log checkpoint failed"),
+        }
+        self.pool.close().await;
+    }
+
     /// The connection pool, for tools that run their own statements
     /// (`streamfold bench` baselines, tests).
     pub fn pool(&self) -> &SqlitePool {
@@ -94,6 +114,11 @@ impl Dialect for SqliteDialect {
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
+    }
+
+    /// Under the write lock: sqlx's migrator takes none on SQLite.
+    async fn migrate(pool: &sqlx::Pool<Sqlite>) -> Result<Vec<i64>, StoreError> {
+        super::migrations::run_sqlite_migrations(Self::migrator(), pool).await
     }
 
     async fn apply_steps(

@@ -1,6 +1,6 @@
 //! Backfill (DESIGN §4, §7): snapshots overlapping the stream never
-//! double-count (per engine), an S3 export folder is read and checked
-//! against its manifests, and a parallel Scan of a moto table is
+//! double-count (per engine), an export folder is read and checked
+//! against its manifests (found by prefix, and in S3: `export_prefix.rs`), and a parallel Scan of a moto table is
 //! checkpointed, interrupted and resumed.
 
 use crate::support::*;
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 use streamfold::record::snapshot::snapshot_record;
 use streamfold::sources::backfill::{BackfillError, Quiet};
-use streamfold::sources::export::{ExportLocation, ExportOptions, export_backfill};
+use streamfold::sources::export::{ExportChoice, ExportLocation, ExportOptions, export_backfill};
 
 const TABLE: &str = "icarus-dev-github_events";
 
@@ -143,6 +143,7 @@ fn export_dir() -> std::path::PathBuf {
 fn export_opts(dir: std::path::PathBuf, resume: bool) -> ExportOptions {
     ExportOptions {
         location: ExportLocation::Dir(dir),
+        choice: ExportChoice::Only,
         table: "icarus-prod-github_events".into(),
         parallel: 2,
         batch: 7,
@@ -347,49 +348,4 @@ mod scan {
                 .is_err()
         );
     }
-}
-
-/// The same export read from S3 (moto): keys as AWS writes them.
-#[tokio::test]
-async fn export_is_read_from_s3() {
-    let Some(moto) = crate::support::Moto::start() else {
-        return;
-    };
-    let conf = aws_sdk_s3::config::Builder::from(&crate::support::moto_config(&moto.endpoint))
-        .force_path_style(true)
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(conf);
-    let bucket = "acme-dynamodb-exports";
-    s3.create_bucket().bucket(bucket).send().await.unwrap();
-    let prefix = "backfill/AWSDynamoDB/01711929600000-5f3c2a1b";
-    let put = |key: String, path: std::path::PathBuf| {
-        let s3 = s3.clone();
-        async move {
-            s3.put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(std::fs::read(path).unwrap().into())
-                .send()
-                .await
-                .unwrap();
-        }
-    };
-    for name in ["manifest-summary.json", "manifest-files.json"] {
-        put(format!("{prefix}/{name}"), export_dir().join(name)).await;
-    }
-    for entry in std::fs::read_dir(export_dir().join("data")).unwrap() {
-        let p = entry.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        put(format!("{prefix}/data/{name}"), p).await;
-    }
-    let Some(h) = Harness::with_directory("sqlite", &fixture_directory()).await else {
-        return;
-    };
-    let mut opts = export_opts(export_dir(), false);
-    opts.location = ExportLocation::parse(&format!("s3://{bucket}/{prefix}/")).unwrap();
-    let s = export_backfill(&h.p, Some(&s3), &opts, &Quiet, &AtomicBool::new(false))
-        .await
-        .unwrap();
-    assert_eq!((s.items, s.parts_done), (60, 3));
-    assert_eq!(h.p.store.totals().await.unwrap().events_counted, 45);
 }

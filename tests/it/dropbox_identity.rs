@@ -104,6 +104,7 @@ fn export_dir(items: &[Value]) -> tempfile::TempDir {
 async fn backfill(h: &Harness, dir: &tempfile::TempDir) -> streamfold::pipeline::Counts {
     let opts = ExportOptions {
         location: ExportLocation::Dir(dir.path().to_path_buf()),
+        choice: Default::default(),
         table: TABLE.into(),
         parallel: 1,
         batch: 3,

@@ -5,15 +5,19 @@ mod backfill;
 mod bad_input;
 mod cli;
 mod dropbox_identity;
+mod export_prefix;
 mod faults;
 mod lambda;
 mod llm_exact;
 mod llm_reports;
+mod load;
+mod moto_tables;
 mod observability;
 mod odd_values;
 mod properties;
 mod redaction;
 mod rejects;
+mod safety_net;
 mod scenarios;
 mod secrets;
 mod support;
@@ -21,27 +25,33 @@ mod tail;
 
 mod sqlite {
     crate::scenario_tests!("sqlite");
+    crate::load_tests!("sqlite");
     crate::llm_report_tests!("sqlite");
     crate::backfill_tests!("sqlite");
     crate::llm_exact_tests!("sqlite");
     crate::odd_value_tests!("sqlite");
+    crate::safety_net_tests!("sqlite");
     crate::dropbox_identity_tests!("sqlite");
 }
 
 mod mysql {
     crate::scenario_tests!("mysql");
+    crate::load_tests!("mysql");
     crate::llm_report_tests!("mysql");
     crate::backfill_tests!("mysql");
     crate::llm_exact_tests!("mysql");
     crate::odd_value_tests!("mysql");
+    crate::safety_net_tests!("mysql");
     crate::dropbox_identity_tests!("mysql");
 }
 
 mod postgres {
     crate::scenario_tests!("postgres");
+    crate::load_tests!("postgres");
     crate::llm_report_tests!("postgres");
     crate::backfill_tests!("postgres");
     crate::llm_exact_tests!("postgres");
     crate::odd_value_tests!("postgres");
+    crate::safety_net_tests!("postgres");
     crate::dropbox_identity_tests!("postgres");
 }

@@ -47,6 +47,12 @@ impl Bars {
 }
 
 impl Observer for Bars {
+    fn note(&self, message: &str) {
+        if self.multi.println(message).is_err() || self.multi.is_hidden() {
+            eprintln!("{message}");
+        }
+    }
+
     fn started(&self, part: &str, expected: Option<u64>, already: u64) {
         let bar = match expected {
             Some(n) => ProgressBar::new(n.max(already)),

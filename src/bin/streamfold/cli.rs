@@ -105,6 +105,10 @@ pub struct ReplayArgs {
     /// Files or folders, applied in name order.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Pass over events that cannot be read (each is listed, and the exit
+    /// status says some were not applied) instead of stopping at the first.
+    #[arg(long)]
+    pub keep_going: bool,
 }
 
 #[derive(clap::Args)]
@@ -224,10 +228,18 @@ pub struct BackfillArgs {
     /// Strongly consistent Scan reads (twice the capacity).
     #[arg(long)]
     pub consistent_read: bool,
-    /// Read a DynamoDB export (DYNAMODB_JSON): the export's folder,
-    /// local or s3://bucket/prefix.
+    /// Read a DynamoDB export (DYNAMODB_JSON), local or s3://bucket/prefix:
+    /// the --s3-prefix it was exported with (its exports of --table are
+    /// found under AWSDynamoDB/), or one export's folder.
     #[arg(long)]
     pub export: Option<String>,
+    /// Of several exports of the table under the prefix, the newest.
+    #[arg(long, requires = "export", conflicts_with = "export_id")]
+    pub latest: bool,
+    /// Of several exports under the prefix, this one (its id, e.g.
+    /// 01711929600000-5f3c2a1b, or its export ARN).
+    #[arg(long, requires = "export")]
+    pub export_id: Option<String>,
     /// Export data files processed at once.
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,

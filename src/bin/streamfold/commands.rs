@@ -10,24 +10,33 @@ use streamfold::bench::suite::SuiteOptions;
 use streamfold::pipeline;
 use streamfold::redact::redact_url;
 use streamfold::report::publish::ReportPublisher;
+use streamfold::sources::export::ExportChoice;
 use streamfold::sources::replay;
 use streamfold::sources::scan::Segments;
-use streamfold::store::Store;
 use streamfold::store::reports::ReportFilter;
 
 /// `streamfold replay`.
 pub async fn replay(args: ReplayArgs) -> Result<()> {
-    let ReplayArgs { common, paths } = args;
+    let ReplayArgs {
+        common,
+        paths,
+        keep_going,
+    } = args;
     let cfg = common.config().await?;
     let p = open(&cfg).await?;
     let files = replay::event_files(&paths)?;
     let started = Instant::now();
-    let mut batches = 0usize;
     let mut records = 0u64;
+    let mut batches = 0usize;
     let mut last_progress = Instant::now();
     // Where each rejected record came from: (file:line, record).
     let mut rejected: Vec<(String, streamfold::pipeline::Rejection)> = Vec::new();
-    let total = replay::replay(&p, &files, |file, line, report| {
+    let on_unreadable = if keep_going {
+        replay::OnUnreadable::KeepGoing
+    } else {
+        replay::OnUnreadable::Stop
+    };
+    let replayed = replay::replay(&p, &files, on_unreadable, |file, line, report| {
         batches += 1;
         records += report.total().read;
         let place = format!("{}:{line}", file.display());
@@ -41,11 +50,17 @@ pub async fn replay(args: ReplayArgs) -> Result<()> {
             );
         }
     })
-    .await?;
+    .await;
+    let total = &replayed.total;
     let secs = started.elapsed().as_secs_f64();
     let read = total.total().read;
+    let stopped = if replayed.stopped.is_some() {
+        " (stopped early: see below)"
+    } else {
+        ""
+    };
     outln!(
-        "replayed {} file(s), {batches} batch(es), {read} record(s) in {secs:.2} s ({:.0} records/s) into {}",
+        "replayed {} file(s), {batches} batch(es), {read} record(s) in {secs:.2} s ({:.0} records/s) into {}{stopped}",
         files.len(),
         read as f64 / secs.max(1e-9),
         redact_url(&cfg.database_url)
@@ -68,11 +83,33 @@ pub async fn replay(args: ReplayArgs) -> Result<()> {
         );
     }
     outln!();
-    print_counts(&total);
+    print_counts(total);
     print_rejections(&rejected);
     outln!();
     print_totals(&p.store).await?;
-    if total.total().read == 0 {
+    for e in &replayed.unreadable {
+        eprintln!("not applied: {e}");
+    }
+    if let Some(e) = replayed.stopped {
+        let again = "run the same command again: the batches already applied are \
+                     recognised and not counted twice";
+        let hint = match &e {
+            replay::ReplayError::Malformed { .. } => format!(
+                "the events before it are applied, none from it on; fix or remove that \
+                 event and {again} (or pass --keep-going to apply every readable event \
+                 and list the unreadable ones)"
+            ),
+            _ => format!("the events before it are applied, none from it on; {again}"),
+        };
+        bail!("{e}\nreplay stopped there: {hint}");
+    }
+    if !replayed.unreadable.is_empty() {
+        bail!(
+            "{} unreadable event(s) not applied (listed above); the rest is applied",
+            replayed.unreadable.len()
+        );
+    }
+    if read == 0 {
         bail!("no records found");
     }
     Ok(())
@@ -88,7 +125,7 @@ pub async fn stats(args: StatsArgs) -> Result<()> {
         top,
     } = args;
     let cfg = common.config().await?;
-    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+    let store = crate::setup::store(&cfg).await?;
     let Some(slack_id) = slack_id else {
         print_totals(&store).await?;
         let users = store.top_users(top).await?;
@@ -213,7 +250,7 @@ pub async fn llm_report(args: LlmReportArgs) -> Result<()> {
         table,
     } = args;
     let cfg = common.config().await?;
-    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+    let store = crate::setup::store(&cfg).await?;
     let filter = ReportFilter {
         account_id: account,
         period,
@@ -239,9 +276,16 @@ pub async fn llm_report(args: LlmReportArgs) -> Result<()> {
             s.failed
         );
         if s.failed > 0 {
+            let more = if s.failed as usize > s.failures.len() {
+                "; …"
+            } else {
+                ""
+            };
             bail!(
-                "{} report(s) could not be written; they stay pending",
-                s.failed
+                "{} report(s) could not be written, and stay pending (a later --publish \
+                 or Lambda invocation retries them): {}{more}",
+                s.failed,
+                s.failures.join("; ")
             );
         }
     }
@@ -262,6 +306,8 @@ pub async fn backfill(args: BackfillArgs) -> Result<()> {
         page_size,
         consistent_read,
         export,
+        latest,
+        export_id,
         parallel,
         batch,
         lookups,
@@ -272,6 +318,11 @@ pub async fn backfill(args: BackfillArgs) -> Result<()> {
         Some(location) => backfill::Job::Export(streamfold::sources::export::ExportOptions {
             location: streamfold::sources::export::ExportLocation::parse(&location)
                 .map_err(anyhow::Error::msg)?,
+            choice: match (latest, export_id) {
+                (_, Some(id)) => ExportChoice::Id(id),
+                (true, None) => ExportChoice::Latest,
+                (false, None) => ExportChoice::Only,
+            },
             table,
             parallel,
             batch,
@@ -327,7 +378,7 @@ pub async fn tail(args: TailArgs) -> Result<()> {
 pub async fn migrate(args: MigrateArgs) -> Result<()> {
     let MigrateArgs { common } = args;
     let cfg = common.config().await?;
-    let store = Store::connect(&cfg.database_url, &cfg.store).await?;
+    let store = crate::setup::connect(&cfg).await?;
     let applied = store.migrate().await?;
     if applied.is_empty() {
         outln!(

@@ -47,7 +47,9 @@ async fn main() -> std::process::ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    match dispatch(Cli::parse()).await {
+    let result = dispatch(Cli::parse()).await;
+    setup::close_all().await;
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("streamfold: error: {}", error_chain(&e));

@@ -4,13 +4,12 @@ use crate::cli::RejectsAction;
 use crate::print::print_counts;
 use crate::setup::open;
 use anyhow::{Context, Result, bail};
-use streamfold::store::Store;
 
 pub async fn run(action: RejectsAction) -> Result<()> {
     match action {
         RejectsAction::List { common, limit } => {
             let cfg = common.config().await?;
-            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            let store = crate::setup::store(&cfg).await?;
             let rows = store.rejects(limit).await?;
             if rows.is_empty() {
                 outln!("no quarantined records");
@@ -29,7 +28,7 @@ pub async fn run(action: RejectsAction) -> Result<()> {
         }
         RejectsAction::Show { common, id } => {
             let cfg = common.config().await?;
-            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            let store = crate::setup::store(&cfg).await?;
             let found = store.rejected_raw(id - 1, 1).await?;
             let Some((r, raw)) = found.into_iter().next().filter(|(r, _)| r.id == id) else {
                 bail!("no quarantined record #{id}");

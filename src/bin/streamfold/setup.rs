@@ -9,9 +9,43 @@ use streamfold::pipeline::Pipeline;
 use streamfold::resolve::local::LocalDirectory;
 use streamfold::store::Store;
 
+/// Every store a command opened, closed by `close_all` at exit.
+static OPENED: std::sync::Mutex<Vec<Store>> = std::sync::Mutex::new(Vec::new());
+
+fn opened(store: &Store) {
+    OPENED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(store.clone());
+}
+
+/// The command's store, opened (and on SQLite created and migrated).
+pub async fn store(cfg: &Config) -> Result<Store> {
+    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+    opened(&store);
+    Ok(store)
+}
+
+/// The command's store, connected without the schema check (`migrate`).
+pub async fn connect(cfg: &Config) -> Result<Store> {
+    let store = Store::connect(&cfg.database_url, &cfg.store).await?;
+    opened(&store);
+    Ok(store)
+}
+
+/// Close every store the command opened, whether it succeeded or not: on
+/// SQLite this checkpoints the write-ahead log into the database file, so
+/// that copying `streamfold.db` alone copies the data.
+pub async fn close_all() {
+    let stores = std::mem::take(&mut *OPENED.lock().unwrap_or_else(|e| e.into_inner()));
+    for store in stores {
+        store.close().await;
+    }
+}
+
 /// The pipeline of a local command: the store and the local directory.
 pub async fn open(cfg: &Config) -> Result<Pipeline> {
-    let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+    let store = store(cfg).await?;
     let directory = LocalDirectory::load(&cfg.directory)?;
     if directory.is_empty() {
         eprintln!(
@@ -36,7 +70,7 @@ pub async fn pipeline_for(
     match lookups {
         Lookups::Local => open(cfg).await,
         Lookups::Dynamodb => {
-            let store = Store::open_with(&cfg.database_url, &cfg.store).await?;
+            let store = store(cfg).await?;
             dynamo_pipeline(store, cfg, aws)
         }
     }

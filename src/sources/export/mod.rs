@@ -1,6 +1,7 @@
 //! Backfill from a DynamoDB export to S3 in `DYNAMODB_JSON` format, read
-//! from a local folder or from `s3://bucket/prefix` (the export's folder,
-//! the one holding `manifest-summary.json`).
+//! from a local folder or from `s3://bucket/prefix`: the `--s3-prefix` the
+//! export was taken with, its `AWSDynamoDB` folder, or one export's folder
+//! (`locate` chooses and says which).
 //!
 //! `manifest-summary.json` names `manifest-files.json`, whose lines name the
 //! gzip data files (`dataFileS3Key`) and their `itemCount`. Each data line is
@@ -8,8 +9,13 @@
 //! (gunzip → lines → batches of snapshot records → `run_batch`), so memory
 //! stays bounded by `parallel × batch` records whatever the export's size.
 //! Every file's item count is checked against the manifest, and the total
-//! against the summary; a completed file is checkpointed, so `--resume`
-//! skips it.
+//! against the summary, and its bytes against the manifest's `md5Checksum`;
+//! a completed file is checkpointed, so `--resume` skips it.
+
+mod locate;
+mod objects;
+
+pub use locate::ExportChoice;
 
 use super::backfill::{BackfillError, BackfillSummary, Observer, apply_page};
 use crate::domain::SourceKind;
@@ -18,13 +24,14 @@ use crate::record::snapshot::{key_attributes, snapshot_record};
 use crate::store::checkpoints::Checkpoint;
 use async_compression::tokio::bufread::GzipDecoder;
 use futures::StreamExt;
+use objects::{Md5Check, Objects};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 /// Where an export is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,11 +66,37 @@ impl ExportLocation {
             ExportLocation::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
         }
     }
+
+    /// The location's last path part.
+    fn last_name(&self) -> Option<&str> {
+        match self {
+            ExportLocation::Dir(d) => d.file_name()?.to_str(),
+            ExportLocation::S3 { prefix, .. } => prefix.rsplit('/').next(),
+        }
+    }
+
+    /// The folder `name` inside this one.
+    fn join(&self, name: &str) -> ExportLocation {
+        match self {
+            ExportLocation::Dir(d) => ExportLocation::Dir(d.join(name)),
+            ExportLocation::S3 { bucket, prefix } if prefix.is_empty() => ExportLocation::S3 {
+                bucket: bucket.clone(),
+                prefix: name.to_string(),
+            },
+            ExportLocation::S3 { bucket, prefix } => ExportLocation::S3 {
+                bucket: bucket.clone(),
+                prefix: format!("{prefix}/{name}"),
+            },
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct ExportOptions {
+    /// The export, or the prefix holding it.
     pub location: ExportLocation,
+    /// Which export when the location holds several.
+    pub choice: ExportChoice,
     /// The source table the export was taken from (its name routes the
     /// items to their normaliser).
     pub table: String,
@@ -76,104 +109,17 @@ pub struct ExportOptions {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Summary {
-    manifest_files_s3_key: String,
-    item_count: Option<u64>,
-    output_format: Option<String>,
-    export_arn: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct ManifestFile {
     data_file_s3_key: String,
     item_count: u64,
+    /// Base64 MD5 of the gzip object; absent in hand-made manifests.
+    md5_checksum: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct DataLine<'a> {
     #[serde(rename = "Item", borrow)]
     item: &'a RawValue,
-}
-
-/// Reads the export's objects, local or in S3.
-struct Reader<'a> {
-    location: &'a ExportLocation,
-    s3: Option<&'a aws_sdk_s3::Client>,
-}
-
-type Lines = Box<dyn AsyncBufRead + Unpin + Send>;
-
-impl Reader<'_> {
-    /// The local path of an object named by its S3 key (relative to the
-    /// export folder: the key's part from `manifest-files.json` / `data/`).
-    fn local_path(dir: &std::path::Path, key: &str) -> PathBuf {
-        let rel = key
-            .rfind("/data/")
-            .map(|i| &key[i + 1..])
-            .or_else(|| key.rsplit('/').next())
-            .unwrap_or(key);
-        dir.join(rel)
-    }
-
-    async fn open(&self, key: &str, in_folder: bool) -> Result<Lines, BackfillError> {
-        let read_err = |reason: String| BackfillError::Read {
-            what: key.to_string(),
-            reason,
-        };
-        match self.location {
-            ExportLocation::Dir(dir) => {
-                let path = if in_folder {
-                    dir.join(key)
-                } else {
-                    Self::local_path(dir, key)
-                };
-                let f = tokio::fs::File::open(&path)
-                    .await
-                    .map_err(|e| read_err(format!("{}: {e}", path.display())))?;
-                Ok(Box::new(BufReader::with_capacity(256 * 1024, f)))
-            }
-            ExportLocation::S3 { bucket, prefix } => {
-                let s3 = self
-                    .s3
-                    .ok_or_else(|| read_err("no S3 client configured".into()))?;
-                let full = if in_folder {
-                    if prefix.is_empty() {
-                        key.to_string()
-                    } else {
-                        format!("{prefix}/{key}")
-                    }
-                } else {
-                    key.to_string()
-                };
-                let obj = s3
-                    .get_object()
-                    .bucket(bucket)
-                    .key(&full)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        read_err(aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
-                    })?;
-                Ok(Box::new(BufReader::with_capacity(
-                    256 * 1024,
-                    obj.body.into_async_read(),
-                )))
-            }
-        }
-    }
-
-    async fn read_text(&self, key: &str, in_folder: bool) -> Result<String, BackfillError> {
-        let mut r = self.open(key, in_folder).await?;
-        let mut text = String::new();
-        r.read_to_string(&mut text)
-            .await
-            .map_err(|e| BackfillError::Read {
-                what: key.to_string(),
-                reason: e.to_string(),
-            })?;
-        Ok(text)
-    }
 }
 
 /// The checkpoint job of an export backfill.
@@ -207,13 +153,13 @@ pub async fn export_backfill(
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let reader = Reader {
-        location: &opts.location,
+    let chosen = locate::locate(&opts.location, s3, &opts.table, &opts.choice).await?;
+    observer.note(&chosen.why);
+    let summary = chosen.summary;
+    let reader = Objects {
+        location: chosen.folder,
         s3,
     };
-    let summary_text = reader.read_text("manifest-summary.json", true).await?;
-    let summary: Summary = serde_json::from_str(&summary_text)
-        .map_err(|e| BackfillError::Inconsistent(format!("manifest-summary.json: {e}")))?;
     if let Some(format) = &summary.output_format
         && format != "DYNAMODB_JSON"
     {
@@ -250,7 +196,7 @@ pub async fn export_backfill(
         summary
             .export_arn
             .as_deref()
-            .unwrap_or(&opts.location.describe()),
+            .unwrap_or(&reader.location.describe()),
     );
     let done: HashSet<String> = if opts.resume {
         p.store
@@ -312,7 +258,7 @@ fn stop_on_error(stop: &AtomicBool) {
 
 struct FileContext<'a> {
     p: &'a Pipeline,
-    reader: &'a Reader<'a>,
+    reader: &'a Objects<'a>,
     opts: &'a ExportOptions,
     observer: &'a dyn Observer,
     stop: &'a AtomicBool,
@@ -328,7 +274,10 @@ async fn backfill_file(
     let name = key.rsplit('/').next().unwrap_or(key);
     let mut summary = BackfillSummary::default();
     ctx.observer.started(name, Some(file.item_count), 0);
-    let raw = ctx.reader.open(key, false).await?;
+    let raw = BufReader::with_capacity(
+        256 * 1024,
+        Md5Check::new(ctx.reader.open(key, false).await?),
+    );
     let mut lines = BufReader::with_capacity(256 * 1024, GzipDecoder::new(raw)).lines();
     let batch = ctx.opts.batch.max(1);
     let mut records: Vec<Box<RawValue>> = Vec::with_capacity(batch);
@@ -358,6 +307,24 @@ async fn backfill_file(
         }
     }
     flush(ctx, name, &mut records, &mut summary).await?;
+    // The bytes after the gzip member (none in an AWS export) count too.
+    let mut raw = lines.into_inner().into_inner().into_inner();
+    tokio::io::copy(&mut raw, &mut tokio::io::sink())
+        .await
+        .map_err(|e| BackfillError::Read {
+            what: key.to_string(),
+            reason: e.to_string(),
+        })?;
+    let md5 = raw.into_inner().finish();
+    if let Some(want) = &file.md5_checksum
+        && *want != md5
+    {
+        return Err(BackfillError::Inconsistent(format!(
+            "{key}: md5Checksum in the manifest is {want}, the file's is {md5}: \
+             not the file the export wrote (its items read so far are applied \
+             as snapshots, which a correct re-run does not count twice)"
+        )));
+    }
     if count != file.item_count {
         return Err(BackfillError::Inconsistent(format!(
             "{key}: manifest says {} items, the file holds {count}",
@@ -419,19 +386,6 @@ mod tests {
         assert_eq!(
             ExportLocation::parse("fixtures/exports/x").unwrap(),
             ExportLocation::Dir("fixtures/exports/x".into())
-        );
-    }
-
-    #[test]
-    fn data_keys_map_into_the_local_folder() {
-        let dir = std::path::Path::new("/tmp/export");
-        assert_eq!(
-            Reader::local_path(dir, "prefix/AWSDynamoDB/0123-abc/data/f1.json.gz"),
-            dir.join("data/f1.json.gz")
-        );
-        assert_eq!(
-            Reader::local_path(dir, "f2.json.gz"),
-            dir.join("f2.json.gz")
         );
     }
 }
