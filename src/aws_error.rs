@@ -26,7 +26,7 @@ where
         _ => "the service refused the request",
     };
     let cause = innermost(e);
-    let hint = if cause.contains("credentials") {
+    let hint = if cause.contains("credentials") || cause.contains("IMDS") {
         " (no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and \
          AWS_SECRET_ACCESS_KEY, or run where an IAM role is available)"
     } else if cause.contains("region") {

@@ -71,7 +71,9 @@ where
     impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectOnly<T> {
         type Value = T;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(r#"a Lambda event, an object {"Records": [...]}"#)
+            f.write_str(
+                "a Lambda event: an object whose Records field is an array of stream records",
+            )
         }
         fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
             T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
@@ -353,7 +355,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{text} accepted"));
             assert!(
                 e.to_string()
-                    .contains(r#"expected a Lambda event, an object {"Records": [...]}"#),
+                    .contains("expected a Lambda event: an object whose Records field is an array"),
                 "{text}: {e}"
             );
             assert!(

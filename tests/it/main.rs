@@ -14,6 +14,7 @@ mod load;
 mod moto_tables;
 mod observability;
 mod odd_values;
+mod operator;
 mod properties;
 mod redaction;
 mod rejects;

@@ -276,16 +276,19 @@ pub async fn llm_report(args: LlmReportArgs) -> Result<()> {
             s.failed
         );
         if s.failed > 0 {
-            let more = if s.failed as usize > s.failures.len() {
-                "; …"
-            } else {
-                ""
+            let first = s
+                .failures
+                .first()
+                .map(String::as_str)
+                .unwrap_or("no reason kept");
+            let others = match s.failed {
+                1 => String::new(),
+                n => format!(" (the first of {n})"),
             };
             bail!(
                 "{} report(s) could not be written, and stay pending (a later --publish \
-                 or Lambda invocation retries them): {}{more}",
+                 or Lambda invocation retries them): {first}{others}",
                 s.failed,
-                s.failures.join("; ")
             );
         }
     }

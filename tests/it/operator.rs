@@ -1,0 +1,275 @@
+//! An operator's first hour (issue 20): the usual mistakes, each answered
+//! by the `streamfold` binary with a short message naming the thing and the
+//! fix, a non-zero exit, and nothing lost or counted twice.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn streamfold(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_streamfold"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("DATABASE_URL")
+        .env_remove("DEFAULT_TIMEZONE")
+        .output()
+        .unwrap()
+}
+
+/// The binary with no AWS credentials anywhere: no variables, no profile
+/// files, no instance metadata.
+fn without_aws(args: &[&str], home: &Path) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamfold"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("DATABASE_URL")
+        .env("HOME", home)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap()
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The summary's `total` row: read, applied, unchanged, skipped, rejected, unattributed.
+fn total_row(text: &str) -> Vec<u64> {
+    text.lines()
+        .find(|l| l.starts_with("total "))
+        .unwrap_or_else(|| panic!("no total row in {text}"))
+        .split_whitespace()
+        .skip(1)
+        .map(|n| n.parse().unwrap())
+        .collect()
+}
+
+/// The fixture events, one per line, with an unreadable event as line 4.
+fn jsonl_with_a_bad_fourth_line(dir: &Path) -> std::path::PathBuf {
+    let mut files: Vec<_> =
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+    files.sort();
+    let mut lines: Vec<String> = files
+        .iter()
+        .map(|p| {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+            v.to_string()
+        })
+        .collect();
+    lines.insert(3, r#"{"Records": [ {"eventID": "cut off"#.to_string());
+    let path = dir.join("events.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+#[test]
+fn a_bad_line_in_the_middle_stops_with_a_summary_and_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = jsonl_with_a_bad_fourth_line(dir.path());
+    let url = format!("sqlite://{}", dir.path().join("j.db").display());
+    let path = events.to_str().unwrap();
+
+    let stopped = streamfold(&["replay", "--database-url", &url, path]);
+    assert!(!stopped.status.success());
+    let (o, e) = (out(&stopped), err(&stopped));
+    // What was applied before the bad line is summarised...
+    let applied_before = total_row(&o)[1];
+    assert!(applied_before > 0, "{o}");
+    assert!(o.contains("stopped early"), "{o}");
+    // ...the first line not applied is named, with how to go on.
+    assert!(e.contains("events.jsonl:4"), "{e}");
+    assert!(e.contains("--keep-going") && e.contains("again"), "{e}");
+
+    // Resuming with --keep-going applies the rest, not the first part again.
+    let kept = streamfold(&["replay", "--keep-going", "--database-url", &url, path]);
+    assert!(
+        !kept.status.success(),
+        "an unreadable event is still a failure"
+    );
+    let (o2, e2) = (out(&kept), err(&kept));
+    assert!(
+        e2.contains("not applied: ") && e2.contains("events.jsonl:4"),
+        "{e2}"
+    );
+    assert!(e2.contains("1 unreadable event(s)"), "{e2}");
+    let after = total_row(&o2);
+    assert!(
+        after[1] > 0,
+        "the lines after the bad one are applied: {o2}"
+    );
+
+    // The same database as a clean replay of the fixtures.
+    let clean_url = format!("sqlite://{}", dir.path().join("clean.db").display());
+    let clean = streamfold(&["replay", "--database-url", &clean_url, "fixtures/events"]);
+    assert!(clean.status.success(), "{}", err(&clean));
+    let holds = |t: &str| {
+        t.lines()
+            .find(|l| l.starts_with("database now holds"))
+            .map(str::to_string)
+            .unwrap()
+    };
+    assert_eq!(holds(&o2), holds(&out(&clean)));
+    assert_eq!(applied_before + after[1], total_row(&out(&clean))[1]);
+}
+
+#[test]
+fn only_the_lambda_event_shape_is_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("s.db").display());
+    for (name, text) in [
+        ("wrapped.json", r#"[{"Records": []}]"#),
+        (
+            "records.json",
+            r#"[[{"eventID": "e1", "eventName": "INSERT"}]]"#,
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let o = streamfold(&["replay", "--database-url", &url, path.to_str().unwrap()]);
+        assert!(!o.status.success(), "{name} accepted");
+        let e = err(&o);
+        assert!(e.contains(&format!("{name}:1")), "{e}");
+        assert!(
+            e.contains("an object whose Records field is an array") && e.contains(".jsonl"),
+            "{e}"
+        );
+        assert!(!e.contains("expected a sequence"), "{e}");
+    }
+}
+
+/// Three commands on a database file that does not exist yet: all migrate
+/// it without a race, the counts are those of one replay, and afterwards
+/// the file alone holds the data (no write-ahead log left beside it).
+#[test]
+fn sqlite_first_use_by_three_commands_and_a_file_that_copies_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("new.db");
+    let url = format!("sqlite://{}", db.display());
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_streamfold"))
+                .args(["replay", "--database-url", &url, "fixtures/events"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .env_remove("DATABASE_URL")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = runs
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outputs {
+        assert!(o.status.success(), "{}", err(o));
+        assert!(!err(o).contains("already exists") && !err(o).contains("locked"));
+    }
+    let applied: u64 = outputs.iter().map(|o| total_row(&out(o))[1]).sum();
+    let alone = dir.path().join("alone.db");
+    std::fs::copy(&db, &alone).unwrap();
+    assert!(
+        !dir.path().join("new.db-wal").exists(),
+        "the write-ahead log stayed beside the database"
+    );
+    let fresh_url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let fresh = streamfold(&["replay", "--database-url", &fresh_url, "fixtures/events"]);
+    assert_eq!(applied, total_row(&out(&fresh))[1], "applied once in all");
+    let stats = |u: &str| {
+        let o = streamfold(&["stats", "--database-url", u]);
+        assert!(o.status.success(), "{}", err(&o));
+        out(&o)
+    };
+    let copied = stats(&format!("sqlite://{}", alone.display()));
+    assert_eq!(copied, stats(&fresh_url));
+    assert!(!copied.contains(" 0 event(s)"), "{copied}");
+}
+
+/// A port nobody listens on is said to refuse the connection, naming the
+/// host and port, not "pool timed out" after the connect timeout.
+#[test]
+fn a_refused_port_is_said_with_its_host() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = free.local_addr().unwrap().port();
+    drop(free);
+    for scheme in ["mysql://root", "postgres://postgres"] {
+        let url = format!("{scheme}@127.0.0.1:{port}/streamfold");
+        let o = streamfold(&["stats", "--connect-timeout", "60", "--database-url", &url]);
+        assert!(!o.status.success());
+        let e = err(&o);
+        assert!(
+            e.contains(&format!("connection refused by 127.0.0.1:{port}")),
+            "{e}"
+        );
+        assert!(!e.contains("timed out"), "{e}");
+    }
+}
+
+/// Without AWS credentials, `tail` and `llm-report --publish` say so in a
+/// line, with the fix, instead of the SDK's dump; publishing names why.
+#[test]
+fn no_aws_credentials_is_one_line_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+    let r = streamfold(&["replay", "--database-url", &url, "fixtures/events"]);
+    assert!(r.status.success(), "{}", err(&r));
+
+    let t = without_aws(
+        &[
+            "tail",
+            "--database-url",
+            &url,
+            "--table",
+            "icarus-prod-github_events",
+        ],
+        dir.path(),
+    );
+    assert!(!t.status.success());
+    let e = err(&t);
+    let line = e
+        .lines()
+        .find(|l| l.starts_with("streamfold: error"))
+        .unwrap();
+    assert!(
+        line.contains("icarus-prod-github_events") && line.contains("AWS_PROFILE"),
+        "{e}"
+    );
+    assert!(line.len() < 500, "{} bytes: {line}", line.len());
+
+    let p = without_aws(
+        &[
+            "llm-report",
+            "--database-url",
+            &url,
+            "--publish",
+            "--table",
+            "reports-x",
+        ],
+        dir.path(),
+    );
+    assert!(!p.status.success());
+    let e = err(&p);
+    let line = e
+        .lines()
+        .find(|l| l.starts_with("streamfold: error"))
+        .unwrap();
+    assert!(
+        line.contains("stay pending") && line.contains("reports-x"),
+        "{e}"
+    );
+    assert!(line.contains("AWS_PROFILE"), "the reason is named: {e}");
+    assert!(line.len() < 600, "{} bytes: {line}", line.len());
+}
