@@ -1,10 +1,11 @@
-//! The heatmap as a PNG image (plotters, bitmap backend): one cell per day
-//! of week and hour, shaded by count, with the count, day and hour labels
-//! and a title. Text needs a TrueType font: `STREAMFOLD_FONT`, else the
+//! The heatmap as a PNG image (plotters, bitmap backend): panels side by
+//! side, each a grid of day of week × hour shaded by count on one shared
+//! scale, with its integration, time zone, counts, row and column totals,
+//! and a legend of the scale under them. Text needs a TrueType font: `STREAMFOLD_FONT`, else the
 //! first of the usual system sans-serif fonts found; without one the image
 //! is drawn without text (and the caller is told).
 
-use super::{DAYS, grid};
+use super::{DAYS, Panel, grid, totals};
 use plotters::prelude::*;
 use plotters::style::{FontStyle, register_font};
 use std::path::Path;
@@ -45,12 +46,24 @@ fn font_available() -> bool {
     })
 }
 
-const WIDTH: u32 = 1040;
-const HEIGHT: u32 = 380;
-const LEFT: i32 = 64;
-const TOP: i32 = 64;
-const CELL_W: i32 = 40;
-const CELL_H: i32 = 40;
+const CELL_W: i32 = 32;
+const CELL_H: i32 = 30;
+/// Left of each panel's grid: the day names.
+const DAY_LABELS: i32 = 44;
+/// Right of each panel's grid: the row totals.
+const ROW_TOTALS: i32 = 60;
+const PANEL_W: i32 = DAY_LABELS + 24 * CELL_W + ROW_TOTALS;
+const GAP: i32 = 28;
+const MARGIN: i32 = 16;
+/// Top of the grids: the title, the panel labels and the hour labels above.
+const TOP: i32 = 96;
+const GRID_H: i32 = 7 * CELL_H;
+const HEIGHT: u32 = (TOP + GRID_H + 100) as u32;
+
+/// Image width for `panels` side by side.
+fn width(panels: usize) -> u32 {
+    (2 * MARGIN + panels.max(1) as i32 * PANEL_W + (panels.max(1) as i32 - 1) * GAP) as u32
+}
 
 /// Colour of a cell: light grey when empty, then light to dark blue.
 fn shade(n: i64, max: i64) -> RGBColor {
@@ -62,77 +75,164 @@ fn shade(n: i64, max: i64) -> RGBColor {
     RGBColor(mix(198, 8), mix(219, 48), mix(239, 107))
 }
 
-/// Draw `cells` to `path`. Returns whether the text could be drawn.
-pub fn render_png(cells: &[(u8, u8, i64)], title: &str, path: &Path) -> Result<bool, PngError> {
+/// Draw `panels` side by side to `path`, under `title`, on one colour
+/// scale (the largest cell of any panel is the darkest), each with its
+/// time zone, row and column totals, and one legend of the scale. Returns
+/// whether the text could be drawn.
+pub fn render_png(panels: &[Panel], title: &str, path: &Path) -> Result<bool, PngError> {
     let err = |e: &dyn std::fmt::Display| PngError {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
     let labelled = font_available();
-    let grid = grid(cells);
-    let max = grid.iter().flatten().copied().max().unwrap_or(0);
-    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    let grids: Vec<[[i64; 24]; 7]> = panels.iter().map(|p| grid(&p.cells)).collect();
+    let max = grids.iter().flatten().flatten().copied().max().unwrap_or(0);
+    let root = BitMapBackend::new(path, (width(panels.len()), HEIGHT)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    for (d, row) in grid.iter().enumerate() {
-        for (h, &n) in row.iter().enumerate() {
-            let x = LEFT + h as i32 * CELL_W;
-            let y = TOP + d as i32 * CELL_H;
-            root.draw(&Rectangle::new(
-                [(x + 1, y + 1), (x + CELL_W - 1, y + CELL_H - 1)],
-                shade(n, max).filled(),
-            ))
-            .map_err(|e| err(&e))?;
-            if labelled && n > 0 {
-                let colour = if n * 2 > max { WHITE } else { BLACK };
-                let style = ("sans-serif", 14).into_font().color(&colour);
-                root.draw_text(&n.to_string(), &style, (x + 8, y + 13))
-                    .map_err(|e| err(&e))?;
+    let font = |size: u32, colour: &RGBColor| ("sans-serif", size).into_font().color(colour);
+    let grey = RGBColor(90, 90, 90);
+    for (i, (panel, grid)) in panels.iter().zip(&grids).enumerate() {
+        let left = MARGIN + i as i32 * (PANEL_W + GAP);
+        let x0 = left + DAY_LABELS;
+        for (d, row) in grid.iter().enumerate() {
+            for (h, &n) in row.iter().enumerate() {
+                let x = x0 + h as i32 * CELL_W;
+                let y = TOP + d as i32 * CELL_H;
+                root.draw(&Rectangle::new(
+                    [(x + 1, y + 1), (x + CELL_W - 1, y + CELL_H - 1)],
+                    shade(n, max).filled(),
+                ))
+                .map_err(|e| err(&e))?;
+                if labelled && n > 0 {
+                    let colour = if n * 2 > max { WHITE } else { BLACK };
+                    root.draw_text(&n.to_string(), &font(12, &colour), (x + 5, y + 9))
+                        .map_err(|e| err(&e))?;
+                }
             }
         }
-    }
-    if labelled {
-        let text = ("sans-serif", 16).into_font().color(&BLACK);
+        if !labelled {
+            continue;
+        }
+        let (rows, cols) = totals(grid);
+        let total: i64 = rows.iter().sum();
         root.draw_text(
-            title,
-            &("sans-serif", 20).into_font().color(&BLACK),
-            (LEFT, 12),
+            &format!("{} — time zone {}", panel.label, panel.time_zone),
+            &font(17, &BLACK),
+            (left, TOP - 46),
         )
         .map_err(|e| err(&e))?;
         for (d, day) in DAYS.iter().enumerate() {
-            root.draw_text(day, &text, (16, TOP + d as i32 * CELL_H + 12))
+            root.draw_text(day, &font(14, &BLACK), (left, TOP + d as i32 * CELL_H + 8))
                 .map_err(|e| err(&e))?;
-        }
-        for h in 0..24 {
-            root.draw_text(&h.to_string(), &text, (LEFT + h * CELL_W + 12, TOP - 22))
-                .map_err(|e| err(&e))?;
-        }
-        let total: i64 = grid.iter().flatten().sum();
-        let note =
-            format!("total {total}, max {max} per cell (day of week × hour, user's time zone)");
-        root.draw_text(&note, &text, (LEFT, TOP + 7 * CELL_H + 12))
+            root.draw_text(
+                &rows[d].to_string(),
+                &font(13, &grey),
+                (x0 + 24 * CELL_W + 8, TOP + d as i32 * CELL_H + 9),
+            )
             .map_err(|e| err(&e))?;
+        }
+        root.draw_text("day", &font(12, &grey), (x0 + 24 * CELL_W + 8, TOP - 20))
+            .map_err(|e| err(&e))?;
+        for h in 0..24 {
+            let x = x0 + h * CELL_W + 8;
+            root.draw_text(&h.to_string(), &font(13, &BLACK), (x, TOP - 20))
+                .map_err(|e| err(&e))?;
+            root.draw_text(
+                &cols[h as usize].to_string(),
+                &font(12, &grey),
+                (x - 4, TOP + GRID_H + 8),
+            )
+            .map_err(|e| err(&e))?;
+        }
+        root.draw_text(
+            &total.to_string(),
+            &font(13, &BLACK),
+            (x0 + 24 * CELL_W + 8, TOP + GRID_H + 8),
+        )
+        .map_err(|e| err(&e))?;
+        root.draw_text("hour", &font(12, &grey), (left, TOP + GRID_H + 8))
+            .map_err(|e| err(&e))?;
+    }
+    if labelled {
+        root.draw_text(title, &font(21, &BLACK), (MARGIN, 12))
+            .map_err(|e| err(&e))?;
+        legend(&root, max, TOP + GRID_H + 40).map_err(|e| err(&e))?;
     }
     root.present().map_err(|e| err(&e))?;
     Ok(labelled)
+}
+
+/// The colour scale: empty, then eight steps from 1 to `max` events per
+/// cell, each swatch labelled with the count it stands for.
+fn legend(
+    root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    max: i64,
+    y: i32,
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+    const STEPS: i64 = 8;
+    const SWATCH: i32 = 44;
+    let black = ("sans-serif", 13).into_font().color(&BLACK);
+    root.draw_text("events per cell:", &black, (MARGIN, y + 4))
+        .map_err(e)?;
+    let x0 = MARGIN + 112;
+    let mut values = vec![0];
+    if max > 0 {
+        values.extend((1..=STEPS).map(|k| (max * k + STEPS - 1) / STEPS));
+        values.dedup();
+    }
+    for (i, &v) in values.iter().enumerate() {
+        let x = x0 + i as i32 * SWATCH;
+        root.draw(&Rectangle::new(
+            [(x, y), (x + SWATCH - 2, y + 18)],
+            shade(v, max).filled(),
+        ))
+        .map_err(e)?;
+        let label = if v == 0 {
+            "none".to_string()
+        } else {
+            format!("≤{v}")
+        };
+        root.draw_text(&label, &black, (x + 2, y + 24)).map_err(e)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn cells_are_shaded_by_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("h.png");
-        render_png(&[(0, 9, 4), (6, 23, 1)], "test", &path).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
+    fn panel(label: &str, cells: &[(u8, u8, i64)]) -> Panel {
+        Panel {
+            label: label.into(),
+            time_zone: "Europe/Madrid".into(),
+            cells: cells.to_vec(),
+        }
+    }
+
+    /// Width and height from the PNG header.
+    fn size(path: &Path) -> (u32, u32) {
+        let bytes = std::fs::read(path).unwrap();
         assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
-        // IHDR: width and height.
-        assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), WIDTH);
-        assert_eq!(
-            u32::from_be_bytes(bytes[20..24].try_into().unwrap()),
-            HEIGHT
-        );
+        let be = |r: std::ops::Range<usize>| u32::from_be_bytes(bytes[r].try_into().unwrap());
+        (be(16..20), be(20..24))
+    }
+
+    #[test]
+    fn panels_sit_side_by_side_on_one_scale() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = dir.path().join("one.png");
+        render_png(&[panel("GitHub", &[(0, 9, 4), (6, 23, 1)])], "t", &one).unwrap();
+        assert_eq!(size(&one), (width(1), HEIGHT));
+        let three = dir.path().join("three.png");
+        let panels = [
+            panel("GitHub", &[(0, 9, 4)]),
+            panel("Dropbox", &[(1, 10, 2)]),
+            panel("e-mail", &[]),
+        ];
+        render_png(&panels, "t", &three).unwrap();
+        assert_eq!(size(&three), (width(3), HEIGHT));
+        assert_eq!(width(3) - width(1), 2 * (PANEL_W + GAP) as u32);
         assert_eq!(shade(0, 4), RGBColor(242, 242, 242));
         assert_eq!(shade(4, 4), RGBColor(8, 48, 107));
         assert!(shade(1, 4).0 > shade(4, 4).0);

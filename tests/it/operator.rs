@@ -273,3 +273,64 @@ fn no_aws_credentials_is_one_line_with_the_fix() {
     assert!(line.contains("AWS_PROFILE"), "the reason is named: {e}");
     assert!(line.len() < 600, "{} bytes: {line}", line.len());
 }
+
+/// The heatmap names the time zone its buckets are in, has row and column
+/// totals, and draws each integration side by side with `--integration all`.
+#[test]
+fn the_heatmap_names_its_time_zone_and_draws_each_integration() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("h.db").display());
+    let r = streamfold(&["replay", "--database-url", &url, "fixtures/events"]);
+    assert!(r.status.success(), "{}", err(&r));
+    let png = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let mut args = vec!["stats", "--database-url", &url, "--slack-id", "U01ALICE"];
+        args.extend_from_slice(extra);
+        let p = path.to_str().unwrap().to_string();
+        args.extend_from_slice(&["--png", &p]);
+        let o = streamfold(&args);
+        assert!(o.status.success(), "{}", err(&o));
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+        (out(&o), width)
+    };
+    let (together, one_wide) = png("all.png", &[]);
+    // U01ALICE's Icarus account is in America/New_York (fixtures/directory).
+    assert!(
+        together.contains("all integrations") && together.contains("time zone America/New_York"),
+        "{together}"
+    );
+    assert!(together.contains("\nhour "), "column totals: {together}");
+    let (each, two_wide) = png("each.png", &["--integration", "all"]);
+    assert!(
+        each.contains("GitHub (G)") && each.contains("Dropbox (D)"),
+        "{each}"
+    );
+    assert!(
+        !each.contains("e-mail (E)"),
+        "only the integrations she has: {each}"
+    );
+    assert!(
+        two_wide > one_wide + one_wide / 2,
+        "{one_wide} then {two_wide}"
+    );
+    // An ACS account's e-mail buckets are in its Users time zone.
+    let o = streamfold(&[
+        "stats",
+        "--database-url",
+        &url,
+        "--slack-id",
+        "acct-1001",
+        "--integration",
+        "E",
+    ]);
+    assert!(out(&o).contains("time zone Europe/Madrid"), "{}", out(&o));
+    // A user with no time zone set says the default was used.
+    let o = streamfold(&["stats", "--database-url", &url, "--slack-id", "U09NOBODY"]);
+    assert!(
+        out(&o).contains("UTC (the default: none set)"),
+        "{}",
+        out(&o)
+    );
+}

@@ -117,12 +117,17 @@ pub struct StatsArgs {
     pub common: Common,
     #[arg(long)]
     pub slack_id: Option<String>,
-    /// Only one integration: G (GitHub), D (Dropbox) or E (e-mail).
-    #[arg(long, value_parser = ["G", "D", "E"])]
+    /// Only one integration: G (GitHub), D (Dropbox) or E (e-mail); or
+    /// `all`: each integration the user has, side by side.
+    #[arg(long, value_parser = ["G", "D", "E", "all"])]
     pub integration: Option<String>,
     /// Also draw the user's heatmap as a PNG image.
     #[arg(long, requires = "slack_id")]
     pub png: Option<PathBuf>,
+    /// Where the user's time zone is looked up: the local --directory, or
+    /// the DynamoDB tables named by ICARUS_TABLE_PREFIX / ACS_TABLE_PREFIX.
+    #[arg(long, value_enum, default_value_t = Lookups::Local)]
+    pub lookups: Lookups,
     /// Without --slack-id: how many top users to list.
     #[arg(long, default_value_t = 10)]
     pub top: u32,

@@ -115,59 +115,6 @@ pub async fn replay(args: ReplayArgs) -> Result<()> {
     Ok(())
 }
 
-/// `streamfold stats`.
-pub async fn stats(args: StatsArgs) -> Result<()> {
-    let StatsArgs {
-        common,
-        slack_id,
-        integration,
-        png,
-        top,
-    } = args;
-    let cfg = common.config().await?;
-    let store = crate::setup::store(&cfg).await?;
-    let Some(slack_id) = slack_id else {
-        print_totals(&store).await?;
-        let users = store.top_users(top).await?;
-        if !users.is_empty() {
-            outln!();
-            outln!("top users by events counted:");
-            for (i, (user, n)) in users.iter().enumerate() {
-                outln!("{:>4}. {user:<24} {n:>10}", i + 1);
-            }
-        }
-        return Ok(());
-    };
-    let cells = store.heatmap(&slack_id, integration.as_deref()).await?;
-    let title = format!(
-        "heatmap of {slack_id}{}",
-        integration
-            .map(|i| format!(", integration {i}"))
-            .unwrap_or_default()
-    );
-    outln!("{title} (rows: day of week, columns: hour, user's time zone)");
-    out!("{}", streamfold::heatmap::render(&cells));
-    if let Some(path) = png {
-        if let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty())
-            && !folder.is_dir()
-        {
-            bail!(
-                "cannot write {}: the folder {} does not exist",
-                path.display(),
-                folder.display()
-            );
-        }
-        let labelled = streamfold::heatmap::png::render_png(&cells, &title, &path)?;
-        outln!("wrote {}", path.display());
-        if !labelled {
-            eprintln!(
-                "no TrueType font found (set STREAMFOLD_FONT=/path/to/font.ttf): the image has no text"
-            );
-        }
-    }
-    Ok(())
-}
-
 /// `streamfold reattribute`.
 pub async fn reattribute(args: ReattributeArgs) -> Result<()> {
     let ReattributeArgs { common } = args;

@@ -39,6 +39,7 @@ mod commands;
 mod print;
 mod rejects;
 mod setup;
+mod stats;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -79,7 +80,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Replay(a) => commands::replay(a).await,
-        Command::Stats(a) => commands::stats(a).await,
+        Command::Stats(a) => stats::run(a).await,
         Command::Reattribute(a) => commands::reattribute(a).await,
         Command::Rejects(a) => commands::rejects(a).await,
         Command::Bench(a) => commands::bench(a).await,

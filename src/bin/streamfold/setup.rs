@@ -6,6 +6,8 @@ use crate::cli::Lookups;
 use anyhow::Result;
 use streamfold::config::Config;
 use streamfold::pipeline::Pipeline;
+use streamfold::resolve::AnyDirectory;
+use streamfold::resolve::dynamo::DynamoDirectory;
 use streamfold::resolve::local::LocalDirectory;
 use streamfold::store::Store;
 
@@ -46,6 +48,15 @@ pub async fn close_all() {
 /// The pipeline of a local command: the store and the local directory.
 pub async fn open(cfg: &Config) -> Result<Pipeline> {
     let store = store(cfg).await?;
+    Ok(Pipeline {
+        store,
+        directory: local_directory(cfg)?.into(),
+        default_tz: cfg.default_tz,
+    })
+}
+
+/// The local directory of `--directory`, with a note when it is empty.
+fn local_directory(cfg: &Config) -> Result<LocalDirectory> {
     let directory = LocalDirectory::load(&cfg.directory)?;
     if directory.is_empty() {
         eprintln!(
@@ -53,10 +64,17 @@ pub async fn open(cfg: &Config) -> Result<Pipeline> {
             cfg.directory.display()
         );
     }
-    Ok(Pipeline {
-        store,
-        directory: directory.into(),
-        default_tz: cfg.default_tz,
+    Ok(directory)
+}
+
+/// The directory `lookups` names, on its own (for `stats`'s time zones).
+pub async fn directory(lookups: Lookups, cfg: &Config) -> Result<AnyDirectory> {
+    Ok(match lookups {
+        Lookups::Local => local_directory(cfg)?.into(),
+        Lookups::Dynamodb => {
+            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            dynamo_directory(&aws)?.into()
+        }
     })
 }
 
@@ -79,15 +97,18 @@ pub async fn pipeline_for(
 /// A pipeline resolving identities in the DynamoDB tables named by
 /// ICARUS_TABLE_PREFIX / ACS_TABLE_PREFIX (and TABLE_* overrides).
 fn dynamo_pipeline(store: Store, cfg: &Config, aws: &aws_config::SdkConfig) -> Result<Pipeline> {
-    let lookups = streamfold::config::LookupSettings::from_env(|k| std::env::var(k).ok())?;
     Ok(Pipeline {
         store,
-        directory: streamfold::resolve::dynamo::DynamoDirectory::new(
-            aws_sdk_dynamodb::Client::new(aws),
-            lookups.tables,
-            lookups.cache,
-        )
-        .into(),
+        directory: dynamo_directory(aws)?.into(),
         default_tz: cfg.default_tz,
     })
+}
+
+fn dynamo_directory(aws: &aws_config::SdkConfig) -> Result<DynamoDirectory> {
+    let lookups = streamfold::config::LookupSettings::from_env(|k| std::env::var(k).ok())?;
+    Ok(DynamoDirectory::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        lookups.tables,
+        lookups.cache,
+    ))
 }

@@ -1,0 +1,179 @@
+//! `streamfold stats`: the database's totals and top users, or one user's
+//! heatmap (each integration, or all together) in the terminal and as a
+//! PNG, labelled with the time zone its buckets are in.
+
+use crate::cli::StatsArgs;
+use crate::print::print_totals;
+use anyhow::{Result, bail};
+use chrono_tz::Tz;
+use streamfold::domain::Integration;
+use streamfold::heatmap::{self, Panel};
+use streamfold::resolve::{AnyDirectory, Directory, pick_time_zone};
+
+/// `streamfold stats`.
+pub async fn run(args: StatsArgs) -> Result<()> {
+    let StatsArgs {
+        common,
+        slack_id,
+        integration,
+        png,
+        top,
+        lookups,
+    } = args;
+    let cfg = common.config().await?;
+    let store = crate::setup::store(&cfg).await?;
+    let Some(slack_id) = slack_id else {
+        print_totals(&store).await?;
+        let users = store.top_users(top).await?;
+        if !users.is_empty() {
+            outln!();
+            outln!("top users by events counted:");
+            for (i, (user, n)) in users.iter().enumerate() {
+                outln!("{:>4}. {user:<24} {n:>10}", i + 1);
+            }
+        }
+        return Ok(());
+    };
+    if let Some(path) = &png
+        && let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty())
+        && !folder.is_dir()
+    {
+        bail!(
+            "cannot write {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        );
+    }
+    let directory = crate::setup::directory(lookups, &cfg).await?;
+    let zones = Zones::of(&directory, &slack_id, cfg.default_tz).await?;
+    let mut panels = Vec::new();
+    match integration.as_deref() {
+        Some("all") => {
+            for i in [
+                Integration::Github,
+                Integration::Dropbox,
+                Integration::Email,
+            ] {
+                let cells = store.heatmap(&slack_id, Some(i.code())).await?;
+                if !cells.is_empty() {
+                    panels.push(zones.panel(Some(i), cells));
+                }
+            }
+            if panels.is_empty() {
+                panels.push(zones.panel(None, Vec::new()));
+            }
+        }
+        Some(code) => {
+            let i = Integration::from_code(code);
+            panels.push(zones.panel(i, store.heatmap(&slack_id, Some(code)).await?));
+        }
+        None => {
+            let mut cells = Vec::new();
+            let mut used = Vec::new();
+            for i in [
+                Integration::Github,
+                Integration::Dropbox,
+                Integration::Email,
+            ] {
+                let some = store.heatmap(&slack_id, Some(i.code())).await?;
+                if !some.is_empty() {
+                    used.push(i);
+                }
+                cells.extend(some);
+            }
+            let mut panel = zones.panel(None, cells);
+            panel.time_zone = zones.of_all(&used);
+            panels.push(panel);
+        }
+    }
+    let title = format!("heatmap of {slack_id}");
+    for p in &panels {
+        outln!(
+            "{title}, {} (rows: day of week, columns: hour, time zone {})",
+            p.label,
+            p.time_zone
+        );
+        out!("{}", heatmap::render(&p.cells));
+    }
+    if let Some(path) = png {
+        let labelled = heatmap::png::render_png(&panels, &title, &path)?;
+        outln!("wrote {}", path.display());
+        if !labelled {
+            eprintln!(
+                "no TrueType font found (set STREAMFOLD_FONT=/path/to/font.ttf): the image has no text"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The time zones a subject's buckets were made in (DESIGN §2): GitHub and
+/// Dropbox events in the Icarus account's `tz`, e-mail events in the ACS
+/// user's; the default where none is set.
+struct Zones {
+    icarus: String,
+    acs: String,
+}
+
+impl Zones {
+    async fn of(directory: &AnyDirectory, subject: &str, default: Tz) -> Result<Zones> {
+        let ids = [subject.to_string()];
+        let (icarus, acs) = tokio::join!(
+            directory.icarus_time_zones(&ids),
+            directory.acs_time_zones(&ids)
+        );
+        let name = |raw: Option<&String>| match raw.map(|r| r.trim().parse::<Tz>()) {
+            Some(Ok(tz)) => tz.name().to_string(),
+            _ => format!(
+                "{} (the default: none set)",
+                pick_time_zone(None, default).name()
+            ),
+        };
+        Ok(Zones {
+            icarus: name(icarus?.get(subject)),
+            acs: name(acs?.get(subject)),
+        })
+    }
+
+    fn zone(&self, i: Integration) -> &str {
+        match i {
+            Integration::Github | Integration::Dropbox => &self.icarus,
+            Integration::Email => &self.acs,
+        }
+    }
+
+    /// The zone of the integrations `used` together.
+    fn of_all(&self, used: &[Integration]) -> String {
+        let mut names: Vec<&str> = used.iter().map(|&i| self.zone(i)).collect();
+        names.dedup();
+        match names.as_slice() {
+            [] => self.icarus.clone(),
+            [one] => one.to_string(),
+            _ => used
+                .iter()
+                .map(|&i| format!("{} {}", i.code(), self.zone(i)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    fn panel(&self, i: Option<Integration>, cells: Vec<(u8, u8, i64)>) -> Panel {
+        let (label, time_zone) = match i {
+            Some(i) => (label(i).to_string(), self.zone(i).to_string()),
+            None => ("all integrations".to_string(), self.icarus.clone()),
+        };
+        Panel {
+            label,
+            time_zone,
+            cells,
+        }
+    }
+}
+
+fn label(i: Integration) -> &'static str {
+    match i {
+        Integration::Github => "GitHub (G)",
+        Integration::Dropbox => "Dropbox (D)",
+        Integration::Email => "e-mail (E)",
+    }
+}
