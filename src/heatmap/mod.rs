@@ -102,7 +102,7 @@ mod tests {
         assert!(lines[7].starts_with("Sat"));
         assert!(lines[7].contains('░'));
         assert!(
-            lines[8].starts_with("hour  0 0 0 0 0 0 0 0 0 4 "),
+            lines[8].starts_with("hour  2 0 0 0 0 0 0 0 0 4 "),
             "{}",
             lines[8]
         );
