@@ -81,18 +81,18 @@ pub fn query_param<'a>(url: &'a str, keys: &[&str]) -> Option<&'a str> {
     })
 }
 
-/// Await `connecting` (a pool's first connection), unless the server's
-/// port refuses connections: sqlx's pool takes `ConnectionRefused` for a
-/// server still starting and retries until its acquire timeout, then says
-/// only "pool timed out". A plain TCP connect to `host:port`, raced with
-/// it, tells a refused port at once. `socket`: the URL names a Unix
-/// socket, which has no port to ask.
+/// Await `connecting` (a pool's first connection to `url`), unless the
+/// server's port refuses connections: sqlx's pool takes `ConnectionRefused`
+/// for a server still starting and retries until its acquire timeout, then
+/// says only "pool timed out". A plain TCP connect to `host:port`, raced
+/// with it, tells a refused port at once. `socket`: the URL names a Unix
+/// socket, which has no port to ask. Failures are `StoreError::Connect`
+/// with the URL redacted.
 pub(crate) async fn unless_refused<T>(
-    host: &str,
-    port: u16,
-    socket: bool,
+    url: &str,
+    (host, port, socket): (&str, u16, bool),
     connecting: impl std::future::Future<Output = Result<T, sqlx::Error>>,
-) -> Result<T, String> {
+) -> Result<T, super::StoreError> {
     let probe = async {
         if !socket && !host.starts_with('/') {
             let attempt = tokio::time::timeout(
@@ -111,10 +111,17 @@ pub(crate) async fn unless_refused<T>(
         }
         std::future::pending().await
     };
-    tokio::select! {
-        connected = connecting => connected.map_err(|e| e.to_string()),
-        refused = probe => Err(refused),
-    }
+    let reason = tokio::select! {
+        connected = connecting => match connected {
+            Ok(pool) => return Ok(pool),
+            Err(e) => e.to_string(),
+        },
+        refused = probe => refused,
+    };
+    Err(super::StoreError::Connect {
+        url: crate::redact::redact_url(url),
+        reason: crate::redact::scrub(&reason, url),
+    })
 }
 
 #[cfg(test)]

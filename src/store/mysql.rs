@@ -68,15 +68,15 @@ impl MySqlStore {
         {
             options = options.ssl_mode(MySqlSslMode::Required);
         }
-        let (host, port, socket) = (
-            options.get_host().to_string(),
+        let host = options.get_host().to_string();
+        let at = (
+            host.as_str(),
             options.get_port(),
             options.get_socket().is_some(),
         );
         let pool = connect::unless_refused(
-            &host,
-            port,
-            socket,
+            url,
+            at,
             MySqlPoolOptions::new()
                 .acquire_timeout(opts.connect_timeout)
                 .max_connections(opts.max_connections.max(1))
@@ -93,11 +93,7 @@ impl MySqlStore {
                 })
                 .connect_with(options),
         )
-        .await
-        .map_err(|reason| StoreError::Connect {
-            url: crate::redact::redact_url(url),
-            reason: crate::redact::scrub(&reason, url),
-        })?;
+        .await?;
         Ok(MySqlStore { pool })
     }
 

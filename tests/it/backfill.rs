@@ -226,14 +226,14 @@ async fn export_folder_is_backfilled_once_and_checked_against_its_manifest() {
 
 mod scan {
     use super::*;
-    use crate::support::Moto;
+    use crate::moto::Moto;
     use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
     use streamfold::sources::scan::{ScanOptions, Segments, job_name, scan_backfill};
 
     const ITEMS: usize = 240;
 
     async fn seed(c: &aws_sdk_dynamodb::Client) {
-        crate::support::create_id_table(c, TABLE, false).await;
+        crate::moto::create_id_table(c, TABLE, false).await;
         let items: Vec<WriteRequest> = (0..ITEMS)
             .map(|i| {
                 let item: std::collections::HashMap<String, AttributeValue> = [
@@ -278,7 +278,7 @@ mod scan {
     #[tokio::test]
     async fn parallel_scan_is_checkpointed_interrupted_and_resumed() {
         let Some(moto) = Moto::start() else { return };
-        let c = crate::support::dynamodb_client(&moto.endpoint);
+        let c = crate::moto::dynamodb_client(&moto.endpoint);
         seed(&c).await;
         let Some(h) = Harness::new("sqlite").await else {
             return;

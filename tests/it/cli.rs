@@ -1,39 +1,7 @@
 //! The `streamfold` binary as a user runs it, on the committed fixtures.
 
-use std::process::{Command, Output};
-
-fn streamfold(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_streamfold"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("DATABASE_URL")
-        .env_remove("DEFAULT_TIMEZONE")
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The summary's `total` row: read, applied, unchanged, skipped, rejected, unattributed.
-fn total_row(out: &str) -> Vec<u64> {
-    let line = out
-        .lines()
-        .find(|l| l.starts_with("total "))
-        .expect("total row");
-    line.split_whitespace()
-        .skip(1)
-        .map(|n| n.parse().unwrap())
-        .collect()
-}
-
-fn database_line(out: &str) -> String {
-    out.lines()
-        .find(|l| l.starts_with("database now holds"))
-        .unwrap()
-        .to_string()
-}
+use crate::bin::{database_line, stdout, streamfold, total_row};
+use std::process::Output;
 
 #[test]
 fn replaying_the_fixtures_twice_applies_nothing_new() {

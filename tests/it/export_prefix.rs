@@ -5,6 +5,7 @@
 //! locally and in S3 (moto), passing over unfinished exports and those of
 //! other tables, and checks each data file's `md5Checksum`.
 
+use crate::moto::{Moto, moto_config};
 use crate::support::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -2,8 +2,9 @@
 //! local replay, unattributed when unlinked, partial batch failures that
 //! name the first unapplied record and converge on retry.
 
+use crate::moto::{self, Moto};
 use crate::moto_tables::{ACS, ICARUS, create, seed_tables};
-use crate::support::{self, Moto};
+use crate::support;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -24,7 +25,7 @@ async fn dynamo_pipeline(moto: &Moto, db_url: &str, tables: TableNames) -> Pipel
     Pipeline {
         store: Store::open(db_url).await.unwrap(),
         directory: DynamoDirectory::new(
-            support::dynamodb_client(&moto.endpoint),
+            moto::dynamodb_client(&moto.endpoint),
             tables,
             CachePolicy::default(),
         )
@@ -36,7 +37,7 @@ async fn dynamo_pipeline(moto: &Moto, db_url: &str, tables: TableNames) -> Pipel
 #[tokio::test]
 async fn handler_with_dynamodb_lookups_matches_local_replay() {
     let Some(moto) = Moto::start() else { return };
-    seed_tables(&support::dynamodb_client(&moto.endpoint)).await;
+    seed_tables(&moto::dynamodb_client(&moto.endpoint)).await;
     let lambda_db = support::fresh_db("sqlite").await.unwrap();
     let p = dynamo_pipeline(
         &moto,
@@ -92,7 +93,7 @@ async fn handler_with_dynamodb_lookups_matches_local_replay() {
 #[tokio::test]
 async fn failed_lookup_reports_the_first_record_and_a_retry_converges() {
     let Some(moto) = Moto::start() else { return };
-    seed_tables(&support::dynamodb_client(&moto.endpoint)).await;
+    seed_tables(&moto::dynamodb_client(&moto.endpoint)).await;
     let db = support::fresh_db("sqlite").await.unwrap();
     let events = fixture_events();
     let first_seq = streamfold::record::lambda_event::read_meta(&events[0].records[0])
@@ -133,7 +134,7 @@ async fn failed_lookup_reports_the_first_record_and_a_retry_converges() {
 #[tokio::test]
 async fn database_refusing_the_third_record_quarantines_it_and_a_retry_converges() {
     let Some(moto) = Moto::start() else { return };
-    seed_tables(&support::dynamodb_client(&moto.endpoint)).await;
+    seed_tables(&moto::dynamodb_client(&moto.endpoint)).await;
     let db = support::fresh_db("sqlite").await.unwrap();
     let p = dynamo_pipeline(
         &moto,
@@ -229,7 +230,7 @@ async fn llm_reports_are_projected_to_dynamodb_and_never_regress() {
     use streamfold::report::publish::ReportPublisher;
     use streamfold::store::reports::ReportFilter;
     let Some(moto) = Moto::start() else { return };
-    let c = support::dynamodb_client(&moto.endpoint);
+    let c = moto::dynamodb_client(&moto.endpoint);
     seed_tables(&c).await;
     let table = format!("{ACS}LLMReportData");
     create(&c, &table, "report_id", None, &[]).await;

@@ -3,6 +3,7 @@
 
 mod backfill;
 mod bad_input;
+mod bin;
 mod cli;
 mod dropbox_identity;
 mod export_prefix;
@@ -11,6 +12,7 @@ mod lambda;
 mod llm_exact;
 mod llm_reports;
 mod load;
+mod moto;
 mod moto_tables;
 mod observability;
 mod odd_values;

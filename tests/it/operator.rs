@@ -2,71 +2,34 @@
 //! by the `streamfold` binary with a short message naming the thing and the
 //! fix, a non-zero exit, and nothing lost or counted twice.
 
+use crate::bin::{command, database_line, stderr as err, stdout as out, streamfold, total_row};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn streamfold(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_streamfold"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("DATABASE_URL")
-        .env_remove("DEFAULT_TIMEZONE")
-        .output()
-        .unwrap()
-}
+use std::process::Output;
 
 /// The binary with no AWS credentials anywhere: no variables, no profile
 /// files, no instance metadata.
 fn without_aws(args: &[&str], home: &Path) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streamfold"));
+    let mut cmd = command(args);
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") {
             cmd.env_remove(k);
         }
     }
-    cmd.args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("DATABASE_URL")
-        .env("HOME", home)
+    cmd.env("HOME", home)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .unwrap()
 }
 
-fn out(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn err(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The summary's `total` row: read, applied, unchanged, skipped, rejected, unattributed.
-fn total_row(text: &str) -> Vec<u64> {
-    text.lines()
-        .find(|l| l.starts_with("total "))
-        .unwrap_or_else(|| panic!("no total row in {text}"))
-        .split_whitespace()
-        .skip(1)
-        .map(|n| n.parse().unwrap())
-        .collect()
-}
-
 /// The fixture events, one per line, with an unreadable event as line 4.
 fn jsonl_with_a_bad_fourth_line(dir: &Path) -> std::path::PathBuf {
-    let mut files: Vec<_> =
-        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/events"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-    files.sort();
-    let mut lines: Vec<String> = files
+    let mut lines: Vec<String> = crate::support::fixture_event_texts()
         .iter()
-        .map(|p| {
-            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
-            v.to_string()
+        .map(|text| {
+            serde_json::from_str::<serde_json::Value>(text)
+                .unwrap()
+                .to_string()
         })
         .collect();
     lines.insert(3, r#"{"Records": [ {"eventID": "cut off"#.to_string());
@@ -115,13 +78,7 @@ fn a_bad_line_in_the_middle_stops_with_a_summary_and_names_the_line() {
     let clean_url = format!("sqlite://{}", dir.path().join("clean.db").display());
     let clean = streamfold(&["replay", "--database-url", &clean_url, "fixtures/events"]);
     assert!(clean.status.success(), "{}", err(&clean));
-    let holds = |t: &str| {
-        t.lines()
-            .find(|l| l.starts_with("database now holds"))
-            .map(str::to_string)
-            .unwrap()
-    };
-    assert_eq!(holds(&o2), holds(&out(&clean)));
+    assert_eq!(database_line(&o2), database_line(&out(&clean)));
     assert_eq!(applied_before + after[1], total_row(&out(&clean))[1]);
 }
 
@@ -160,10 +117,7 @@ fn sqlite_first_use_by_three_commands_and_a_file_that_copies_whole() {
     let url = format!("sqlite://{}", db.display());
     let runs: Vec<_> = (0..3)
         .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_streamfold"))
-                .args(["replay", "--database-url", &url, "fixtures/events"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .env_remove("DATABASE_URL")
+            command(&["replay", "--database-url", &url, "fixtures/events"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .spawn()

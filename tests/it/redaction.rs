@@ -31,7 +31,10 @@ fn run_without_leak(args: &[&str]) -> String {
     );
     assert!(!out.status.success(), "{args:?} succeeded:\n{text}");
     // Output to a pipe, not a terminal: no colour escape codes in the logs.
-    assert!(!text.contains('\u{1b}'), "{args:?} printed ANSI escapes:\n{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "{args:?} printed ANSI escapes:\n{text}"
+    );
     for f in forms() {
         assert!(
             !text.contains(f),

@@ -1,11 +1,12 @@
 //! `DATABASE_SECRET_ARN`: RDS credentials from Secrets Manager (moto), used
 //! to reach the local MariaDB; the password never shows in output.
 
-use crate::support::{self, Moto};
+use crate::moto::{self, Moto};
+use crate::support;
 use std::str::FromStr;
 
 fn client(endpoint: &str) -> aws_sdk_secretsmanager::Client {
-    aws_sdk_secretsmanager::Client::new(&support::moto_config(endpoint))
+    aws_sdk_secretsmanager::Client::new(&moto::moto_config(endpoint))
 }
 
 /// RDS secret JSON for the database behind `url` (test servers have no password).

@@ -2,7 +2,8 @@
 //! followed into the store, checkpointed per shard, and a second run
 //! resumes after the last applied record.
 
-use crate::support::{Harness, Moto};
+use crate::moto::Moto;
+use crate::support::Harness;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -13,7 +14,7 @@ use streamfold::sources::tail::{StartAt, TailOptions, job_name, tail};
 const TABLE: &str = "icarus-dev-github_events";
 
 fn streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
-    aws_sdk_dynamodbstreams::Client::new(&crate::support::moto_config(endpoint))
+    aws_sdk_dynamodbstreams::Client::new(&crate::moto::moto_config(endpoint))
 }
 
 async fn put(c: &aws_sdk_dynamodb::Client, id: &str, user: &str, ts: &str) {
@@ -47,10 +48,10 @@ fn opts() -> TailOptions {
 async fn tail_follows_the_stream_and_resumes_from_checkpoints() {
     let Some(moto) = Moto::start() else { return };
     let (c, s) = (
-        crate::support::dynamodb_client(&moto.endpoint),
+        crate::moto::dynamodb_client(&moto.endpoint),
         streams_client(&moto.endpoint),
     );
-    crate::support::create_id_table(&c, TABLE, true).await;
+    crate::moto::create_id_table(&c, TABLE, true).await;
     let Some(h) = Harness::new("sqlite").await else {
         return;
     };
