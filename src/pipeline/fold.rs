@@ -39,6 +39,11 @@ pub async fn fold_changes(
             counts.unchanged += 1;
             continue;
         }
+        if applied.before_horizon.contains(&identity) {
+            counts.skipped += 1;
+            report.before_horizon += 1;
+            continue;
+        }
         match final_state.get(&identity) {
             Some(RowState::Unattributed) => counts.unattributed += 1,
             _ => counts.applied += 1,

@@ -57,6 +57,10 @@ pub struct BatchReport {
     pub splits: u64,
     /// LLM reports changed in SQL.
     pub reports_changed: u64,
+    /// Records not applied because their event is older than the ledger's
+    /// compaction horizon and their identity has no ledger row (counted as
+    /// skipped; `store::compaction`).
+    pub before_horizon: u64,
     /// LLM report projections to DynamoDB after the commit.
     pub published: PublishSummary,
     /// Earliest `ApproximateCreationDateTime` among the records (for the
@@ -83,6 +87,7 @@ impl BatchReport {
         self.reports_changed += other.reports_changed;
         self.retries += other.retries;
         self.splits += other.splits;
+        self.before_horizon += other.before_horizon;
         self.published.add(&other.published);
         self.oldest_record = match (self.oldest_record, other.oldest_record) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -19,6 +19,7 @@
 //! always safe because the ledger makes it idempotent.
 
 pub mod checkpoints;
+pub mod compaction;
 pub mod connect;
 pub mod dialect;
 mod error;
@@ -43,13 +44,17 @@ use std::time::Duration;
 use crate::redact::redact_url;
 pub use error::StoreError;
 pub(crate) use migrations::{pending_migrations, run_migrations};
-pub use types::{ApplyResult, RejectListing, RejectedRecord, StoreOptions, Totals};
+pub use types::{
+    ApplyResult, COMPACTION_ANNOUNCE, HORIZON_REFRESH, RejectListing, RejectedRecord, StoreOptions,
+    Totals,
+};
 
 /// The SQL store: one dialect backend and its retry policy.
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
     max_retries: u32,
+    horizon: std::sync::Arc<compaction::HorizonCache>,
 }
 
 /// One variant per dialect.
@@ -128,6 +133,7 @@ impl Store {
         Ok(Store {
             backend,
             max_retries: opts.max_retries,
+            horizon: std::sync::Arc::new(compaction::HorizonCache::new(opts.horizon_refresh)),
         })
     }
 
@@ -166,7 +172,9 @@ impl Store {
         }
         let mut attempt = 0u32;
         loop {
-            let result = dispatch!(self, s => s.apply_once(rows, rejects).await);
+            // Read again each attempt: a compaction may have begun meanwhile.
+            let horizon = self.compaction_horizon().await?;
+            let result = dispatch!(self, s => s.apply_once(rows, rejects, horizon).await);
             match result {
                 Ok(mut r) => {
                     r.retries = attempt;
@@ -181,6 +189,28 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The compaction horizon (epoch seconds; `None`: never compacted), as
+    /// last read within `StoreOptions::horizon_refresh`.
+    pub async fn compaction_horizon(&self) -> Result<Option<i64>, StoreError> {
+        if let Some(h) = self.horizon.fresh() {
+            return Ok(h);
+        }
+        let h = dispatch!(self, s => s.compaction_horizon().await)?;
+        self.horizon.store(h);
+        Ok(h)
+    }
+
+    /// Run (or resume) a ledger compaction: see `store::compaction` for what
+    /// it gives up and how it stays exact.
+    pub async fn compact(
+        &self,
+        opts: &compaction::CompactOptions,
+    ) -> Result<compaction::CompactReport, StoreError> {
+        let report = dispatch!(self, s => s.compact(opts).await)?;
+        self.horizon.store(dispatch!(self, s => s.compaction_horizon().await)?);
+        Ok(report)
     }
 
     /// `(dow, hours, count)` cells of one user's heatmap.
@@ -331,7 +361,7 @@ pub(crate) fn totals_sql(int: &str) -> String {
            CAST((SELECT COUNT(*) FROM activity_ledger) + (SELECT COUNT(*) FROM llm_ledger) AS {int}),
            CAST((SELECT COUNT(*) FROM activity_ledger WHERE state = 2)
               + (SELECT COUNT(*) FROM llm_ledger WHERE state = 2) AS {int}),
-           CAST((SELECT COUNT(*) FROM llm_ledger WHERE state = 1) AS {int}),
+           CAST((SELECT COALESCE(SUM(total_requests), 0) FROM llm_reports) AS {int}),
            CAST((SELECT COUNT(*) FROM rejected_records) AS {int})"
     )
 }

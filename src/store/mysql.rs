@@ -106,6 +106,7 @@ impl MySqlStore {
     super::queries::common_methods!(MySqlDialect);
     super::reports::report_methods!(MySqlDialect);
     super::checkpoints::checkpoint_methods!(MySqlDialect);
+    super::compaction::compaction_methods!(MySqlDialect);
 }
 
 /// The MySQL / MariaDB dialect: READ COMMITTED, row locks in id order.

@@ -75,6 +75,7 @@ impl PgStore {
     super::queries::common_methods!(PgDialect);
     super::reports::report_methods!(PgDialect);
     super::checkpoints::checkpoint_methods!(PgDialect);
+    super::compaction::compaction_methods!(PgDialect);
 }
 
 /// The PostgreSQL dialect: the whole batch as arrays in one statement.

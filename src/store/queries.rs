@@ -125,6 +125,7 @@ macro_rules! common_methods {
             &self,
             rows: &StagedRows,
             rejects: &[RejectedRecord],
+            horizon: Option<i64>,
         ) -> Result<ApplyResult, StoreError> {
             let mut result = ApplyResult::default();
             let mut tx = match <$d as super::dialect::Dialect>::BEGIN {
@@ -132,6 +133,11 @@ macro_rules! common_methods {
                 None => self.pool.begin().await?,
             };
             result.statements += 1;
+            let kept = match horizon {
+                Some(h) => super::compaction::horizon_guard!($d, &mut tx, rows, h, result),
+                None => None,
+            };
+            let rows = kept.as_ref().unwrap_or(rows);
             <$d as super::dialect::Dialect>::apply_steps(&mut tx, rows, rejects, &mut result)
                 .await?;
             tx.commit().await?;

@@ -102,6 +102,7 @@ impl SqliteStore {
     super::queries::common_methods!(SqliteDialect);
     super::reports::report_methods!(SqliteDialect);
     super::checkpoints::checkpoint_methods!(SqliteDialect);
+    super::compaction::compaction_methods!(SqliteDialect);
 }
 
 /// The SQLite dialect: one writer at a time (`BEGIN IMMEDIATE`).

@@ -18,6 +18,9 @@ pub struct StoreOptions {
     pub allow_plaintext: bool,
     /// How long to keep trying to connect / acquire a connection.
     pub connect_timeout: Duration,
+    /// How long the compaction horizon read from the database is trusted
+    /// before it is read again (`store::compaction`).
+    pub horizon_refresh: Duration,
 }
 
 impl Default for StoreOptions {
@@ -27,9 +30,19 @@ impl Default for StoreOptions {
             max_retries: 6,
             allow_plaintext: false,
             connect_timeout: Duration::from_secs(10),
+            horizon_refresh: HORIZON_REFRESH,
         }
     }
 }
+
+/// The default `StoreOptions::horizon_refresh`. A compaction waits
+/// `COMPACTION_ANNOUNCE` after announcing a larger horizon: this refresh,
+/// plus the longest a batch transaction can wait for a lock (InnoDB's
+/// default `innodb_lock_wait_timeout` is 50 s), plus a margin.
+pub const HORIZON_REFRESH: Duration = Duration::from_secs(30);
+
+/// See `HORIZON_REFRESH`.
+pub const COMPACTION_ANNOUNCE: Duration = Duration::from_secs(120);
 
 /// A record quarantined by the pipeline.
 #[derive(Clone, Debug)]
@@ -83,6 +96,10 @@ pub struct ApplyResult {
     pub retries: u32,
     /// LLM reports the batch changed (now pending projection).
     pub reports_changed: usize,
+    /// Staged identities not applied because their event is older than the
+    /// compaction horizon and they have no ledger row: they may have been
+    /// counted before their row was compacted (`store::compaction`).
+    pub before_horizon: HashSet<Identity>,
 }
 
 /// One quarantined record as listed by `streamfold rejects`.

@@ -5,6 +5,7 @@ mod backfill;
 mod bad_input;
 mod bin;
 mod cli;
+mod compaction;
 mod dropbox_identity;
 mod export_prefix;
 mod faults;
@@ -35,6 +36,7 @@ mod sqlite {
     crate::odd_value_tests!("sqlite");
     crate::safety_net_tests!("sqlite");
     crate::dropbox_identity_tests!("sqlite");
+    crate::compaction_tests!("sqlite");
 }
 
 mod mysql {
@@ -46,6 +48,7 @@ mod mysql {
     crate::odd_value_tests!("mysql");
     crate::safety_net_tests!("mysql");
     crate::dropbox_identity_tests!("mysql");
+    crate::compaction_tests!("mysql");
 }
 
 mod postgres {
@@ -57,4 +60,5 @@ mod postgres {
     crate::odd_value_tests!("postgres");
     crate::safety_net_tests!("postgres");
     crate::dropbox_identity_tests!("postgres");
+    crate::compaction_tests!("postgres");
 }

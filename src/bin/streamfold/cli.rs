@@ -96,6 +96,13 @@ pub enum Command {
     Tail(TailArgs),
     /// Create or update the database schema.
     Migrate(MigrateArgs),
+    /// Drop ledger rows of events older than a horizon, so the ledger stops
+    /// growing. Gives up exactness for what is older: afterwards a record of
+    /// an event before the horizon whose ledger row is gone is skipped, not
+    /// counted (it may have been counted before), and a change to such an
+    /// item cannot retract what it counted. Resumable; safe beside running
+    /// consumers.
+    Compact(CompactArgs),
 }
 
 #[derive(clap::Args)]
@@ -275,6 +282,45 @@ pub struct TailArgs {
     pub until_idle: Option<u32>,
     #[arg(long, value_enum, default_value_t = Lookups::Local)]
     pub lookups: Lookups,
+}
+
+#[derive(clap::Args)]
+pub struct CompactArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Drop rows whose event is older than this (e.g. 90d, 26weeks); at
+    /// least 7 days, beyond the time items are still modified.
+    #[arg(long, value_parser = parse_age)]
+    pub older_than: std::time::Duration,
+    /// Also drop unattributed rows of that age: they can then never be
+    /// counted by `reattribute`.
+    #[arg(long)]
+    pub include_unattributed: bool,
+    /// Ledger rows examined per DELETE (one short transaction each).
+    #[arg(long, default_value_t = 5000)]
+    pub chunk: u32,
+    /// Wait after announcing a larger horizon, before deleting, so every
+    /// running consumer has re-read it (their cache lives 30 s, a batch can
+    /// wait 50 s for a lock).
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub announce_wait: std::time::Duration,
+    /// Stop after this long (a later run resumes where this one stopped).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_time: Option<std::time::Duration>,
+}
+
+/// The shortest horizon `compact` accepts.
+pub const MIN_COMPACTION_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+
+fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 90d)"))?;
+    if d < MIN_COMPACTION_AGE {
+        return Err(format!(
+            "{s:?} is shorter than 7 days: records that old still arrive (stream \
+             retention, late items, retries), and would be skipped"
+        ));
+    }
+    Ok(d)
 }
 
 #[derive(clap::Args)]

@@ -345,3 +345,62 @@ pub async fn migrate(args: MigrateArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `streamfold compact`.
+pub async fn compact(args: CompactArgs) -> Result<()> {
+    let CompactArgs {
+        common,
+        older_than,
+        include_unattributed,
+        chunk,
+        announce_wait,
+        max_time,
+    } = args;
+    let cfg = common.config().await?;
+    let store = crate::setup::store(&cfg).await?;
+    let horizon = chrono::Utc::now().timestamp() - older_than.as_secs() as i64;
+    let at = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| t.to_string())
+    };
+    if store
+        .compaction_horizon()
+        .await?
+        .is_none_or(|h| h < horizon)
+    {
+        eprintln!(
+            "announcing the horizon {} and waiting {} for running consumers to see it…",
+            at(horizon),
+            humantime::format_duration(announce_wait)
+        );
+    }
+    let report = store
+        .compact(&streamfold::store::compaction::CompactOptions {
+            horizon,
+            include_unattributed,
+            chunk,
+            announce: announce_wait,
+            deadline: max_time.map(|d| Instant::now() + d),
+        })
+        .await?;
+    outln!(
+        "compaction run #{}{}: events before {} — dropped {} activity and {} LLM ledger row(s){}",
+        report.run,
+        if report.resumed { " (resumed)" } else { "" },
+        at(report.horizon),
+        report.activity_dropped,
+        report.llm_dropped,
+        if report.finished {
+            ""
+        } else {
+            "; stopped at --max-time, run again to go on"
+        }
+    );
+    outln!(
+        "from now on, a record of an event before {} whose ledger row is gone is skipped, not counted",
+        at(store.compaction_horizon().await?.unwrap_or(report.horizon))
+    );
+    print_totals(&store).await?;
+    Ok(())
+}

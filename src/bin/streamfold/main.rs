@@ -88,5 +88,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Backfill(a) => commands::backfill(a).await,
         Command::Tail(a) => commands::tail(a).await,
         Command::Migrate(a) => commands::migrate(a).await,
+        Command::Compact(a) => commands::compact(a).await,
     }
 }

@@ -36,6 +36,13 @@ pub fn print_counts(report: &BatchReport) {
     if fallback > 0 {
         outln!("({fallback} event time(s) taken from ApproximateCreationDateTime)");
     }
+    if report.before_horizon > 0 {
+        outln!(
+            "({} record(s) skipped: older than the ledger's compaction horizon, with no \
+             ledger row, so perhaps counted before their row was compacted; see `streamfold compact --help`)",
+            report.before_horizon
+        );
+    }
 }
 
 pub fn print_rejections(rejected: &[(String, streamfold::pipeline::Rejection)]) {

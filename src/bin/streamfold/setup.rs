@@ -45,9 +45,26 @@ pub async fn close_all() {
     }
 }
 
+/// A store to apply records to: says, when the ledger was compacted, what
+/// that means for the records this command brings.
+async fn applying_store(cfg: &Config) -> Result<Store> {
+    let store = store(cfg).await?;
+    if let Some(h) = store.compaction_horizon().await? {
+        let at = chrono::DateTime::from_timestamp(h, 0)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            .unwrap_or_else(|| h.to_string());
+        eprintln!(
+            "note: the ledger was compacted up to {at}: a record of an event before that \
+             whose ledger row is gone is skipped (it may have been counted before), never \
+             counted twice"
+        );
+    }
+    Ok(store)
+}
+
 /// The pipeline of a local command: the store and the local directory.
 pub async fn open(cfg: &Config) -> Result<Pipeline> {
-    let store = store(cfg).await?;
+    let store = applying_store(cfg).await?;
     Ok(Pipeline {
         store,
         directory: local_directory(cfg)?.into(),
@@ -88,7 +105,7 @@ pub async fn pipeline_for(
     match lookups {
         Lookups::Local => open(cfg).await,
         Lookups::Dynamodb => {
-            let store = store(cfg).await?;
+            let store = applying_store(cfg).await?;
             dynamo_pipeline(store, cfg, aws)
         }
     }

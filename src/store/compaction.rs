@@ -1,0 +1,483 @@
+//! Ledger compaction (DESIGN §4): dropping ledger rows whose event is older
+//! than an operator's horizon, and the guard that keeps the aggregates
+//! exact afterwards.
+//!
+//! **What compaction gives up.** A ledger row is what makes a second
+//! delivery of its item a no-op. Once the row is gone, the store can no
+//! longer tell "counted, then compacted" from "never seen". So, after a
+//! compaction with horizon `H` (the largest of every run, finished or not):
+//!
+//! - a staged live or unattributed row whose event time is before `H` and
+//!   whose identity has no ledger row is *not counted* (`before_horizon`):
+//!   replays, redeliveries and backfills of old items never count twice,
+//!   but an old item that was never counted (a first backfill of a table,
+//!   a file never replayed) is not counted either;
+//! - a change to an item whose row was compacted (a MODIFY moving its
+//!   event time past `H`, an application REMOVE) finds no contribution to
+//!   replace: a MODIFY past `H` counts the item as new (the old
+//!   contribution stays in the aggregates), a REMOVE retracts nothing.
+//!   Choose a horizon beyond the time items are still changed.
+//!
+//! Tombstones have no event time and are kept; unattributed rows are kept
+//! unless asked (dropping one gives up counting it after a later link).
+//!
+//! **Protocol.** A run first records its horizon, then waits (`announce`)
+//! for every consumer to see it (each `Store` re-reads the horizon when its
+//! cached copy is older than `StoreOptions::horizon_refresh`), then deletes
+//! in chunks of the primary key order, one short autocommit statement each,
+//! saving its progress after each chunk so a run cut short (a Lambda's time
+//! limit) resumes where it stopped. A batch locks the ledger rows it checks
+//! (`FOR UPDATE` on MySQL and PostgreSQL; SQLite has one writer), so a
+//! chunk's DELETE and a batch never interleave on one row.
+
+use super::dialect::Flavor;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// What `Store::compact` is asked to do.
+#[derive(Clone, Debug)]
+pub struct CompactOptions {
+    /// Epoch seconds: rows whose event time is before it are dropped.
+    pub horizon: i64,
+    /// Also drop unattributed rows (they can then never be counted).
+    pub include_unattributed: bool,
+    /// Ledger rows examined per DELETE.
+    pub chunk: u32,
+    /// How long to wait after announcing a new, larger horizon before the
+    /// first DELETE: at least the consumers' `horizon_refresh` plus the
+    /// longest a batch transaction can last.
+    pub announce: Duration,
+    /// Stop (resumable) once this instant has passed.
+    pub deadline: Option<Instant>,
+}
+
+/// What a compaction run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    pub run: i64,
+    pub horizon: i64,
+    /// The run was begun by an earlier call and resumed here.
+    pub resumed: bool,
+    pub activity_dropped: i64,
+    pub llm_dropped: i64,
+    /// Whether both ledgers were walked to the end.
+    pub finished: bool,
+}
+
+/// One run's row in `ledger_compactions`.
+#[derive(Clone, Debug)]
+pub(crate) struct Run {
+    pub id: i64,
+    pub horizon: i64,
+    pub include_unattributed: bool,
+    pub activity_after: Option<Vec<u8>>,
+    pub llm_after: Option<Vec<u8>>,
+    pub activity_done: bool,
+}
+
+/// The two ledgers, walked in this order.
+pub(crate) const LEDGERS: [&str; 2] = ["activity_ledger", "llm_ledger"];
+
+pub(crate) fn horizon_sql() -> &'static str {
+    "SELECT MAX(horizon) FROM ledger_compactions"
+}
+
+pub(crate) fn unfinished_sql(f: Flavor) -> String {
+    format!(
+        "SELECT id, horizon, {}, activity_after, llm_after, {}
+           FROM ledger_compactions WHERE finished_at IS NULL ORDER BY id LIMIT 1",
+        f.as_int("include_unattributed"),
+        f.as_int("activity_done")
+    )
+}
+
+pub(crate) fn start_sql(f: Flavor) -> String {
+    format!(
+        "INSERT INTO ledger_compactions (horizon, include_unattributed, started_at)
+         VALUES ({}, {}, {})",
+        f.p(1),
+        f.p(2),
+        f.p(3)
+    )
+}
+
+pub(crate) fn last_run_sql() -> &'static str {
+    "SELECT MAX(id) FROM ledger_compactions"
+}
+
+/// The last id of the next chunk of `ledger` after the `after` parameter
+/// (`first`: from the start, no parameter); no row at the end.
+pub(crate) fn chunk_end_sql(f: Flavor, ledger: &str, first: bool) -> String {
+    let lower = if first {
+        String::new()
+    } else {
+        format!("WHERE id > {}", f.p(1))
+    };
+    let limit = f.p(if first { 1 } else { 2 });
+    // Not MAX(id): PostgreSQL has no max(bytea).
+    format!(
+        "SELECT id FROM (SELECT id FROM {ledger} {lower} ORDER BY id LIMIT {limit}) c
+          ORDER BY id DESC LIMIT 1"
+    )
+}
+
+/// Delete the chunk's old rows. Parameters: (after,) end, horizon.
+pub(crate) fn delete_sql(f: Flavor, ledger: &str, first: bool, unattributed: bool) -> String {
+    let states = if unattributed { "1, 2" } else { "1" };
+    let (lower, n) = if first {
+        (String::new(), 1)
+    } else {
+        (format!("id > {} AND ", f.p(1)), 2)
+    };
+    format!(
+        "DELETE FROM {ledger} WHERE {lower}id <= {} AND state IN ({states})
+            AND event_at IS NOT NULL AND event_at < {}",
+        f.p(n),
+        f.p(n + 1)
+    )
+}
+
+/// Record a chunk's progress. Parameters: after, dropped, run id.
+pub(crate) fn progress_sql(f: Flavor, ledger: &str) -> String {
+    let (after, dropped) = if ledger == LEDGERS[0] {
+        ("activity_after", "activity_dropped")
+    } else {
+        ("llm_after", "llm_dropped")
+    };
+    format!(
+        "UPDATE ledger_compactions SET {after} = {}, {dropped} = {dropped} + {} WHERE id = {}",
+        f.p(1),
+        f.p(2),
+        f.p(3)
+    )
+}
+
+pub(crate) fn activity_done_sql(f: Flavor) -> String {
+    format!(
+        "UPDATE ledger_compactions SET activity_done = 1 WHERE id = {}",
+        f.p(1)
+    )
+}
+
+pub(crate) fn finish_sql(f: Flavor) -> String {
+    format!(
+        "UPDATE ledger_compactions SET finished_at = {} WHERE id = {}",
+        f.p(1),
+        f.p(2)
+    )
+}
+
+pub(crate) fn dropped_sql(f: Flavor) -> String {
+    format!(
+        "SELECT activity_dropped, llm_dropped FROM ledger_compactions WHERE id = {}",
+        f.p(1)
+    )
+}
+
+/// The ledger rows among `ids` (locked where the dialect has row locks).
+pub(crate) fn present_sql(f: Flavor, ledger: &str, n: usize) -> String {
+    let lock = match f {
+        Flavor::Sqlite => "",
+        _ => " FOR UPDATE",
+    };
+    let list: Vec<String> = (1..=n).map(|i| f.p(i)).collect();
+    format!(
+        "SELECT id FROM {ledger} WHERE id IN ({}) ORDER BY id{lock}",
+        list.join(", ")
+    )
+}
+
+/// The store's compaction horizon, re-read when older than `refresh`.
+#[derive(Debug)]
+pub(crate) struct HorizonCache {
+    refresh: Duration,
+    read: Mutex<Option<(Instant, Option<i64>)>>,
+}
+
+impl HorizonCache {
+    pub fn new(refresh: Duration) -> HorizonCache {
+        HorizonCache {
+            refresh,
+            read: Mutex::new(None),
+        }
+    }
+
+    /// The cached horizon, unless it is stale.
+    pub fn fresh(&self) -> Option<Option<i64>> {
+        let read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        match *read {
+            Some((at, h)) if at.elapsed() < self.refresh => Some(h),
+            _ => None,
+        }
+    }
+
+    pub fn store(&self, horizon: Option<i64>) {
+        *self.read.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), horizon));
+    }
+}
+
+/// Staged rows the horizon guard must check: live or unattributed rows
+/// whose event is before `horizon` (tombstones only ever protect, and are
+/// staged as they are).
+pub(crate) fn guarded<'a, T>(
+    rows: &'a [T],
+    horizon: i64,
+    view: impl Fn(
+        &T,
+    ) -> (
+        crate::domain::Identity,
+        crate::aggregate::RowState,
+        Option<i64>,
+    ),
+) -> Vec<crate::domain::Identity> {
+    rows.iter()
+        .map(view)
+        .filter(|(_, state, at)| {
+            *state != crate::aggregate::RowState::Tombstone && at.is_none_or(|t| t < horizon)
+        })
+        .map(|(id, _, _)| id)
+        .collect()
+}
+
+/// Compaction methods and the horizon guard, the same for every dialect's
+/// store, from its `Dialect` `$d` (a macro for the reason given at
+/// `queries::common_methods!`).
+macro_rules! compaction_methods {
+    ($d:ty) => {
+        /// The store's compaction horizon (`None`: never compacted).
+        pub async fn compaction_horizon(&self) -> Result<Option<i64>, StoreError> {
+            let (h,): (Option<i64>,) = sqlx::query_as(super::compaction::horizon_sql())
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(h)
+        }
+
+        /// Begin a run (or take up the unfinished one), announce its
+        /// horizon, and delete chunk by chunk until done or the deadline.
+        pub async fn compact(
+            &self,
+            opts: &super::compaction::CompactOptions,
+        ) -> Result<super::compaction::CompactReport, StoreError> {
+            use super::compaction::*;
+            const F: super::dialect::Flavor = <$d as super::dialect::Dialect>::FLAVOR;
+            let unfinished: Option<(i64, i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, i64)> =
+                sqlx::query_as(&unfinished_sql(F))
+                    .fetch_optional(&self.pool)
+                    .await?;
+            let (run, resumed) = match unfinished {
+                Some((id, horizon, unattributed, activity_after, llm_after, done)) => (
+                    Run {
+                        id,
+                        horizon,
+                        include_unattributed: unattributed != 0,
+                        activity_after,
+                        llm_after,
+                        activity_done: done != 0,
+                    },
+                    true,
+                ),
+                None => {
+                    let before = self.compaction_horizon().await?;
+                    sqlx::query(&start_sql(F))
+                        .bind(opts.horizon)
+                        .bind(i64::from(opts.include_unattributed))
+                        .bind(super::now_text())
+                        .execute(&self.pool)
+                        .await?;
+                    let (id,): (Option<i64>,) =
+                        sqlx::query_as(last_run_sql()).fetch_one(&self.pool).await?;
+                    if before.is_none_or(|b| b < opts.horizon) {
+                        // Consumers still guard with the older horizon
+                        // until they re-read it.
+                        tokio::time::sleep(opts.announce).await;
+                    }
+                    (
+                        Run {
+                            id: id.unwrap_or_default(),
+                            horizon: opts.horizon,
+                            include_unattributed: opts.include_unattributed,
+                            activity_after: None,
+                            llm_after: None,
+                            activity_done: false,
+                        },
+                        false,
+                    )
+                }
+            };
+            let mut finished = true;
+            for (i, ledger) in LEDGERS.iter().enumerate() {
+                if i == 0 && run.activity_done {
+                    continue;
+                }
+                let mut after = if i == 0 {
+                    run.activity_after.clone()
+                } else {
+                    run.llm_after.clone()
+                };
+                loop {
+                    if opts
+                        .deadline
+                        .is_some_and(|d| std::time::Instant::now() >= d)
+                    {
+                        finished = false;
+                        break;
+                    }
+                    let first = after.is_none();
+                    let end_sql = chunk_end_sql(F, ledger, first);
+                    let mut q = sqlx::query_as::<_, (Vec<u8>,)>(&end_sql);
+                    if let Some(a) = &after {
+                        q = q.bind(a.clone());
+                    }
+                    let end = q
+                        .bind(i64::from(opts.chunk.max(1)))
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    let Some((end,)) = end else { break };
+                    let sql = delete_sql(F, ledger, first, run.include_unattributed);
+                    let mut del = sqlx::query(&sql);
+                    if let Some(a) = &after {
+                        del = del.bind(a.clone());
+                    }
+                    let dropped = del
+                        .bind(end.clone())
+                        .bind(run.horizon)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected();
+                    sqlx::query(&progress_sql(F, ledger))
+                        .bind(end.clone())
+                        .bind(dropped as i64)
+                        .bind(run.id)
+                        .execute(&self.pool)
+                        .await?;
+                    after = Some(end);
+                }
+                if !finished {
+                    break;
+                }
+                if i == 0 {
+                    sqlx::query(&activity_done_sql(F))
+                        .bind(run.id)
+                        .execute(&self.pool)
+                        .await?;
+                }
+            }
+            if finished {
+                sqlx::query(&finish_sql(F))
+                    .bind(super::now_text())
+                    .bind(run.id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            let (activity_dropped, llm_dropped): (i64, i64) = sqlx::query_as(&dropped_sql(F))
+                .bind(run.id)
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(CompactReport {
+                run: run.id,
+                horizon: run.horizon,
+                resumed,
+                activity_dropped,
+                llm_dropped,
+                finished,
+            })
+        }
+    };
+}
+pub(crate) use compaction_methods;
+
+/// Inside a batch transaction `$tx` of dialect `$d`: the staged rows of
+/// `$rows` that the horizon `$horizon` guards and that have no ledger row
+/// (read under lock), removed from a copy of the rows, which is returned
+/// with the identities removed (`None`: nothing to remove).
+macro_rules! horizon_guard {
+    ($d:ty, $tx:expr, $rows:expr, $horizon:expr, $result:expr) => {{
+        use super::compaction::{guarded, present_sql};
+        const F: super::dialect::Flavor = <$d as super::dialect::Dialect>::FLAVOR;
+        let rows: &crate::aggregate::StagedRows = $rows;
+        let mut missing = std::collections::HashSet::new();
+        let sets = [
+            guarded(&rows.activity, $horizon, |r| (r.id, r.state, r.event_at)),
+            guarded(&rows.llm, $horizon, |r| {
+                (
+                    r.id,
+                    r.state,
+                    r.request.as_ref().map(|q| q.generated_at.timestamp()),
+                )
+            }),
+        ];
+        for (ledger, ids) in super::compaction::LEDGERS.iter().zip(sets) {
+            for chunk in ids.chunks(4000) {
+                let sql = present_sql(F, ledger, chunk.len());
+                let keys: Vec<Vec<u8>> = chunk.iter().map(|i| i.to_bytes().to_vec()).collect();
+                let mut q = sqlx::query_as(&sql);
+                for k in keys {
+                    q = q.bind(k);
+                }
+                let found: Vec<(Vec<u8>,)> = q.fetch_all(&mut **$tx).await?;
+                $result.statements += 1;
+                let found: std::collections::HashSet<Vec<u8>> =
+                    found.into_iter().map(|(k,)| k).collect();
+                missing.extend(
+                    chunk
+                        .iter()
+                        .filter(|i| !found.contains(&i.to_bytes()[..]))
+                        .copied(),
+                );
+            }
+        }
+        if missing.is_empty() {
+            None
+        } else {
+            let kept = crate::aggregate::StagedRows {
+                activity: rows
+                    .activity
+                    .iter()
+                    .filter(|r| !missing.contains(&r.id))
+                    .cloned()
+                    .collect(),
+                llm: rows
+                    .llm
+                    .iter()
+                    .filter(|r| !missing.contains(&r.id))
+                    .cloned()
+                    .collect(),
+            };
+            $result.before_horizon.extend(missing);
+            Some(kept)
+        }
+    }};
+}
+pub(crate) use horizon_guard;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::RowState;
+    use crate::domain::Identity;
+
+    #[test]
+    fn only_old_live_and_unattributed_rows_are_guarded() {
+        let rows = [
+            (Identity(1), RowState::Live, Some(99)),
+            (Identity(2), RowState::Live, Some(100)),
+            (Identity(3), RowState::Unattributed, Some(5)),
+            (Identity(4), RowState::Tombstone, None),
+            (Identity(5), RowState::Live, None),
+        ];
+        assert_eq!(
+            guarded(&rows, 100, |r| *r),
+            vec![Identity(1), Identity(3), Identity(5)]
+        );
+    }
+
+    #[test]
+    fn the_cached_horizon_goes_stale() {
+        let c = HorizonCache::new(Duration::from_millis(20));
+        assert_eq!(c.fresh(), None);
+        c.store(Some(7));
+        assert_eq!(c.fresh(), Some(Some(7)));
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(c.fresh(), None);
+    }
+}

@@ -1,0 +1,355 @@
+//! Ledger compaction (issue 22), per engine: dropping old ledger rows keeps
+//! every count and report, and afterwards nothing old is counted twice —
+//! not on redelivery, not beside three writers that keep applying while
+//! the compaction deletes — while new events count once and unattributed
+//! rows can still be linked.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use streamfold::pipeline::{Pipeline, run_batch};
+use streamfold::resolve::local::LocalDirectory;
+use streamfold::store::compaction::{CompactOptions, CompactReport};
+use streamfold::store::reports::ReportFilter;
+use streamfold::store::{Store, StoreOptions};
+
+/// GitHub histories with 2024 event times: inserts, corrections, removals,
+/// an unlinked actor (`nobody`), and LLM requests of conv-1 (acct-1).
+fn old_records() -> Vec<Value> {
+    let mut out = Vec::new();
+    let users = ["alice", "bob", "nobody"];
+    for i in 0..45usize {
+        let id = format!("old-{i}");
+        let base = 10_000 + i * 10;
+        let t0 = format!("2024-03-{:02}T{:02}:15:00Z", 1 + i % 28, i % 24);
+        let t1 = format!("2024-04-{:02}T{:02}:45:00Z", 1 + i % 28, (i * 7) % 24);
+        out.push(gh("INSERT", &base.to_string(), &id, users[i % 3], &t0));
+        if i % 4 == 1 {
+            out.push(gh(
+                "MODIFY",
+                &(base + 1).to_string(),
+                &id,
+                users[i % 3],
+                &t1,
+            ));
+        }
+        if i % 9 == 2 {
+            out.push(gh(
+                "REMOVE",
+                &(base + 2).to_string(),
+                &id,
+                users[i % 3],
+                &t1,
+            ));
+        }
+    }
+    for i in 0..6usize {
+        let at = format!("2024-05-{:02}T10:00:00Z", 1 + i);
+        out.push(llm(
+            "INSERT",
+            &(90_000 + i).to_string(),
+            "conv-1",
+            &at,
+            "0.5",
+        ));
+    }
+    out
+}
+
+/// GitHub events of the last days (after any horizon of 7 days or more).
+fn new_records(prefix: &str, n: usize) -> Vec<Value> {
+    let now = chrono::Utc::now();
+    (0..n)
+        .map(|i| {
+            let at = (now - chrono::Duration::hours(1 + i as i64 % 48))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            let user = if i % 2 == 0 { "alice" } else { "bob" };
+            gh(
+                "INSERT",
+                &(500_000 + i).to_string(),
+                &format!("{prefix}-{i}"),
+                user,
+                &at,
+            )
+        })
+        .collect()
+}
+
+type Snapshot = (
+    BTreeMap<(u8, u8), i64>,
+    BTreeMap<(u8, u8), i64>,
+    i64,
+    Vec<(String, String, i64, i64, String)>,
+);
+
+/// Every count a compaction must keep: both users' heatmaps, the total,
+/// and each LLM report's sums.
+async fn snapshot(p: &Pipeline) -> Snapshot {
+    let cells = |slack: &'static str| async move {
+        p.store
+            .heatmap(slack, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.2 != 0)
+            .map(|(d, h, n)| ((d, h), n))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let reports = p
+        .store
+        .reports(&ReportFilter {
+            limit: 1000,
+            ..ReportFilter::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.key.account_id.clone(),
+                r.key.period.clone(),
+                r.sums.requests,
+                r.sums.tokens,
+                r.sums.cost_usd.normalize().to_string(),
+            )
+        })
+        .collect();
+    (
+        cells("U_ALICE").await,
+        cells("U_BOB").await,
+        p.store.totals().await.unwrap().events_counted,
+        reports,
+    )
+}
+
+async fn apply(p: &Pipeline, records: &[Value]) -> streamfold::pipeline::BatchReport {
+    let text = json!({ "Records": records }).to_string();
+    let event = streamfold::record::lambda_event::parse_event(&text).unwrap();
+    run_batch(p, &event.records).await.unwrap()
+}
+
+fn options(horizon: i64, chunk: u32, announce: Duration) -> CompactOptions {
+    CompactOptions {
+        horizon,
+        include_unattributed: false,
+        chunk,
+        announce,
+        deadline: None,
+    }
+}
+
+fn week_ago() -> i64 {
+    chrono::Utc::now().timestamp() - 7 * 86_400
+}
+
+pub async fn compaction_keeps_counts_and_nothing_counts_twice(engine: &str) {
+    let Some(mut h) = Harness::new(engine).await else {
+        return;
+    };
+    let old = old_records();
+    for batch in old.chunks(17) {
+        apply(&h.p, batch).await;
+    }
+    let before = snapshot(&h.p).await;
+    let totals = h.p.store.totals().await.unwrap();
+    assert!(before.2 > 0 && !before.3.is_empty(), "{before:?}");
+
+    let report: CompactReport =
+        h.p.store
+            .compact(&options(week_ago(), 7, Duration::ZERO))
+            .await
+            .unwrap();
+    assert!(report.finished && !report.resumed, "{report:?}");
+    assert!(
+        report.activity_dropped > 0 && report.llm_dropped == 6,
+        "{report:?}"
+    );
+    let after = h.p.store.totals().await.unwrap();
+    assert_eq!(
+        after.ledger_rows,
+        totals.ledger_rows - report.activity_dropped - report.llm_dropped
+    );
+    assert_eq!(
+        after.unattributed, totals.unattributed,
+        "unattributed rows are kept"
+    );
+    assert_eq!(snapshot(&h.p).await, before, "compaction moved a count");
+
+    // Everything old delivered again: skipped, nothing counted twice.
+    let mut skipped = 0;
+    for batch in old.chunks(23) {
+        skipped += apply(&h.p, batch).await.before_horizon;
+    }
+    assert!(skipped > 0);
+    assert_eq!(
+        snapshot(&h.p).await,
+        before,
+        "a redelivery after compaction counted"
+    );
+
+    // New events count once, also when redelivered.
+    let new = new_records("new", 10);
+    let first = apply(&h.p, &new).await;
+    assert_eq!((first.total().applied, first.before_horizon), (10, 0));
+    apply(&h.p, &new).await;
+    assert_eq!(
+        h.p.store.totals().await.unwrap().events_counted,
+        before.2 + 10
+    );
+
+    // A second run with the same horizon finds nothing more to drop and
+    // keeps the new rows.
+    let again =
+        h.p.store
+            .compact(&options(week_ago(), 1000, Duration::ZERO))
+            .await
+            .unwrap();
+    assert_eq!((again.activity_dropped, again.llm_dropped), (0, 0));
+    assert_eq!(
+        h.p.store.totals().await.unwrap().events_counted,
+        before.2 + 10
+    );
+
+    // Unattributed rows survived: linking `nobody` counts them, once.
+    let mut linked = DIRECTORY.to_vec();
+    linked.push((
+        "integrations",
+        r#"{"slack_id":{"S":"U_NOBODY"},"integration":{"S":"G"},"account_id":{"S":"nobody"}}"#,
+    ));
+    h.relink(&linked);
+    let r = streamfold::pipeline::reattribute(&h.p, 100).await.unwrap();
+    assert!(r.total().applied > 0);
+    let linked_total = h.p.store.totals().await.unwrap().events_counted;
+    assert_eq!(linked_total, before.2 + 10 + r.total().applied as i64);
+    for batch in old.chunks(23) {
+        apply(&h.p, batch).await;
+    }
+    assert_eq!(
+        h.p.store.totals().await.unwrap().events_counted,
+        linked_total
+    );
+}
+
+/// A run cut short by its deadline resumes where it stopped, and ends with
+/// the same ledger as an uninterrupted one.
+pub async fn a_run_cut_short_resumes(engine: &str) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    apply(&h.p, &old_records()).await;
+    let before = snapshot(&h.p).await;
+    let mut cut = options(week_ago(), 3, Duration::ZERO);
+    cut.deadline = Some(std::time::Instant::now());
+    let first = h.p.store.compact(&cut).await.unwrap();
+    assert!(!first.finished && first.activity_dropped == 0, "{first:?}");
+    // A later call with another horizon takes up the unfinished run.
+    let rest =
+        h.p.store
+            .compact(&options(week_ago() - 86_400, 3, Duration::ZERO))
+            .await
+            .unwrap();
+    assert!(
+        rest.resumed && rest.finished && rest.run == first.run,
+        "{rest:?}"
+    );
+    assert_eq!(rest.horizon, first.horizon);
+    assert!(
+        rest.activity_dropped > 0 && rest.llm_dropped == 6,
+        "{rest:?}"
+    );
+    assert_eq!(snapshot(&h.p).await, before);
+}
+
+/// Three writers keep applying — old records again and new ones, each
+/// batch twice — while a compaction deletes in small chunks; the counts end
+/// as the old snapshot plus the new records counted once (checked against
+/// the new records applied alone to a fresh SQLite database).
+pub async fn compaction_beside_three_writers_counts_exactly(engine: &str) {
+    let Some(h) = Harness::new(engine).await else {
+        return;
+    };
+    let old = old_records();
+    apply(&h.p, &old).await;
+    let before = snapshot(&h.p).await;
+    let opts = StoreOptions {
+        // Every batch attempt reads the horizon from the database.
+        horizon_refresh: Duration::ZERO,
+        max_retries: 50,
+        ..StoreOptions::default()
+    };
+    let mut writers = Vec::new();
+    for w in 0..3usize {
+        let p = Pipeline {
+            store: Store::open_with(&h.db.url, &opts).await.unwrap(),
+            directory: LocalDirectory::load(h.dir.path()).unwrap().into(),
+            default_tz: chrono_tz::Tz::UTC,
+        };
+        let old = old.clone();
+        let new = new_records(&format!("w{w}"), 30);
+        writers.push(tokio::spawn(async move {
+            for round in 0..3usize {
+                for (i, batch) in old.chunks(9).enumerate() {
+                    if (i + w + round) % 2 == 0 {
+                        apply(&p, batch).await;
+                    }
+                }
+                for batch in new.chunks(4).skip(round * 3).take(3) {
+                    apply(&p, batch).await;
+                    apply(&p, batch).await;
+                }
+                tokio::task::yield_now().await;
+            }
+            for batch in new.chunks(4) {
+                apply(&p, batch).await;
+            }
+        }));
+    }
+    let store = h.p.store.clone();
+    let compaction = tokio::spawn(async move {
+        // The writers re-read the horizon per attempt: a short announcement
+        // covers one batch transaction.
+        store
+            .compact(&options(week_ago(), 2, Duration::from_millis(300)))
+            .await
+            .unwrap()
+    });
+    for w in writers {
+        w.await.unwrap();
+    }
+    let report = compaction.await.unwrap();
+    assert!(report.finished && report.activity_dropped > 0, "{report:?}");
+
+    // The new records alone, applied to a fresh database.
+    let reference = Harness::new("sqlite").await.unwrap();
+    for w in 0..3usize {
+        apply(&reference.p, &new_records(&format!("w{w}"), 30)).await;
+    }
+    let added = snapshot(&reference.p).await;
+    let mut want = before.clone();
+    for (cells, more) in [(&mut want.0, &added.0), (&mut want.1, &added.1)] {
+        for (k, n) in more {
+            *cells.entry(*k).or_default() += n;
+        }
+    }
+    want.2 += added.2;
+    assert_eq!(snapshot(&h.p).await, want, "{engine}");
+}
+
+#[macro_export]
+macro_rules! compaction_tests {
+    ($engine:expr) => {
+        #[tokio::test]
+        async fn compaction_keeps_counts_and_nothing_counts_twice() {
+            $crate::compaction::compaction_keeps_counts_and_nothing_counts_twice($engine).await
+        }
+        #[tokio::test]
+        async fn a_compaction_run_cut_short_resumes() {
+            $crate::compaction::a_run_cut_short_resumes($engine).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn compaction_beside_three_writers_counts_exactly() {
+            $crate::compaction::compaction_beside_three_writers_counts_exactly($engine).await
+        }
+    };
+}
