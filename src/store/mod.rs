@@ -209,7 +209,8 @@ impl Store {
         opts: &compaction::CompactOptions,
     ) -> Result<compaction::CompactReport, StoreError> {
         let report = dispatch!(self, s => s.compact(opts).await)?;
-        self.horizon.store(dispatch!(self, s => s.compaction_horizon().await)?);
+        self.horizon
+            .store(dispatch!(self, s => s.compaction_horizon().await)?);
         Ok(report)
     }
 

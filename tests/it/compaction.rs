@@ -278,6 +278,7 @@ pub async fn compaction_beside_three_writers_counts_exactly(engine: &str) {
         max_retries: 50,
         ..StoreOptions::default()
     };
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut writers = Vec::new();
     for w in 0..3usize {
         let p = Pipeline {
@@ -287,8 +288,12 @@ pub async fn compaction_beside_three_writers_counts_exactly(engine: &str) {
         };
         let old = old.clone();
         let new = new_records(&format!("w{w}"), 30);
+        let done = done.clone();
         writers.push(tokio::spawn(async move {
-            for round in 0..3usize {
+            // While the compaction runs: old batches again, and new ones
+            // twice each (the new ones over the first rounds).
+            let mut round = 0usize;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 for (i, batch) in old.chunks(9).enumerate() {
                     if (i + w + round) % 2 == 0 {
                         apply(&p, batch).await;
@@ -298,21 +303,26 @@ pub async fn compaction_beside_three_writers_counts_exactly(engine: &str) {
                     apply(&p, batch).await;
                     apply(&p, batch).await;
                 }
+                round += 1;
                 tokio::task::yield_now().await;
             }
-            for batch in new.chunks(4) {
+            // After it: everything once more.
+            for batch in old.chunks(9).chain(new.chunks(4)) {
                 apply(&p, batch).await;
             }
         }));
     }
     let store = h.p.store.clone();
+    let finished = done.clone();
     let compaction = tokio::spawn(async move {
         // The writers re-read the horizon per attempt: a short announcement
         // covers one batch transaction.
-        store
+        let r = store
             .compact(&options(week_ago(), 2, Duration::from_millis(300)))
             .await
-            .unwrap()
+            .unwrap();
+        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+        r
     });
     for w in writers {
         w.await.unwrap();
