@@ -13,6 +13,7 @@ use streamfold::record::lambda_event::OwnedRawEvent;
 use streamfold::report::publish::ReportPublisher;
 use streamfold::resolve::dynamo::DynamoDirectory;
 use streamfold::resolve::local::LocalDirectory;
+use streamfold::sources::lambda::Invocation;
 use streamfold::sources::lambda::handle;
 use streamfold::store::Store;
 
@@ -95,10 +96,28 @@ async fn sdk_config(cache: &mut Option<aws_config::SdkConfig>) -> aws_config::Sd
 async fn serve(p: &Pipeline, publisher: Option<&ReportPublisher>) -> Result<(), Error> {
     let cache = |d: &streamfold::resolve::AnyDirectory| d.cache_counts();
     lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<OwnedRawEvent>| async move {
+        move |event: LambdaEvent<Invocation>| async move {
+            let (payload, context) = (event.payload, event.context);
+            if let Some(task) = payload.streamfold {
+                // A scheduled task (EventBridge), not a stream batch.
+                let left = context
+                    .deadline
+                    .saturating_sub(chrono::Utc::now().timestamp_millis().max(0) as u64);
+                let deadline = Instant::now() + std::time::Duration::from_millis(left);
+                let report = streamfold::sources::scheduled::run(&p.store, &task, deadline).await?;
+                return Ok::<_, Error>(serde_json::to_value(report)?);
+            }
+            let Some(records) = payload.records else {
+                return Err(
+                    "the event is neither a stream batch ({\"Records\": [...]}) nor a \
+                            scheduled task ({\"streamfold\": {...}})"
+                        .into(),
+                );
+            };
+            let batch = OwnedRawEvent { records };
             let started = Instant::now();
             let (hits_before, misses_before) = cache(&p.directory);
-            let (response, report) = handle(p, publisher, &event.payload).await?;
+            let (response, report) = handle(p, publisher, &batch).await?;
             if let Some(r) = report {
                 let (hits, misses) = cache(&p.directory);
                 let timing = BatchTiming {
@@ -111,7 +130,7 @@ async fn serve(p: &Pipeline, publisher: Option<&ReportPublisher>) -> Result<(), 
                     println!("{doc}");
                 }
             }
-            Ok::<_, Error>(response)
+            Ok::<_, Error>(serde_json::to_value(response)?)
         },
     ))
     .await

@@ -20,6 +20,16 @@ use crate::store::reports::ReportFilter;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use serde_json::value::RawValue;
 
+/// What the function is invoked with: a stream batch (`Records`), or a
+/// scheduled task (`streamfold`, see `sources::scheduled`).
+#[derive(serde::Deserialize)]
+pub struct Invocation {
+    #[serde(rename = "Records", default)]
+    pub records: Option<Vec<Box<RawValue>>>,
+    #[serde(default)]
+    pub streamfold: Option<crate::sources::scheduled::ScheduledTask>,
+}
+
 /// A batch that could not even be named for a partial failure: Lambda
 /// must retry it whole.
 #[derive(Debug, thiserror::Error)]

@@ -7,4 +7,5 @@ pub mod export;
 pub mod lambda;
 pub mod replay;
 pub mod scan;
+pub mod scheduled;
 pub mod tail;

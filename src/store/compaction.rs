@@ -52,7 +52,7 @@ pub struct CompactOptions {
 }
 
 /// What a compaction run did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CompactReport {
     pub run: i64,
     pub horizon: i64,
@@ -75,6 +75,39 @@ pub(crate) struct Run {
     pub activity_done: bool,
 }
 
+/// The shortest horizon, in days, the command line and the scheduled Lambda
+/// task accept: records that old still arrive (stream retention, late
+/// items, retried batches) and would be skipped.
+pub const MIN_AGE_DAYS: u64 = 7;
+
+/// How much of the announcement a run begun at `started_at` (RFC 3339)
+/// still has to wait (a resumed run may be taken up early).
+pub(crate) fn announce_left(started_at: &str, announce: Duration) -> Duration {
+    let since = chrono::DateTime::parse_from_rfc3339(started_at)
+        .map(|t| {
+            (chrono::Utc::now() - t.to_utc())
+                .to_std()
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    announce.saturating_sub(since)
+}
+
+/// Sleep `wait`, but not past `deadline`; whether the whole wait was slept.
+pub(crate) async fn wait_until(wait: Duration, deadline: Option<Instant>) -> bool {
+    let cap = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+    match cap {
+        Some(c) if c < wait => {
+            tokio::time::sleep(c).await;
+            false
+        }
+        _ => {
+            tokio::time::sleep(wait).await;
+            true
+        }
+    }
+}
+
 /// The two ledgers, walked in this order.
 pub(crate) const LEDGERS: [&str; 2] = ["activity_ledger", "llm_ledger"];
 
@@ -84,10 +117,11 @@ pub(crate) fn horizon_sql() -> &'static str {
 
 pub(crate) fn unfinished_sql(f: Flavor) -> String {
     format!(
-        "SELECT id, horizon, {}, activity_after, llm_after, {}
+        "SELECT id, horizon, {}, activity_after, llm_after, {}, {}
            FROM ledger_compactions WHERE finished_at IS NULL ORDER BY id LIMIT 1",
         f.as_int("include_unattributed"),
-        f.as_int("activity_done")
+        f.as_int("activity_done"),
+        f.as_text("started_at")
     )
 }
 
@@ -260,12 +294,12 @@ macro_rules! compaction_methods {
         ) -> Result<super::compaction::CompactReport, StoreError> {
             use super::compaction::*;
             const F: super::dialect::Flavor = <$d as super::dialect::Dialect>::FLAVOR;
-            let unfinished: Option<(i64, i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, i64)> =
-                sqlx::query_as(&unfinished_sql(F))
-                    .fetch_optional(&self.pool)
-                    .await?;
-            let (run, resumed) = match unfinished {
-                Some((id, horizon, unattributed, activity_after, llm_after, done)) => (
+            type Unfinished = (i64, i64, i64, Option<Vec<u8>>, Option<Vec<u8>>, i64, String);
+            let unfinished: Option<Unfinished> = sqlx::query_as(&unfinished_sql(F))
+                .fetch_optional(&self.pool)
+                .await?;
+            let (run, resumed, wait) = match unfinished {
+                Some((id, horizon, unattributed, activity_after, llm_after, done, started)) => (
                     Run {
                         id,
                         horizon,
@@ -275,6 +309,8 @@ macro_rules! compaction_methods {
                         activity_done: done != 0,
                     },
                     true,
+                    // Taken up before its announcement was over.
+                    announce_left(&started, opts.announce),
                 ),
                 None => {
                     let before = self.compaction_horizon().await?;
@@ -286,11 +322,13 @@ macro_rules! compaction_methods {
                         .await?;
                     let (id,): (Option<i64>,) =
                         sqlx::query_as(last_run_sql()).fetch_one(&self.pool).await?;
-                    if before.is_none_or(|b| b < opts.horizon) {
-                        // Consumers still guard with the older horizon
-                        // until they re-read it.
-                        tokio::time::sleep(opts.announce).await;
-                    }
+                    // Consumers still guard with the older horizon until
+                    // they re-read it.
+                    let wait = if before.is_none_or(|b| b < opts.horizon) {
+                        opts.announce
+                    } else {
+                        std::time::Duration::ZERO
+                    };
                     (
                         Run {
                             id: id.unwrap_or_default(),
@@ -301,11 +339,15 @@ macro_rules! compaction_methods {
                             activity_done: false,
                         },
                         false,
+                        wait,
                     )
                 }
             };
-            let mut finished = true;
+            let mut finished = wait_until(wait, opts.deadline).await;
             for (i, ledger) in LEDGERS.iter().enumerate() {
+                if !finished {
+                    break;
+                }
                 if i == 0 && run.activity_done {
                     continue;
                 }
@@ -468,6 +510,26 @@ mod tests {
         assert_eq!(
             guarded(&rows, 100, |r| *r),
             vec![Identity(1), Identity(3), Identity(5)]
+        );
+    }
+
+    #[test]
+    fn a_run_taken_up_early_waits_the_rest_of_its_announcement() {
+        let now = chrono::Utc::now();
+        let ago = |s: i64| (now - chrono::Duration::seconds(s)).to_rfc3339();
+        let left = announce_left(&ago(30), Duration::from_secs(120));
+        assert!(
+            left <= Duration::from_secs(90) && left >= Duration::from_secs(85),
+            "{left:?}"
+        );
+        assert_eq!(
+            announce_left(&ago(300), Duration::from_secs(120)),
+            Duration::ZERO
+        );
+        // An unreadable start time waits the whole announcement.
+        assert_eq!(
+            announce_left("?", Duration::from_secs(5)),
+            Duration::from_secs(5)
         );
     }
 

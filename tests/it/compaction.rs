@@ -346,6 +346,56 @@ pub async fn compaction_beside_three_writers_counts_exactly(engine: &str) {
     assert_eq!(snapshot(&h.p).await, want, "{engine}");
 }
 
+/// The Lambda's scheduled invocation: the input shape of the EventBridge
+/// schedule parses, a horizon under 7 days is refused, and a run stops
+/// before the invocation's deadline (here inside its announcement, so
+/// nothing is deleted yet) while the announced horizon already guards.
+#[tokio::test]
+async fn a_scheduled_compaction_stops_before_its_deadline() {
+    use streamfold::sources::lambda::Invocation;
+    use streamfold::sources::scheduled::{ScheduledError, run};
+    let h = Harness::new("sqlite").await.unwrap();
+    let old = old_records();
+    apply(&h.p, &old).await;
+    let before = snapshot(&h.p).await;
+    let rows = h.p.store.totals().await.unwrap().ledger_rows;
+
+    let stream: Invocation = serde_json::from_str(r#"{"Records": [{"eventID": "1"}]}"#).unwrap();
+    assert!(stream.records.is_some_and(|r| r.len() == 1) && stream.streamfold.is_none());
+    let too_recent: Invocation =
+        serde_json::from_str(r#"{"streamfold": {"compact": {"older_than_days": 3}}}"#).unwrap();
+    let e = run(
+        &h.p.store,
+        &too_recent.streamfold.unwrap(),
+        std::time::Instant::now(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, ScheduledError::TooRecent(3)), "{e}");
+    assert!(serde_json::from_str::<Invocation>(r#"{"streamfold": {"compcat": {}}}"#).is_err());
+
+    let task: Invocation =
+        serde_json::from_str(r#"{"streamfold": {"compact": {"older_than_days": 30}}}"#).unwrap();
+    let started = std::time::Instant::now();
+    // 10 s are kept back from the deadline: half a second is left to run.
+    let deadline = started + Duration::from_millis(10_500);
+    let report = run(&h.p.store, &task.streamfold.unwrap(), deadline)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        !report.finished && report.activity_dropped == 0,
+        "{report:?}"
+    );
+    assert_eq!(h.p.store.totals().await.unwrap().ledger_rows, rows);
+    assert!(h.p.store.compaction_horizon().await.unwrap().is_some());
+    assert_eq!(snapshot(&h.p).await, before);
+}
+
 #[macro_export]
 macro_rules! compaction_tests {
     ($engine:expr) => {

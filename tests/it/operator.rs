@@ -288,3 +288,62 @@ fn the_heatmap_names_its_time_zone_and_draws_each_integration() {
         out(&o)
     );
 }
+
+/// `compact` refuses a horizon under 7 days; a compaction keeps every
+/// count, and a replay afterwards says what it skipped and counts nothing
+/// twice.
+#[test]
+fn compact_keeps_the_counts_and_a_later_replay_says_what_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let first = streamfold(&["replay", "--database-url", &url, "fixtures/events"]);
+    assert!(first.status.success(), "{}", err(&first));
+    // "database now holds: N event(s) counted for U user(s), R LLM
+    // request(s), …": the counts, without the ledger's size.
+    let counted = |o: &Output| {
+        let line = database_line(&out(o));
+        let head: Vec<&str> = line.splitn(4, ", ").take(3).collect();
+        head.join(", ")
+    };
+    let before = counted(&first);
+
+    let short = streamfold(&["compact", "--database-url", &url, "--older-than", "2d"]);
+    assert!(!short.status.success());
+    assert!(
+        err(&short).contains("shorter than 7 days"),
+        "{}",
+        err(&short)
+    );
+
+    let c = streamfold(&[
+        "compact",
+        "--database-url",
+        &url,
+        "--older-than",
+        "30d",
+        "--announce-wait",
+        "0s",
+    ]);
+    assert!(c.status.success(), "{}", err(&c));
+    let text = out(&c);
+    assert!(
+        text.contains("compaction run #1") && text.contains("LLM ledger row(s)"),
+        "{text}"
+    );
+    assert_eq!(counted(&c), before, "{text}");
+
+    let again = streamfold(&["replay", "--database-url", &url, "fixtures/events"]);
+    assert!(again.status.success(), "{}", err(&again));
+    assert!(
+        err(&again).contains("the ledger was compacted up to"),
+        "{}",
+        err(&again)
+    );
+    let o = out(&again);
+    assert!(
+        o.contains("skipped: older than the ledger's compaction horizon"),
+        "{o}"
+    );
+    assert_eq!(total_row(&o)[1], 0, "nothing applied again: {o}");
+    assert_eq!(counted(&again), before, "{o}");
+}

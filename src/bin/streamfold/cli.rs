@@ -309,15 +309,13 @@ pub struct CompactArgs {
     pub max_time: Option<std::time::Duration>,
 }
 
-/// The shortest horizon `compact` accepts.
-pub const MIN_COMPACTION_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
-
 fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    use streamfold::store::compaction::MIN_AGE_DAYS;
     let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 90d)"))?;
-    if d < MIN_COMPACTION_AGE {
+    if d.as_secs() < MIN_AGE_DAYS * 86_400 {
         return Err(format!(
-            "{s:?} is shorter than 7 days: records that old still arrive (stream \
-             retention, late items, retries), and would be skipped"
+            "{s:?} is shorter than {MIN_AGE_DAYS} days: records that old still arrive \
+             (stream retention, late items, retries), and would be skipped"
         ));
     }
     Ok(d)
