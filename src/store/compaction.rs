@@ -253,8 +253,8 @@ impl HorizonCache {
 /// Staged rows the horizon guard must check: live or unattributed rows
 /// whose event is before `horizon` (tombstones only ever protect, and are
 /// staged as they are).
-pub(crate) fn guarded<'a, T>(
-    rows: &'a [T],
+pub(crate) fn guarded<T>(
+    rows: &[T],
     horizon: i64,
     view: impl Fn(
         &T,
