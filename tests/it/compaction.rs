@@ -295,7 +295,7 @@ pub async fn compaction_beside_three_writers_counts_exactly(engine: &str) {
             let mut round = 0usize;
             while !done.load(std::sync::atomic::Ordering::SeqCst) {
                 for (i, batch) in old.chunks(9).enumerate() {
-                    if (i + w + round) % 2 == 0 {
+                    if (i + w + round).is_multiple_of(2) {
                         apply(&p, batch).await;
                     }
                 }
