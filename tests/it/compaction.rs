@@ -292,8 +292,10 @@ pub async fn compaction_beside_three_writers_counts_exactly(engine: &str) {
         writers.push(tokio::spawn(async move {
             // While the compaction runs: old batches again, and new ones
             // twice each (the new ones over the first rounds).
+            // Bounded, so that a failed compaction fails the test instead
+            // of leaving the writers looping.
             let mut round = 0usize;
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) && round < 400 {
                 for (i, batch) in old.chunks(9).enumerate() {
                     if (i + w + round).is_multiple_of(2) {
                         apply(&p, batch).await;
@@ -304,7 +306,9 @@ pub async fn compaction_beside_three_writers_counts_exactly(engine: &str) {
                     apply(&p, batch).await;
                 }
                 round += 1;
-                tokio::task::yield_now().await;
+                // SQLite's busy handler is not fair: leave the compaction
+                // a moment to take the write lock.
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             // After it: everything once more.
             for batch in old.chunks(9).chain(new.chunks(4)) {
