@@ -208,7 +208,20 @@ impl Store {
         &self,
         opts: &compaction::CompactOptions,
     ) -> Result<compaction::CompactReport, StoreError> {
-        let report = dispatch!(self, s => s.compact(opts).await)?;
+        // A chunk that fails transiently (a deadlock with a batch) is
+        // retried by resuming the run from its last committed chunk.
+        let mut attempt = 0u32;
+        let report = loop {
+            match dispatch!(self, s => s.compact(opts).await) {
+                Ok(r) => break r,
+                Err(e) if e.is_transient() && attempt < self.max_retries.max(1) * 4 => {
+                    attempt += 1;
+                    tracing::warn!(attempt, error = %e, "compaction chunk failed transiently; resuming");
+                    tokio::time::sleep(backoff(attempt.min(6))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         self.horizon
             .store(dispatch!(self, s => s.compaction_horizon().await)?);
         Ok(report)

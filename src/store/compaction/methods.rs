@@ -104,7 +104,10 @@ macro_rules! compaction_methods {
                         .fetch_optional(&self.pool)
                         .await?;
                     let Some((end,)) = end else { break };
+                    // The chunk's DELETE and its progress commit together,
+                    // so a retried or resumed run neither repeats nor skips.
                     let sql = delete_sql(F, ledger, first, run.include_unattributed);
+                    let mut tx = self.pool.begin().await?;
                     let mut del = sqlx::query(&sql);
                     if let Some(a) = &after {
                         del = del.bind(a.clone());
@@ -112,15 +115,16 @@ macro_rules! compaction_methods {
                     let dropped = del
                         .bind(end.clone())
                         .bind(run.horizon)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await?
                         .rows_affected();
                     sqlx::query(&progress_sql(F, ledger))
                         .bind(end.clone())
                         .bind(dropped as i64)
                         .bind(run.id)
-                        .execute(&self.pool)
+                        .execute(&mut *tx)
                         .await?;
+                    tx.commit().await?;
                     after = Some(end);
                 }
                 if !finished {
