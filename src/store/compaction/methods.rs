@@ -42,22 +42,29 @@ macro_rules! compaction_methods {
                     announce_left(&started, opts.announce),
                 ),
                 None => {
-                    let before = self.compaction_horizon().await?;
+                    // A horizon no larger than one already announced needs
+                    // only what is left of that announcement (consumers
+                    // guard with the larger one); a larger one, all of it.
+                    let announced: Option<(String,)> = sqlx::query_as(&announced_sql(F))
+                        .bind(opts.horizon)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                    let wait = match announced {
+                        Some((started,)) => announce_left(&started, opts.announce),
+                        None => opts.announce,
+                    };
+                    let started = super::now_text();
                     sqlx::query(&start_sql(F))
                         .bind(opts.horizon)
                         .bind(i64::from(opts.include_unattributed))
-                        .bind(super::now_text())
+                        .bind(&started)
                         .execute(&self.pool)
                         .await?;
-                    let (id,): (Option<i64>,) =
-                        sqlx::query_as(last_run_sql()).fetch_one(&self.pool).await?;
-                    // Consumers still guard with the older horizon until
-                    // they re-read it.
-                    let wait = if before.is_none_or(|b| b < opts.horizon) {
-                        opts.announce
-                    } else {
-                        std::time::Duration::ZERO
-                    };
+                    let (id,): (Option<i64>,) = sqlx::query_as(&begun_sql(F))
+                        .bind(opts.horizon)
+                        .bind(&started)
+                        .fetch_one(&self.pool)
+                        .await?;
                     (
                         Run {
                             id: id.unwrap_or_default(),

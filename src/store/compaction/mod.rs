@@ -138,8 +138,23 @@ pub(crate) fn start_sql(f: Flavor) -> String {
     )
 }
 
-pub(crate) fn last_run_sql() -> &'static str {
-    "SELECT MAX(id) FROM ledger_compactions"
+/// The run just begun. Parameters: its horizon and start time.
+pub(crate) fn begun_sql(f: Flavor) -> String {
+    format!(
+        "SELECT MAX(id) FROM ledger_compactions WHERE horizon = {} AND started_at = {}",
+        f.p(1),
+        f.p(2)
+    )
+}
+
+/// When consumers began to guard with a horizon at least the parameter:
+/// the start of the first run that announced one.
+pub(crate) fn announced_sql(f: Flavor) -> String {
+    format!(
+        "SELECT {} FROM ledger_compactions WHERE horizon >= {} ORDER BY id LIMIT 1",
+        f.as_text("started_at"),
+        f.p(1)
+    )
 }
 
 /// The last id of the next chunk of `ledger` after the `after` parameter
