@@ -54,41 +54,69 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30));
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let pool = SqlitePoolOptions::new()
-            .acquire_timeout(opts.connect_timeout)
-            .max_connections(if in_memory {
-                1
-            } else {
-                opts.max_connections.max(1)
-            })
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(STAGE_DDL).await?;
-                    Ok(())
+        // Switching a new database file to WAL takes an exclusive lock that
+        // the busy timeout does not wait for: a second command opening the
+        // same new file at that moment is told "database is locked". Wait
+        // for it here, briefly.
+        let started = std::time::Instant::now();
+        let pool = loop {
+            let attempt = SqlitePoolOptions::new()
+                .acquire_timeout(opts.connect_timeout)
+                .max_connections(if in_memory {
+                    1
+                } else {
+                    opts.max_connections.max(1)
                 })
-            })
-            .connect_with(options)
-            .await
-            .map_err(connect_err)?;
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute(STAGE_DDL).await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options.clone())
+                .await;
+            match attempt {
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("5")
+                        && started.elapsed() < std::time::Duration::from_secs(10) =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+                }
+                other => break other.map_err(connect_err)?,
+            }
+        };
         Ok(SqliteStore { pool })
     }
 
     /// Checkpoint the write-ahead log into the database file, then close
-    /// every connection.
+    /// every connection. Another process still writing makes the checkpoint
+    /// give up (`busy`): it is tried again for up to 3 s, so that commands
+    /// ending together still leave the file whole (the log empty, and
+    /// removed by the last connection to close).
     pub async fn checkpoint_and_close(&self) {
-        let checkpoint: Result<(i64, i64, i64), sqlx::Error> =
-            sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_one(&self.pool)
-                .await;
-        match checkpoint {
-            Ok((0, _, _)) => {}
-            Ok((busy, log, done)) => tracing::info!(
-                busy,
-                log,
-                done,
-                "the write-ahead log could not be checkpointed whole: another connection holds it"
-            ),
-            Err(e) => tracing::info!(error = %e, "write-ahead log checkpoint failed"),
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let checkpoint: Result<(i64, i64, i64), sqlx::Error> =
+                sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .fetch_one(&self.pool)
+                    .await;
+            match checkpoint {
+                Ok((0, _, _)) => break,
+                Ok((busy, log, done)) if std::time::Instant::now() >= deadline => {
+                    tracing::info!(
+                        busy,
+                        log,
+                        done,
+                        "the write-ahead log could not be checkpointed whole: another process holds it"
+                    );
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                Err(e) => {
+                    tracing::info!(error = %e, "write-ahead log checkpoint failed");
+                    break;
+                }
+            }
         }
         self.pool.close().await;
     }

@@ -135,10 +135,9 @@ fn sqlite_first_use_by_three_commands_and_a_file_that_copies_whole() {
     let applied: u64 = outputs.iter().map(|o| total_row(&out(o))[1]).sum();
     let alone = dir.path().join("alone.db");
     std::fs::copy(&db, &alone).unwrap();
-    assert!(
-        !dir.path().join("new.db-wal").exists(),
-        "the write-ahead log stayed beside the database"
-    );
+    // The log is gone, or empty: the data is in the database file.
+    let wal = std::fs::metadata(dir.path().join("new.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the write-ahead log still holds data");
     let fresh_url = format!("sqlite://{}", dir.path().join("fresh.db").display());
     let fresh = streamfold(&["replay", "--database-url", &fresh_url, "fixtures/events"]);
     assert_eq!(applied, total_row(&out(&fresh))[1], "applied once in all");
