@@ -86,16 +86,6 @@ type Snapshot = (
 /// Every count a compaction must keep: both users' heatmaps, the total,
 /// and each LLM report's sums.
 async fn snapshot(p: &Pipeline) -> Snapshot {
-    let cells = |slack: &'static str| async move {
-        p.store
-            .heatmap(slack, None)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|c| c.2 != 0)
-            .map(|(d, h, n)| ((d, h), n))
-            .collect::<BTreeMap<_, _>>()
-    };
     let reports = p
         .store
         .reports(&ReportFilter {
@@ -116,8 +106,8 @@ async fn snapshot(p: &Pipeline) -> Snapshot {
         })
         .collect();
     (
-        cells("U_ALICE").await,
-        cells("U_BOB").await,
+        cells(p, "U_ALICE", None).await,
+        cells(p, "U_BOB", None).await,
         p.store.totals().await.unwrap().events_counted,
         reports,
     )

@@ -87,15 +87,7 @@ pub async fn concurrent_consumers_agree_with_ground_truth(engine: &str) {
                 *want.entry((b.dow, b.hour)).or_default() += n;
             }
         }
-        let got: BTreeMap<(u8, u8), i64> = p
-            .store
-            .heatmap(slack, None)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|c| c.2 != 0)
-            .map(|(d, h, n)| ((d, h), n))
-            .collect();
+        let got = cells(&p, slack, None).await;
         assert_eq!(got, want, "{user} on {engine}");
     }
 }

@@ -274,20 +274,29 @@ impl Harness {
 
     /// Heatmap cells of a user: (dow, hour) → count, zero cells dropped.
     pub async fn cells(&self, slack: &str, integration: Option<&str>) -> BTreeMap<(u8, u8), i64> {
-        self.p
-            .store
-            .heatmap(slack, integration)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|c| c.2 != 0)
-            .map(|(d, h, n)| ((d, h), n))
-            .collect()
+        cells(&self.p, slack, integration).await
     }
 
     pub async fn total(&self) -> i64 {
         self.p.store.totals().await.unwrap().events_counted
     }
+}
+
+/// Heatmap cells of a user in `p`'s store: (dow, hour) → count, zero cells
+/// dropped.
+pub async fn cells(
+    p: &Pipeline,
+    slack: &str,
+    integration: Option<&str>,
+) -> BTreeMap<(u8, u8), i64> {
+    p.store
+        .heatmap(slack, integration)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.2 != 0)
+        .map(|(d, h, n)| ((d, h), n))
+        .collect()
 }
 
 pub fn arn(table: &str) -> String {

@@ -359,11 +359,7 @@ pub async fn compact(args: CompactArgs) -> Result<()> {
     let cfg = common.config().await?;
     let store = crate::setup::store(&cfg).await?;
     let horizon = chrono::Utc::now().timestamp() - older_than.as_secs() as i64;
-    let at = |t: i64| {
-        chrono::DateTime::from_timestamp(t, 0)
-            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_else(|| t.to_string())
-    };
+    let at = crate::print::epoch_text;
     if store
         .compaction_horizon()
         .await?

@@ -79,3 +79,10 @@ pub async fn print_totals(store: &Store) -> Result<()> {
     );
     Ok(())
 }
+
+/// Epoch seconds as an RFC 3339 UTC time (the number itself if out of range).
+pub fn epoch_text(t: i64) -> String {
+    chrono::DateTime::from_timestamp(t, 0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| t.to_string())
+}

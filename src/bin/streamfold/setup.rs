@@ -50,9 +50,7 @@ pub async fn close_all() {
 async fn applying_store(cfg: &Config) -> Result<Store> {
     let store = store(cfg).await?;
     if let Some(h) = store.compaction_horizon().await? {
-        let at = chrono::DateTime::from_timestamp(h, 0)
-            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-            .unwrap_or_else(|| h.to_string());
+        let at = crate::print::epoch_text(h);
         eprintln!(
             "note: the ledger was compacted up to {at}: a record of an event before that \
              whose ledger row is gone is skipped (it may have been counted before), never \
