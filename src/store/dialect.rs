@@ -8,7 +8,7 @@
 //!   batch's statements inside it. `queries::common_methods!` builds each
 //!   store's methods from it.
 //! * `StagedDialect`: for the dialects that stage a batch with multi-row
-//!   VALUES lists (SQLite, MySQL), the limits and hooks that
+//!   VALUES lists (SQLite), the limits and hooks that
 //!   `stage::values_staged_apply!` builds their batch statements from.
 //!   PostgreSQL sends the whole batch as arrays in one statement instead.
 

@@ -25,6 +25,7 @@ pub mod dialect;
 mod error;
 mod migrations;
 pub mod mysql;
+mod mysql_batch;
 pub mod postgres;
 mod queries;
 pub mod reports;

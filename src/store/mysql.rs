@@ -6,22 +6,15 @@
 //! tables).
 
 use super::connect::{self, TlsDecision};
-use super::dialect::{Dialect, Flavor, StagedDialect};
-use super::sql;
-use super::stage;
+use super::dialect::{Dialect, Flavor};
 use super::{ApplyResult, RejectListing, RejectedRecord, StoreError, StoreOptions, Totals};
-use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use sqlx::{Executor, Transaction};
-use std::collections::BTreeMap;
 use std::str::FromStr;
 
 static MIGRATOR: Migrator = sqlx::migrate!("sql/mysql");
-
-/// Bound parameters per statement (the protocol allows 65535).
-const MAX_PARAMS: usize = 60_000;
 
 // Staging tables are session-local MEMORY tables: cheaper to fill than
 // InnoDB ones. MEMORY is not transactional, which is harmless here: every
@@ -132,95 +125,6 @@ impl Dialect for MySqlDialect {
         rejects: &[RejectedRecord],
         result: &mut ApplyResult,
     ) -> Result<(), StoreError> {
-        apply_staged(tx, rows, rejects, result).await
+        super::mysql_batch::apply(tx, rows, rejects, result).await
     }
 }
-
-impl StagedDialect for MySqlDialect {
-    const MAX_PARAMS: usize = MAX_PARAMS;
-    /// Existing ledger rows are locked (in identity order) for the batch.
-    const LOCK_SUFFIX: &'static str = " FOR UPDATE";
-    /// Quarantining the same record twice keeps the first.
-    const REJECT_IGNORE: &'static str = " ON DUPLICATE KEY UPDATE record_key = record_key";
-
-    /// `user_event_counts` moved by the pre-summed deltas (no `AS new` alias:
-    /// MariaDB lacks it; the derived table's column is referenced instead).
-    fn activity_delta() -> String {
-        format!(
-            "INSERT INTO user_event_counts (slack_id, integration, dow, hours, event_count)
-             SELECT y.slack_id, y.integration, y.dow, y.hours, y.d FROM ({}) y
-              ORDER BY y.slack_id, y.integration, y.dow, y.hours
-             ON DUPLICATE KEY UPDATE event_count = event_count + y.d",
-            sql::summed_activity_deltas("stage_activity", "activity_ledger")
-        )
-    }
-
-    /// Replace losing ledger rows, then insert new ones (checked count).
-    #[allow(clippy::too_many_arguments)]
-    async fn write_ledger(
-        tx: &mut Transaction<'static, MySql>,
-        ledger: &str,
-        stage: &str,
-        columns: &str,
-        existing: usize,
-        expected_new: u64,
-        result: &mut ApplyResult,
-    ) -> Result<(), StoreError> {
-        let update = format!(
-            "UPDATE {ledger} l JOIN {stage} s ON l.id = s.id SET {} WHERE {}",
-            sql::assignments(columns, "l."),
-            sql::wins("s", "l")
-        );
-        let insert = sql::insert_new(ledger, stage, columns);
-        stage::write_ledger(
-            tx,
-            &update,
-            &insert,
-            existing,
-            expected_new,
-            |r| r.rows_affected(),
-            result,
-        )
-        .await
-    }
-
-    /// Move the LLM reports by a batch's deltas, added in SQL on exact DECIMAL
-    /// columns, keys in order. `VALUES(col)` (not a row alias, which MariaDB
-    /// lacks) is the value converted to the column's type, so the additions
-    /// stay decimal.
-    async fn apply_reports(
-        tx: &mut Transaction<'static, MySql>,
-        deltas: &BTreeMap<ReportKey, ReportSums>,
-        result: &mut ApplyResult,
-    ) -> Result<(), StoreError> {
-        let now = super::now_text();
-        // New reports start at revision 1; existing ones count up.
-        let totals: Vec<(&ReportKey, &ReportSums, i64)> =
-            deltas.iter().map(|(k, s)| (k, s, 1)).collect();
-        super::reports::write_report_rows!(
-            MySqlDialect,
-            tx,
-            totals,
-            super::reports::model_rows(deltas),
-            super::reports::function_rows(deltas),
-            now,
-            (
-                " ON DUPLICATE KEY UPDATE
-                   total_requests = total_requests + VALUES(total_requests),
-                   total_tokens = total_tokens + VALUES(total_tokens),
-                   total_cost_usd = total_cost_usd + VALUES(total_cost_usd),
-                   response_time_ms_sum = response_time_ms_sum + VALUES(response_time_ms_sum),
-                   quality_score_sum = quality_score_sum + VALUES(quality_score_sum),
-                   quality_scored = quality_scored + VALUES(quality_scored),
-                   revision = revision + 1, pending = 1, updated_at = VALUES(updated_at)",
-                " ON DUPLICATE KEY UPDATE requests = requests + VALUES(requests),
-                   tokens = tokens + VALUES(tokens), cost_usd = cost_usd + VALUES(cost_usd)",
-                " ON DUPLICATE KEY UPDATE requests = requests + VALUES(requests)",
-            ),
-            result,
-        );
-        Ok(())
-    }
-}
-
-super::stage::values_staged_apply!(MySqlDialect);

@@ -1,10 +1,10 @@
-//! Multi-row staging statements for the dialects that stage with VALUES
-//! lists (SQLite, MySQL), and the ledger write shared by all of them.
+//! Multi-row staging statements for the dialect that stages with VALUES
+//! lists (SQLite), and its batch steps.
 
+use super::RejectedRecord;
 use super::sql::{ACTIVITY_COLUMNS, LLM_COLUMNS};
-use super::{ApplyResult, RejectedRecord, StoreError};
 use crate::aggregate::{ActivityRow, LlmRow};
-use sqlx::{Database, Encode, Executor, QueryBuilder, Transaction, Type};
+use sqlx::{Database, Encode, QueryBuilder, Type};
 
 /// `INSERT INTO stage_activity … VALUES …` for one chunk (8 parameters a row).
 pub fn activity_values<'a, DB: Database>(chunk: &[ActivityRow]) -> QueryBuilder<'a, DB>
@@ -99,41 +99,7 @@ where
     qb
 }
 
-/// Replace the ledger rows that lose to their staged row (`update`: the
-/// dialect's UPDATE-from-stage statement), then insert rows for new
-/// identities (`insert`) and check their number: fewer means a concurrent
-/// writer created some, and the transaction must be retried.
-pub async fn write_ledger<DB>(
-    tx: &mut Transaction<'static, DB>,
-    update: &str,
-    insert: &str,
-    existing: usize,
-    expected_new: u64,
-    rows_affected: fn(&DB::QueryResult) -> u64,
-    result: &mut ApplyResult,
-) -> Result<(), StoreError>
-where
-    DB: Database,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-{
-    if existing > 0 {
-        (&mut **tx).execute(update).await?;
-        result.statements += 1;
-    }
-    if expected_new > 0 {
-        let inserted = rows_affected(&(&mut **tx).execute(insert).await?);
-        result.statements += 1;
-        if inserted != expected_new {
-            return Err(StoreError::Conflict {
-                inserted,
-                expected: expected_new,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The batch steps of a `StagedDialect` `$d` (SQLite, MySQL), as
+/// The batch steps of a `StagedDialect` `$d` (SQLite), as
 /// `apply_staged`: clear and fill the staging tables, read the existing
 /// ledger rows (locked with `LOCK_SUFFIX`), judge, move the aggregates
 /// (`activity_delta`), write the ledger (`write_ledger`), move the LLM

@@ -81,10 +81,10 @@ async fn deliver_counting_retries(h: &Harness, events: &[String]) -> (u64, u64) 
                     retries += r.retries;
                     break;
                 }
-                Err(_) => {
+                Err(e) => {
                     failures += 1;
                     attempts += 1;
-                    assert!(attempts < 200, "a batch never got through");
+                    assert!(attempts < 200, "a batch never got through: {e}");
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
             }
