@@ -10,7 +10,9 @@
 //! * `StagedDialect`: for the dialects that stage a batch with multi-row
 //!   VALUES lists (SQLite), the limits and hooks that
 //!   `stage::values_staged_apply!` builds their batch statements from.
-//!   PostgreSQL sends the whole batch as arrays in one statement instead.
+//!   PostgreSQL sends the whole batch as arrays in one statement instead,
+//!   MySQL as JSON documents read by multi-statement queries
+//!   (`mysql_batch`).
 
 use super::{ApplyResult, RejectedRecord, StoreError};
 use crate::aggregate::StagedRows;

@@ -32,6 +32,8 @@ pub enum StoreError {
     LlmRace { seen: i64, now: i64 },
     #[error("value does not fit the schema: {0}")]
     Value(String),
+    #[error("database {url} cannot be used: {reason}")]
+    UnsupportedServer { url: String, reason: String },
     #[error("unexpected answer from the database server: {0}")]
     Protocol(String),
     #[error("database secret: {0}")]

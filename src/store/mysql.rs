@@ -1,9 +1,10 @@
-//! MySQL 8 / MariaDB 10.11 store: the RDS production target. Sessions run
-//! at READ COMMITTED; a batch locks its existing ledger rows in identity
-//! order (`FOR UPDATE`) before computing deltas, so concurrent consumers
-//! serialise per item and never double-count. SQL avoids syntax only one of
-//! the two servers accepts (no `AS new` row alias, no reopened temporary
-//! tables).
+//! MySQL 8 / MariaDB store: the RDS production target (MariaDB ≥ 10.6 or
+//! MySQL ≥ 8.0.4, for `JSON_TABLE`; tested on MariaDB 10.11). Sessions run
+//! at READ COMMITTED; a batch (`mysql_batch`) locks its existing ledger rows
+//! in identity order (`FOR UPDATE`) before computing deltas, so concurrent
+//! consumers serialise per item and never double-count. SQL avoids syntax
+//! only one of the two servers accepts (no `AS new` row alias, no reopened
+//! temporary tables).
 
 use super::connect::{self, TlsDecision};
 use super::dialect::{Dialect, Flavor};
@@ -87,6 +88,15 @@ impl MySqlStore {
                 .connect_with(options),
         )
         .await?;
+        let version: String = sqlx::query_scalar("SELECT VERSION()")
+            .fetch_one(&pool)
+            .await?;
+        if let Err(reason) = supported_server(&version) {
+            return Err(StoreError::UnsupportedServer {
+                url: crate::redact::redact_url(url),
+                reason,
+            });
+        }
         Ok(MySqlStore { pool })
     }
 
@@ -100,6 +110,32 @@ impl MySqlStore {
     super::reports::report_methods!(MySqlDialect);
     super::checkpoints::checkpoint_methods!(MySqlDialect);
     super::compaction::compaction_methods!(MySqlDialect);
+}
+
+/// Whether a server of `version` (`SELECT VERSION()`) has what the batch
+/// needs (`JSON_TABLE`): MariaDB ≥ 10.6, MySQL ≥ 8.0.4.
+pub fn supported_server(version: &str) -> Result<(), String> {
+    // MariaDB may prefix "5.5.5-" for old replication clients.
+    let v = version.strip_prefix("5.5.5-").unwrap_or(version);
+    let mariadb = v.to_ascii_lowercase().contains("mariadb");
+    let numbers: Vec<u32> = v
+        .split(|c: char| !c.is_ascii_digit())
+        .take(3)
+        .map(|n| n.parse().unwrap_or(0))
+        .collect();
+    let at_least = |want: [u32; 3]| numbers.as_slice() >= want.as_slice();
+    let (ok, need) = if mariadb {
+        (at_least([10, 6, 0]), "MariaDB 10.6")
+    } else {
+        (at_least([8, 0, 4]), "MySQL 8.0.4")
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "server version {version} lacks JSON_TABLE, which the batch needs: use {need} or later"
+        ))
+    }
 }
 
 /// The MySQL / MariaDB dialect: READ COMMITTED, row locks in id order.
@@ -126,5 +162,37 @@ impl Dialect for MySqlDialect {
         result: &mut ApplyResult,
     ) -> Result<(), StoreError> {
         super::mysql_batch::apply(tx, rows, rejects, result).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::supported_server;
+
+    #[test]
+    fn server_versions() {
+        for ok in [
+            "10.11.19-MariaDB-0+deb12u1",
+            "10.6.0-MariaDB",
+            "5.5.5-10.6.12-MariaDB",
+            "11.4.2-MariaDB-log",
+            "8.0.4",
+            "8.0.36",
+            "8.4.0-commercial",
+            "9.1.0",
+        ] {
+            assert!(supported_server(ok).is_ok(), "{ok}");
+        }
+        for old in [
+            "10.5.23-MariaDB",
+            "10.3.39-MariaDB-0+deb10u1",
+            "5.7.44-log",
+            "8.0.3-rc",
+            "5.5.5-10.4.1-MariaDB",
+            "",
+        ] {
+            let why = supported_server(old).unwrap_err();
+            assert!(why.contains("JSON_TABLE"), "{old}: {why}");
+        }
     }
 }
