@@ -316,7 +316,7 @@ fn fill(table: &str, columns: &str, select: &str, json_columns: &str, var: &str)
 }
 
 /// The ledger rows that lose to their staged row, replaced.
-pub(crate) fn ledger_update(ledger: &str, stage: &str, columns: &str) -> String {
+fn ledger_update(ledger: &str, stage: &str, columns: &str) -> String {
     format!(
         "UPDATE {ledger} l JOIN {stage} s ON l.id = s.id SET {} WHERE {}",
         sql::assignments(columns, "l."),
@@ -343,6 +343,9 @@ pub async fn apply(
     rejects: &[RejectedRecord],
     result: &mut ApplyResult,
 ) -> Result<(), StoreError> {
+    if rows.activity.is_empty() && rows.llm.is_empty() && rejects.is_empty() {
+        return Ok(());
+    }
     let mut vars = Variables::default();
     let act_vars = vars.add(
         "a",

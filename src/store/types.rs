@@ -90,7 +90,8 @@ pub struct ApplyResult {
     /// Staged identities whose row did not replace the ledger's (duplicates,
     /// stale versions): they changed nothing.
     pub unchanged: HashSet<Identity>,
-    /// SQL statements executed for the batch's final attempt (with BEGIN/COMMIT).
+    /// Round trips to the database for the batch's final attempt (BEGIN and
+    /// COMMIT included; a MySQL multi-statement query counts once).
     pub statements: usize,
     /// Transaction attempts that failed transiently before the final one.
     pub retries: u32,
