@@ -268,25 +268,20 @@ async fn multi(
         return Ok(Vec::new());
     }
     let text = statements.join(";\n");
-    let mut outcomes = vec![Outcome::default()];
+    let mut outcomes = Vec::with_capacity(statements.len());
+    let mut current = Outcome::default();
     {
         let mut stream = (&mut **tx).fetch_many(text.as_str());
         while let Some(step) = stream.try_next().await? {
             match step {
                 Either::Left(done) => {
-                    outcomes.last_mut().expect("one open outcome").rows_affected =
-                        done.rows_affected();
-                    outcomes.push(Outcome::default());
+                    current.rows_affected = done.rows_affected();
+                    outcomes.push(std::mem::take(&mut current));
                 }
-                Either::Right(row) => outcomes
-                    .last_mut()
-                    .expect("one open outcome")
-                    .rows
-                    .push(row),
+                Either::Right(row) => current.rows.push(row),
             }
         }
     }
-    outcomes.pop();
     result.statements += 1;
     if outcomes.len() != statements.len() {
         return Err(StoreError::Protocol(format!(
@@ -609,4 +604,36 @@ fn reject_insert(var: &str) -> String {
          ON DUPLICATE KEY UPDATE record_key = record_key",
         super::REJECT_COLUMNS
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_arrays;
+
+    fn parse(arrays: &[String]) -> Vec<u32> {
+        arrays
+            .iter()
+            .flat_map(|a| serde_json::from_str::<Vec<u32>>(a).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn arrays_keep_order_and_the_budget() {
+        let items: Vec<u32> = (0..1000).collect();
+        for budget in [1, 10, 64, 1000, 1 << 20] {
+            let arrays = json_arrays(items.iter(), budget).unwrap();
+            assert_eq!(parse(&arrays), items, "budget {budget}");
+            for a in &arrays {
+                // Over budget only when one item alone is.
+                let one = serde_json::from_str::<Vec<u32>>(a).unwrap().len() == 1;
+                assert!(a.len() <= budget || one, "{} > {budget}", a.len());
+            }
+        }
+        assert_eq!(json_arrays(items.iter(), 1 << 20).unwrap().len(), 1);
+        assert!(
+            json_arrays(std::iter::empty::<u32>(), 10)
+                .unwrap()
+                .is_empty()
+        );
+    }
 }
