@@ -118,11 +118,27 @@ pub fn supported_server(version: &str) -> Result<(), String> {
     // MariaDB may prefix "5.5.5-" for old replication clients.
     let v = version.strip_prefix("5.5.5-").unwrap_or(version);
     let mariadb = v.to_ascii_lowercase().contains("mariadb");
+    // The leading `X.Y.Z`; Aurora reports `8.0.mysql_aurora.3.05.2`, whose
+    // missing patch level counts as new enough.
     let numbers: Vec<u32> = v
-        .split(|c: char| !c.is_ascii_digit())
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .next()
+        .unwrap_or("")
+        .split('.')
         .take(3)
-        .map(|n| n.parse().unwrap_or(0))
+        .map(|n| {
+            if n.is_empty() {
+                u32::MAX
+            } else {
+                n.parse().unwrap_or(0)
+            }
+        })
         .collect();
+    let numbers = if numbers.first().is_none_or(|&n| n == u32::MAX) {
+        Vec::new()
+    } else {
+        numbers
+    };
     let at_least = |want: [u32; 3]| numbers.as_slice() >= want.as_slice();
     let (ok, need) = if mariadb {
         (at_least([10, 6, 0]), "MariaDB 10.6")
@@ -180,6 +196,7 @@ mod tests {
             "8.0.36",
             "8.4.0-commercial",
             "9.1.0",
+            "8.0.mysql_aurora.3.05.2",
         ] {
             assert!(supported_server(ok).is_ok(), "{ok}");
         }
@@ -189,6 +206,8 @@ mod tests {
             "5.7.44-log",
             "8.0.3-rc",
             "5.5.5-10.4.1-MariaDB",
+            "5.7.mysql_aurora.2.11.2",
+            "mysql",
             "",
         ] {
             let why = supported_server(old).unwrap_err();
