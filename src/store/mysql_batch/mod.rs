@@ -25,6 +25,7 @@
 mod documents;
 mod statements;
 
+use super::dialect::Flavor;
 use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS};
 use super::{ApplyResult, RejectedRecord, StoreError};
 use crate::aggregate::StagedRows;
@@ -183,42 +184,29 @@ pub async fn apply(
 
     // Step 3: stage, then read under lock.
     let mut reads = Vec::new();
-    let (mut act_select, mut llm_select) = (None, None);
-    if !rows.activity.is_empty() {
-        reads.push("DELETE FROM stage_activity".to_string());
-        for v in &act_vars {
-            reads.push(fill(
-                "stage_activity",
-                ACTIVITY_COLUMNS,
-                "FROM_BASE64(j.i), FROM_BASE64(j.v), j.s, j.g, j.u, j.d, j.h, j.t",
-                ACTIVITY_TABLE,
-                v,
-            ));
-        }
-        act_select = Some(reads.len());
-        reads.push(format!(
-            "{} FOR UPDATE",
-            sql::existing("activity_ledger", "stage_activity", "SIGNED")
-        ));
-    }
-    if !rows.llm.is_empty() {
-        reads.push("DELETE FROM stage_llm".to_string());
-        for v in &llm_vars {
-            reads.push(fill(
-                "stage_llm",
-                LLM_COLUMNS,
-                "FROM_BASE64(j.i), FROM_BASE64(j.v), j.s, j.u, j.c, j.p, j.m, j.f, j.pt, j.rt,
-                 j.tt, j.cu, j.ms, j.q, j.t",
-                LLM_TABLE,
-                v,
-            ));
-        }
-        llm_select = Some(reads.len());
-        reads.push(format!(
-            "{} FOR UPDATE",
-            super::queries::existing_llm(super::dialect::Flavor::MySql, "SELECT id FROM stage_llm")
-        ));
-    }
+    let act_select = (!rows.activity.is_empty()).then(|| {
+        stage_then_lock(
+            &mut reads,
+            "stage_activity",
+            ACTIVITY_COLUMNS,
+            "FROM_BASE64(j.i), FROM_BASE64(j.v), j.s, j.g, j.u, j.d, j.h, j.t",
+            ACTIVITY_TABLE,
+            &act_vars,
+            sql::existing("activity_ledger", "stage_activity", Flavor::MySql.int()),
+        )
+    });
+    let llm_select = (!rows.llm.is_empty()).then(|| {
+        stage_then_lock(
+            &mut reads,
+            "stage_llm",
+            LLM_COLUMNS,
+            "FROM_BASE64(j.i), FROM_BASE64(j.v), j.s, j.u, j.c, j.p, j.m, j.f, j.pt, j.rt,
+             j.tt, j.cu, j.ms, j.q, j.t",
+            LLM_TABLE,
+            &llm_vars,
+            super::queries::existing_llm(Flavor::MySql, "SELECT id FROM stage_llm"),
+        )
+    });
     let mut read = multi(tx, &reads, result).await?;
     let mut take = |at: Option<usize>| {
         at.map(|i| std::mem::take(&mut read[i].rows))
@@ -291,6 +279,27 @@ pub async fn apply(
         }
     }
     Ok(())
+}
+
+/// Clear `stage`, fill it from each document variable in `vars`, then read
+/// the staged identities' ledger rows `FOR UPDATE` (`locked_read`, in id
+/// order); returns the read's position in `reads`.
+fn stage_then_lock(
+    reads: &mut Vec<String>,
+    stage: &str,
+    columns: &str,
+    select: &str,
+    json_columns: &str,
+    vars: &[String],
+    locked_read: String,
+) -> usize {
+    reads.push(format!("DELETE FROM {stage}"));
+    reads.extend(
+        vars.iter()
+            .map(|v| fill(stage, columns, select, json_columns, v)),
+    );
+    reads.push(format!("{locked_read} FOR UPDATE"));
+    reads.len() - 1
 }
 
 /// The ledger's UPDATE (if rows exist) and INSERT (if identities are new);
