@@ -118,7 +118,21 @@ impl Identity {
 /// * `[]`            — placeholder (no contribution yet), lowest of all;
 /// * `[0x00]`        — a backfill snapshot;
 /// * `[0x01, b0..b16]` — a stream `SequenceNumber` (up to 40 decimal digits)
-///   as a 17-byte big-endian integer.
+///   as a 17-byte big-endian integer: the untimed form, written before
+///   versions carried time (still read; every timed version beats it);
+/// * `[0x02, t0..t7, kind, b0..b16]` — a **timed** version: the change's
+///   time in microseconds since the epoch (big-endian `u64`), a kind byte
+///   and a 17-byte tiebreak. What each source puts there, and why it sorts
+///   every change of an item in the order it was written, is the version
+///   rule ([`TimedKind`], ARCHITECTURE.md "Versions"):
+///   - a DynamoDB Streams record: its `ApproximateCreationDateTime` in
+///     whole seconds (the stream rounds it down to the second), kind
+///     [`TimedKind::Record`], its `SequenceNumber`;
+///   - a Kinesis record: its `ApproximateCreationDateTime` in micro- or
+///     milliseconds, kind `Record`, a hash of the record's content (equal
+///     for duplicates, which are then no-ops);
+///   - an incremental-export line: its window's end in whole seconds, kind
+///     [`TimedKind::WindowEnd`], the line's `WriteTimestampMicros`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Version(Vec<u8>);
 
@@ -139,6 +153,21 @@ fn sequence_bytes_long(seq: &str) -> [u8; SEQ_BYTES] {
     }
     be
 }
+
+/// The kind byte of a timed version: at one instant, the state an
+/// incremental export holds at its window's end sorts below any record
+/// written at that instant or later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TimedKind {
+    WindowEnd = 0x00,
+    Record = 0x01,
+}
+
+/// Tag of timed versions.
+const TIMED: u8 = 0x02;
+/// Length of a timed version: tag, time, kind, tiebreak.
+pub const TIMED_LEN: usize = 1 + 8 + 1 + SEQ_BYTES;
 
 impl Version {
     pub fn snapshot() -> Version {
@@ -167,6 +196,70 @@ impl Version {
         let mut bytes = Vec::with_capacity(1 + SEQ_BYTES);
         bytes.push(0x01);
         bytes.extend_from_slice(&be);
+        Ok(Version(bytes))
+    }
+
+    /// A timed version (see the type's documentation).
+    pub fn timed(micros: u64, kind: TimedKind, tiebreak: [u8; SEQ_BYTES]) -> Version {
+        let mut bytes = Vec::with_capacity(TIMED_LEN);
+        bytes.push(TIMED);
+        bytes.extend_from_slice(&micros.to_be_bytes());
+        bytes.push(kind as u8);
+        bytes.extend_from_slice(&tiebreak);
+        Version(bytes)
+    }
+
+    /// A DynamoDB Streams record: `ApproximateCreationDateTime` in whole
+    /// epoch seconds (0 when the record has none: such records sort by
+    /// `SequenceNumber` below every record that has one), then the
+    /// `SequenceNumber`.
+    pub fn stream_record(seq: &str, approx_secs: Option<i64>) -> Result<Version, String> {
+        let untimed = Version::from_sequence_number(seq)?;
+        let mut tiebreak = [0u8; SEQ_BYTES];
+        tiebreak.copy_from_slice(&untimed.0[1..]);
+        let micros = approx_secs.map_or(0, |s| (s.max(0) as u64).saturating_mul(1_000_000));
+        Ok(Version::timed(micros, TimedKind::Record, tiebreak))
+    }
+
+    /// A Kinesis Data Streams record of a DynamoDB change: its
+    /// `ApproximateCreationDateTime` in microseconds, then a 128-bit hash
+    /// of the change record as DynamoDB wrote it (Kinesis has no
+    /// `SequenceNumber` of the change), so a duplicate has the same version.
+    pub fn kinesis_record(approx_micros: u64, change_record: &[u8]) -> Version {
+        let mut tiebreak = [0u8; SEQ_BYTES];
+        tiebreak[1..].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(change_record).to_be_bytes());
+        Version::timed(approx_micros, TimedKind::Record, tiebreak)
+    }
+
+    /// An item's state in an incremental export of the window that ends at
+    /// `window_end_secs` (whole epoch seconds, exclusive), last written at
+    /// `write_micros`.
+    pub fn incremental_export(window_end_secs: i64, write_micros: u64) -> Version {
+        let mut tiebreak = [0u8; SEQ_BYTES];
+        tiebreak[SEQ_BYTES - 8..].copy_from_slice(&write_micros.to_be_bytes());
+        let micros = (window_end_secs.max(0) as u64).saturating_mul(1_000_000);
+        Version::timed(micros, TimedKind::WindowEnd, tiebreak)
+    }
+
+    /// Lower-case hex, as a source adapter hands a version it formed to the
+    /// normaliser (`dynamodb.StreamfoldVersion`).
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A timed version from [`Version::to_hex`]'s text.
+    pub fn from_timed_hex(hex: &str) -> Result<Version, String> {
+        let bad =
+            || format!("StreamfoldVersion is not a timed version of {TIMED_LEN} bytes in hex");
+        if hex.len() != 2 * TIMED_LEN || !hex.is_ascii() {
+            return Err(bad());
+        }
+        let bytes = (0..TIMED_LEN)
+            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad()))
+            .collect::<Result<Vec<u8>, String>>()?;
+        if bytes[0] != TIMED || bytes[9] > TimedKind::Record as u8 {
+            return Err(bad());
+        }
         Ok(Version(bytes))
     }
 
@@ -317,6 +410,56 @@ mod tests {
         assert!(Version::from_sequence_number(&"1".repeat(41)).is_err());
         assert!(Version::from_sequence_number("12a").is_err());
         assert!(Version::from_sequence_number("-1").is_err());
+    }
+
+    /// The version rule (ARCHITECTURE.md "Versions"), on the instants at
+    /// either edge of an incremental export's window [A, B).
+    #[test]
+    fn timed_versions_order_changes_around_an_export_window() {
+        let (a, b) = (1_710_000_000i64, 1_710_003_600i64);
+        let stream = |secs: i64, seq: &str| Version::stream_record(seq, Some(secs)).unwrap();
+        let kinesis = |micros: u64| Version::kinesis_record(micros, b"change");
+        let export = Version::incremental_export(b, (b as u64 - 1) * 1_000_000 + 999_999);
+        let us = |secs: i64| secs as u64 * 1_000_000;
+        // Before the window and inside it, of either stream: below.
+        for below in [
+            stream(a - 1, "999999999999999999999999"),
+            stream(a, "5"),
+            stream(b - 1, &"9".repeat(40)),
+            kinesis(us(a) - 1),
+            kinesis(us(b) - 1),
+            Version::snapshot(),
+            Version::from_sequence_number(&"9".repeat(40)).unwrap(),
+        ] {
+            assert!(below < export, "{below:?}");
+        }
+        // At the window's end or after it: above.
+        for above in [
+            stream(b, "0"),
+            stream(b + 1, "1"),
+            kinesis(us(b)),
+            kinesis(us(b) + 1),
+        ] {
+            assert!(export < above, "{above:?}");
+        }
+        // Chained windows: the later one's state wins.
+        assert!(export < Version::incremental_export(b + 900, us(b)));
+        // Within one export, a later write of an item wins.
+        assert!(Version::incremental_export(b, 1) < Version::incremental_export(b, 2));
+        // Within one second of a DynamoDB stream, the SequenceNumber orders.
+        assert!(stream(a, "9") < stream(a, "10"));
+        // A record without ApproximateCreationDateTime sorts below timed ones.
+        assert!(Version::stream_record("99", None).unwrap() < stream(1, "1"));
+        // Duplicates of a Kinesis record are one version.
+        assert_eq!(kinesis(7), kinesis(7));
+        assert_ne!(kinesis(7), Version::kinesis_record(7, b"other"));
+        // The hex form round-trips and refuses what is not a timed version.
+        assert_eq!(Version::from_timed_hex(&export.to_hex()).unwrap(), export);
+        assert!(Version::from_timed_hex("02").is_err());
+        let untimed = Version::from_sequence_number("5").unwrap().to_hex();
+        assert!(Version::from_timed_hex(&format!("{untimed}{}", "00".repeat(9))).is_err());
+        assert!(Version::from_timed_hex(&"zz".repeat(TIMED_LEN)).is_err());
+        assert!(Version::from_timed_hex(&"é".repeat(TIMED_LEN)).is_err());
     }
 
     #[test]

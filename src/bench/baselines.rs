@@ -21,7 +21,7 @@ const PER_EVENT_DDL: &str = "CREATE TABLE bench_per_event (
 
 /// The bulk baseline's scratch table, per dialect: the ledger's shape.
 const BULK_DDL_SQLITE: &str = "CREATE TABLE bench_bulk (id BLOB NOT NULL PRIMARY KEY, version BLOB NOT NULL, state INTEGER NOT NULL, integration TEXT NOT NULL, subject TEXT, dow INTEGER, hours INTEGER, event_at INTEGER) WITHOUT ROWID";
-const BULK_DDL_MYSQL: &str = "CREATE TABLE bench_bulk (id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(18) NOT NULL, state TINYINT NOT NULL, integration CHAR(1) NOT NULL, subject VARCHAR(255) NULL, dow TINYINT NULL, hours TINYINT NULL, event_at BIGINT NULL) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
+const BULK_DDL_MYSQL: &str = "CREATE TABLE bench_bulk (id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(32) NOT NULL, state TINYINT NOT NULL, integration CHAR(1) NOT NULL, subject VARCHAR(255) NULL, dow TINYINT NULL, hours TINYINT NULL, event_at BIGINT NULL) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
 const BULK_DDL_POSTGRES: &str = "CREATE TABLE bench_bulk (id BYTEA NOT NULL PRIMARY KEY, version BYTEA NOT NULL, state SMALLINT NOT NULL, integration CHAR(1) NOT NULL, subject TEXT, dow SMALLINT, hours SMALLINT, event_at BIGINT)";
 
 /// Rows per multi-row INSERT (8 parameters a row, within each engine's
@@ -55,8 +55,9 @@ fn baseline_rows(rows: usize) -> Vec<ActivityRow> {
     (0..rows)
         .map(|i| ActivityRow {
             id: Identity::from_canonical(&(i as u64).to_be_bytes()),
-            version: Version::from_sequence_number(
+            version: Version::stream_record(
                 &(4_421_584_500_000_000_000_000_000_000u128 + i as u128).to_string(),
+                Some(1_710_000_000 + i as i64),
             )
             .expect("valid sequence number"),
             state: RowState::Live,
@@ -77,8 +78,9 @@ fn prefill_rows(from: usize, n: usize) -> Vec<ActivityRow> {
     (from..from + n)
         .map(|i| ActivityRow {
             id: Identity::from_canonical(format!("prefill-{i}").as_bytes()),
-            version: Version::from_sequence_number(
+            version: Version::stream_record(
                 &(1_000_000_000_000_000_000u128 + i as u128).to_string(),
+                Some(1_700_000_000 + i as i64),
             )
             .expect("valid sequence number"),
             state: RowState::Tombstone,

@@ -100,7 +100,7 @@ fn record(
     old: Option<Value>,
 ) -> Value {
     let mut ddb = json!({
-        "ApproximateCreationDateTime": 1_710_000_000 + seq % 1_000_000,
+        "ApproximateCreationDateTime": 1_710_000_000 + seq / 10,
         "Keys": keys,
         "SequenceNumber": (4_421_584_500_000_000_000_000_000_000u128 + u128::from(seq)).to_string(),
         "SizeBytes": 300,

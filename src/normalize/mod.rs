@@ -18,7 +18,9 @@ use crate::record::attrs;
 use crate::record::event_time;
 use crate::record::item::{Attr, Item};
 use crate::record::lambda_event::{ParsedRecord, RecordMeta, StreamRecord, StreamViewType};
-use crate::record::snapshot::SNAPSHOT_EVENT_SOURCE;
+use crate::record::snapshot::{
+    INCREMENTAL_EVENT_SOURCE, KINESIS_EVENT_SOURCE, SNAPSHOT_EVENT_SOURCE,
+};
 use chrono::{DateTime, Utc};
 
 /// The outcome of normalising one record.
@@ -66,6 +68,9 @@ pub fn normalize(rec: &ParsedRecord<'_>) -> Normalized {
 }
 
 fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normalized, String> {
+    if let Some(reason) = &rec.adapter_error {
+        return Err(reason.0.to_string());
+    }
     let table = meta
         .table
         .as_deref()
@@ -79,21 +84,32 @@ fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normali
         "REMOVE" => Op::Remove,
         _ => return Err("unknown eventName (expected INSERT, MODIFY or REMOVE)".into()),
     };
-    let version = if rec.event_source.as_ref().map(|s| s.0.as_ref()) == Some(SNAPSHOT_EVENT_SOURCE)
-    {
-        // A backfilled item: the lowest version (DESIGN §4).
-        if op != Op::Insert {
-            return Err("a backfill snapshot must be an INSERT".into());
+    let version = match rec.event_source.as_ref().map(|s| s.0.as_ref()) {
+        Some(SNAPSHOT_EVENT_SOURCE) => {
+            // A backfilled item: the lowest version (DESIGN §4).
+            if op != Op::Insert {
+                return Err("a backfill snapshot must be an INSERT".into());
+            }
+            Version::snapshot()
         }
-        Version::snapshot()
-    } else {
-        let seq = rec
-            .dynamodb
-            .sequence_number
-            .as_ref()
-            .map(|s| s.0.as_ref())
-            .ok_or("record has no SequenceNumber")?;
-        Version::from_sequence_number(seq)?
+        // Kinesis records and incremental-export lines: the source adapter
+        // formed the timed version (the version rule, `domain::Version`).
+        Some(KINESIS_EVENT_SOURCE | INCREMENTAL_EVENT_SOURCE) => Version::from_timed_hex(
+            rec.dynamodb
+                .streamfold_version
+                .as_ref()
+                .map(|s| s.0.as_ref())
+                .ok_or("record has no StreamfoldVersion")?,
+        )?,
+        _ => {
+            let seq = rec
+                .dynamodb
+                .sequence_number
+                .as_ref()
+                .map(|s| s.0.as_ref())
+                .ok_or("record has no SequenceNumber")?;
+            Version::stream_record(seq, meta.approx_created.map(|t| t.timestamp()))?
+        }
     };
 
     match &rec.dynamodb.stream_view_type {

@@ -18,6 +18,7 @@ pub use reattribute::reattribute;
 
 use crate::domain::SourceKind;
 use crate::normalize::{self, Change, Normalized};
+use crate::record::kinesis;
 use crate::record::lambda_event::{RecordMeta, parse_record, read_meta};
 use crate::resolve::{AnyDirectory, DirectoryError};
 use crate::store::{RejectedRecord, Store, StoreError};
@@ -46,7 +47,29 @@ pub struct Pipeline {
 /// Apply one batch of Lambda DynamoDB stream records, in one span that
 /// names the batch (source, sequence range) and carries its outcome counts
 /// (never item contents).
+///
+/// Kinesis records of DynamoDB changes (Kinesis Data Streams for DynamoDB)
+/// are turned into stream records first (`record::kinesis`), so every
+/// entry point takes either shape, record by record.
 pub async fn run_batch(p: &Pipeline, records: &[&RawValue]) -> Result<BatchReport, PipelineError> {
+    let converted: Vec<Option<Box<RawValue>>> =
+        records.iter().map(|r| kinesis::stream_record(r)).collect();
+    if converted.iter().any(Option::is_some) {
+        let records: Vec<&RawValue> = records
+            .iter()
+            .zip(&converted)
+            .map(|(raw, c)| c.as_deref().unwrap_or(raw))
+            .collect();
+        return run_stream_batch(p, &records).await;
+    }
+    run_stream_batch(p, records).await
+}
+
+/// `run_batch` over DynamoDB stream records.
+async fn run_stream_batch(
+    p: &Pipeline,
+    records: &[&RawValue],
+) -> Result<BatchReport, PipelineError> {
     let first = records.first().map(|r| read_meta(r)).unwrap_or_default();
     let last = records.last().map(|r| read_meta(r)).unwrap_or_default();
     let span = tracing::info_span!(

@@ -137,6 +137,10 @@ pub struct StreamRecord<'a> {
     pub user_identity: Option<UserIdentity<'a>>,
     #[serde(rename = "dynamodb", borrow)]
     pub dynamodb: DynamoDbPayload<'a>,
+    /// Why a source adapter could not turn what arrived into a stream
+    /// record (`record::kinesis`): `normalize` quarantines it with this.
+    #[serde(rename = "streamfoldError", borrow, default)]
+    pub adapter_error: Option<CowStr<'a>>,
 }
 
 /// `userIdentity`: set on removals by DynamoDB's TTL process.
@@ -165,6 +169,10 @@ pub struct DynamoDbPayload<'a> {
     pub old_image: Item<'a>,
     #[serde(rename = "SequenceNumber", borrow, default)]
     pub sequence_number: Option<CowStr<'a>>,
+    /// A timed version a source adapter formed (Kinesis records,
+    /// incremental-export lines; `domain::Version::to_hex`).
+    #[serde(rename = "StreamfoldVersion", borrow, default)]
+    pub streamfold_version: Option<CowStr<'a>>,
     #[serde(rename = "SizeBytes")]
     _size_bytes: i64,
     #[serde(rename = "StreamViewType", default)]

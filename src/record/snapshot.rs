@@ -16,6 +16,15 @@ use std::collections::HashMap;
 /// records, so a Lambda-delivered record can never be a snapshot).
 pub const SNAPSHOT_EVENT_SOURCE: &str = "streamfold:backfill";
 
+/// `eventSource` of a Kinesis Data Streams record turned into a stream
+/// record (`record::kinesis`); it carries its timed version in
+/// `dynamodb.StreamfoldVersion`.
+pub const KINESIS_EVENT_SOURCE: &str = "streamfold:kinesis";
+
+/// `eventSource` of an incremental-export line turned into a stream record
+/// (`sources::export`); it carries its timed version as Kinesis records do.
+pub const INCREMENTAL_EVENT_SOURCE: &str = "streamfold:incremental-export";
+
 /// Key attributes of each source table (seeds `000_*`, `003_*`). A Scan
 /// checks them against `DescribeTable`.
 pub fn key_attributes(source: SourceKind) -> &'static [&'static str] {

@@ -1,5 +1,7 @@
-//! The Lambda stream trigger's handler: a DynamoDB stream event in, a
-//! `DynamoDbEventResponse` out, through `run_batch` like every other entry
+//! The Lambda stream trigger's handler: a DynamoDB stream event (or a
+//! Kinesis event of a table streamed to Kinesis Data Streams, see
+//! `record::kinesis`) in, a `DynamoDbEventResponse` out (Kinesis takes the
+//! same `batchItemFailures` shape, by Kinesis `sequenceNumber`), through `run_batch` like every other entry
 //! point. The whole batch is one transaction, so on a transient failure
 //! nothing was applied (or, when `run_batch` was isolating refused records,
 //! only parts that re-apply as no-ops) and the first record is reported as
@@ -14,6 +16,7 @@
 
 use crate::domain::SourceKind;
 use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
+use crate::record::kinesis;
 use crate::record::lambda_event::{OwnedRawEvent, read_meta};
 use crate::report::publish::ReportPublisher;
 use crate::store::reports::ReportFilter;
@@ -59,7 +62,11 @@ pub async fn handle(
         Err(e) => {
             // Nothing was committed: the first record with a sequence number
             // is the first not applied.
-            let Some(seq) = records.iter().find_map(|r| read_meta(r).sequence_number) else {
+            // (A Kinesis record is reported by its Kinesis sequenceNumber.)
+            let Some(seq) = records
+                .iter()
+                .find_map(|r| kinesis::sequence_number(r).or_else(|| read_meta(r).sequence_number))
+            else {
                 return Err(UnreportableFailure(e));
             };
             tracing::error!(error = %e, first_unapplied = %seq, records = records.len(), "batch not applied; reporting a partial batch failure");

@@ -23,13 +23,13 @@ static MIGRATOR: Migrator = sqlx::migrate!("sql/mysql");
 // `max_heap_table_size` is raised so that a 10,000-record batch of the
 // widest rows fits (MEMORY stores VARCHAR at full width).
 const STAGE_ACTIVITY_DDL: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS stage_activity (
-    id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(18) NOT NULL, state TINYINT NOT NULL,
+    id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(32) NOT NULL, state TINYINT NOT NULL,
     integration CHAR(1) NOT NULL, subject VARCHAR(255) NULL, dow TINYINT NULL, hours TINYINT NULL,
     event_at BIGINT NULL
 ) ENGINE = MEMORY DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
 
 const STAGE_LLM_DDL: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS stage_llm (
-    id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(18) NOT NULL, state TINYINT NOT NULL,
+    id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(32) NOT NULL, state TINYINT NOT NULL,
     subject VARCHAR(255) NULL, conversation_id VARCHAR(255) NULL, report_period CHAR(7) NULL,
     model VARCHAR(255) NULL, function_name VARCHAR(255) NULL, prompt_tokens BIGINT NULL,
     response_tokens BIGINT NULL, total_tokens BIGINT NULL, cost_usd DECIMAL(38,28) NULL,

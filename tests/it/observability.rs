@@ -1,9 +1,39 @@
 //! Logs name each batch (source, sequence range, outcome counts) in one
 //! span and never carry item contents.
+//!
+//! The capture runs in a child process running only that test: `tracing`
+//! caches each call site's interest, and a call site first hit by another
+//! test's thread while this test installs its subscriber can keep "never"
+//! (a race in `tracing-core`'s registration that made this test fail in
+//! CI). Alone in its process, nothing races the subscriber.
 
 use crate::support::*;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
+
+/// Set in the child process, which runs the capture.
+const CHILD: &str = "STREAMFOLD_OBSERVABILITY_CHILD";
+
+#[test]
+fn batch_span_names_the_batch_and_its_outcome_without_item_contents() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "observability::capture_of_one_batch",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the capture failed:\n{stdout}\n{stderr}"
+    );
+}
 
 #[derive(Clone, Default)]
 struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -18,8 +48,15 @@ impl Write for Buffer {
     }
 }
 
+/// The capture itself; run by the test above in a process of its own.
 #[test]
-fn batch_span_names_the_batch_and_its_outcome_without_item_contents() {
+#[ignore = "run in its own process by batch_span_names_the_batch_and_its_outcome_without_item_contents"]
+fn capture_of_one_batch() {
+    assert_eq!(
+        std::env::var(CHILD).as_deref(),
+        Ok("1"),
+        "run alone, in its own process"
+    );
     let buffer = Buffer::default();
     let writer = buffer.clone();
     let subscriber = tracing_subscriber::fmt()

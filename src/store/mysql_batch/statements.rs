@@ -11,12 +11,12 @@ use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use std::collections::BTreeMap;
 
 pub(super) const ACTIVITY_TABLE: &str =
-    "i VARCHAR(32) PATH '$.i', v VARCHAR(32) PATH '$.v', s INT PATH '$.s',
+    "i VARCHAR(32) PATH '$.i', v VARCHAR(48) PATH '$.v', s INT PATH '$.s',
     g VARCHAR(4) PATH '$.g', u VARCHAR(1024) PATH '$.u', d INT PATH '$.d', h INT PATH '$.h',
     t BIGINT PATH '$.t'";
 
 pub(super) const LLM_TABLE: &str =
-    "i VARCHAR(32) PATH '$.i', v VARCHAR(32) PATH '$.v', s INT PATH '$.s',
+    "i VARCHAR(32) PATH '$.i', v VARCHAR(48) PATH '$.v', s INT PATH '$.s',
     u VARCHAR(1024) PATH '$.u', c VARCHAR(1024) PATH '$.c', p VARCHAR(16) PATH '$.p',
     m VARCHAR(1024) PATH '$.m', f VARCHAR(1024) PATH '$.f', pt BIGINT PATH '$.pt',
     rt BIGINT PATH '$.rt', tt BIGINT PATH '$.tt', cu VARCHAR(128) PATH '$.cu',
