@@ -381,3 +381,59 @@ async fn llm_reports_are_projected_to_dynamodb_and_never_regress() {
     assert_eq!(sql[0].sums.requests, 2);
     assert_eq!(sql[0].sums.cost_usd.to_string(), "0.5021");
 }
+
+/// A Kinesis batch that cannot be applied is reported by the Kinesis
+/// `sequenceNumber` of its first record; the retry applies it once.
+#[tokio::test]
+async fn failed_kinesis_batch_reports_its_kinesis_sequence_number() {
+    let Some(moto) = Moto::start() else { return };
+    seed_tables(&moto::dynamodb_client(&moto.endpoint)).await;
+    let db = support::fresh_db("sqlite").await.unwrap();
+    let records: Vec<serde_json::Value> = fixture_events()[0]
+        .records
+        .iter()
+        .map(|r| serde_json::from_str(r.get()).unwrap())
+        .collect();
+    let micros = support::kinesis_micros(&records);
+    let kinesis: Vec<serde_json::Value> = records
+        .iter()
+        .zip(&micros)
+        .enumerate()
+        .map(|(i, (r, us))| support::kinesis_record(r, *us, &format!("4959{:052}", i + 10)))
+        .collect();
+    let event: OwnedRawEvent =
+        serde_json::from_value(serde_json::json!({ "Records": kinesis })).unwrap();
+    let mut broken = TableNames::from_prefixes(ICARUS, ACS, &HashMap::new());
+    broken.accounts = "icarus-test-no_such_table".into();
+    let p = dynamo_pipeline(&moto, &db.url, broken).await;
+    let (response, report) = handle(&p, None, &event).await.unwrap();
+    assert!(report.is_none());
+    assert_eq!(
+        response.batch_item_failures[0].item_identifier.as_deref(),
+        Some(format!("4959{:052}", 10).as_str())
+    );
+    assert_eq!(p.store.totals().await.unwrap().ledger_rows, 0);
+    let fixed = dynamo_pipeline(
+        &moto,
+        &db.url,
+        TableNames::from_prefixes(ICARUS, ACS, &HashMap::new()),
+    )
+    .await;
+    for _ in 0..2 {
+        let (response, _) = handle(&fixed, None, &event).await.unwrap();
+        assert!(response.batch_item_failures.is_empty());
+    }
+    let streams = support::fresh_db("sqlite").await.unwrap();
+    let direct = dynamo_pipeline(
+        &moto,
+        &streams.url,
+        TableNames::from_prefixes(ICARUS, ACS, &HashMap::new()),
+    )
+    .await;
+    handle(&direct, None, &fixture_events()[0]).await.unwrap();
+    assert_eq!(
+        support::counted_state(&fixed).await,
+        support::counted_state(&direct).await
+    );
+    assert!(fixed.store.totals().await.unwrap().events_counted > 0);
+}

@@ -9,6 +9,7 @@ mod compaction;
 mod dropbox_identity;
 mod export_prefix;
 mod faults;
+mod kinesis;
 mod lambda;
 mod llm_exact;
 mod llm_reports;

@@ -434,3 +434,120 @@ pub fn fixture_directory() -> Vec<(&'static str, &'static str)> {
     }
     out
 }
+
+/// Everything a run leaves counted: every user's cells per integration
+/// (zero cells dropped) and every LLM report's sums. Two runs that should
+/// agree compare equal on this.
+pub type CountedState = (
+    BTreeMap<(String, &'static str, u8, u8), i64>,
+    BTreeMap<
+        streamfold::aggregate::llm_rollup::ReportKey,
+        streamfold::aggregate::llm_rollup::ReportSums,
+    >,
+);
+
+pub async fn counted_state(p: &Pipeline) -> CountedState {
+    let mut cells = BTreeMap::new();
+    for (slack, _) in p.store.top_users(u32::MAX).await.unwrap() {
+        for code in ["G", "D", "E"] {
+            for (dow, hour, n) in p.store.heatmap(&slack, Some(code)).await.unwrap() {
+                if n != 0 {
+                    cells.insert((slack.clone(), code, dow, hour), n);
+                }
+            }
+        }
+    }
+    let reports = p
+        .store
+        .reports(&streamfold::store::reports::ReportFilter {
+            limit: u32::MAX,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.sums.requests != 0 || !r.sums.is_zero())
+        .map(|r| (r.key, r.sums))
+        .collect();
+    (cells, reports)
+}
+
+/// `rec` (a DynamoDB stream record of the Lambda shape) as Lambda delivers
+/// it from Kinesis Data Streams for DynamoDB: DynamoDB's change record
+/// (with `tableName`, no `SequenceNumber`, `ApproximateCreationDateTime`
+/// in microseconds) base64-encoded in `kinesis.data`, under Kinesis
+/// sequence number `kinesis_seq`.
+pub fn kinesis_record(rec: &Value, micros: u64, kinesis_seq: &str) -> Value {
+    use base64::Engine;
+    let arn = rec["eventSourceARN"].as_str().unwrap_or_default();
+    let table = arn
+        .split_once(":table/")
+        .map(|(_, rest)| rest.split('/').next().unwrap_or_default())
+        .unwrap_or_default();
+    let ddb = &rec["dynamodb"];
+    let mut change_ddb = json!({
+        "ApproximateCreationDateTime": micros,
+        "ApproximateCreationDateTimePrecision": "MICROSECOND",
+        "Keys": ddb["Keys"],
+        "SizeBytes": ddb["SizeBytes"],
+    });
+    for image in ["NewImage", "OldImage"] {
+        if !ddb[image].is_null() {
+            change_ddb[image] = ddb[image].clone();
+        }
+    }
+    let mut change = json!({
+        "awsRegion": rec["awsRegion"],
+        "eventID": rec["eventID"],
+        "eventName": rec["eventName"],
+        "recordFormat": "application/json",
+        "tableName": table,
+        "dynamodb": change_ddb,
+        "eventSource": "aws:dynamodb",
+    });
+    if !rec["userIdentity"].is_null() {
+        change["userIdentity"] = rec["userIdentity"].clone();
+    }
+    let data = base64::engine::general_purpose::STANDARD.encode(change.to_string());
+    json!({
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": "00000000000000000000000000000000",
+            "sequenceNumber": kinesis_seq,
+            "data": data,
+            "approximateArrivalTimestamp": micros as f64 / 1e6 + 0.2,
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": format!("shardId-000000000000:{kinesis_seq}"),
+        "eventName": "aws:kinesis:record",
+        "invokeIdentityArn": "arn:aws:iam::123456789012:role/streamfold",
+        "awsRegion": "us-east-1",
+        "eventSourceARN": "arn:aws:kinesis:us-east-1:123456789012:stream/icarus-prod-changes",
+    })
+}
+
+/// Microseconds for each stream record of `records` as Kinesis would
+/// stamp them: its `ApproximateCreationDateTime` second, plus its rank in
+/// `SequenceNumber` order (so the changes of one item keep their order, as
+/// distinct writes do at microsecond precision). Equal records (a
+/// redelivery) get equal times.
+pub fn kinesis_micros(records: &[Value]) -> Vec<u64> {
+    let key = |r: &Value| {
+        let seq = r["dynamodb"]["SequenceNumber"].as_str().unwrap_or("0");
+        (seq.len(), seq.to_string())
+    };
+    let mut seqs: Vec<_> = records.iter().map(key).collect();
+    seqs.sort();
+    seqs.dedup();
+    records
+        .iter()
+        .map(|r| {
+            let secs = r["dynamodb"]["ApproximateCreationDateTime"]
+                .as_f64()
+                .unwrap_or(1_710_063_000.0) as u64;
+            let rank = seqs.binary_search(&key(r)).unwrap() as u64;
+            secs * 1_000_000 + rank
+        })
+        .collect()
+}
