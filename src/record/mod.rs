@@ -3,10 +3,12 @@
 //! parsed without copying (`lambda_event`, `item`), typed access to
 //! attributes (`attrs`), event-time formats (`event_time`), and a backfilled
 //! item dressed as a stream record (`snapshot`), a Kinesis record of a
-//! DynamoDB change turned into a stream record (`kinesis`). No I/O.
+//! DynamoDB change turned into a stream record (`kinesis`), an
+//! incremental-export line likewise (`incremental`). No I/O.
 
 pub mod attrs;
 pub mod event_time;
+pub mod incremental;
 pub mod item;
 pub mod kinesis;
 pub mod lambda_event;

@@ -148,6 +148,7 @@ fn export_opts(dir: std::path::PathBuf, resume: bool) -> ExportOptions {
         parallel: 2,
         batch: 7,
         resume,
+        incremental: None,
     }
 }
 

@@ -109,6 +109,7 @@ async fn backfill(h: &Harness, dir: &tempfile::TempDir) -> streamfold::pipeline:
         parallel: 1,
         batch: 3,
         resume: false,
+        incremental: None,
     };
     let s = export_backfill(&h.p, None, &opts, &Quiet, &AtomicBool::new(false))
         .await

@@ -99,6 +99,7 @@ fn opts(location: ExportLocation, choice: ExportChoice) -> ExportOptions {
         parallel: 2,
         batch: 25,
         resume: false,
+        incremental: None,
     }
 }
 

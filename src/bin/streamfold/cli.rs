@@ -250,8 +250,20 @@ pub struct BackfillArgs {
     pub latest: bool,
     /// Of several exports under the prefix, this one (its id, e.g.
     /// 01711929600000-5f3c2a1b, or its export ARN).
-    #[arg(long, requires = "export")]
+    #[arg(long, requires = "export", conflicts_with = "incremental")]
     pub export_id: Option<String>,
+    /// Read incremental exports (catch-up after an outage longer than the
+    /// stream's retention): the folder of one, or every incremental export
+    /// of --table under the prefix, oldest window first. Their states
+    /// replace what the ledger holds from before each window's end and
+    /// lose to stream records after it (README, "Catching up").
+    #[arg(long, requires = "export", conflicts_with = "latest")]
+    pub incremental: bool,
+    /// With --incremental: the table's TTL attribute. A delete of an item
+    /// whose TTL had passed is a TTL expiry and leaves the item counted,
+    /// as the stream does; without it every delete retracts.
+    #[arg(long, requires = "incremental")]
+    pub ttl_attribute: Option<String>,
     /// Export data files processed at once.
     #[arg(long, default_value_t = 2)]
     pub parallel: usize,

@@ -258,6 +258,8 @@ pub async fn backfill(args: BackfillArgs) -> Result<()> {
         export,
         latest,
         export_id,
+        incremental,
+        ttl_attribute,
         parallel,
         batch,
         lookups,
@@ -277,6 +279,8 @@ pub async fn backfill(args: BackfillArgs) -> Result<()> {
             parallel,
             batch,
             resume,
+            incremental: incremental
+                .then_some(streamfold::sources::export::IncrementalOptions { ttl_attribute }),
         }),
         None => backfill::Job::Scan(streamfold::sources::scan::ScanOptions {
             table,

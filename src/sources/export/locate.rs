@@ -34,9 +34,41 @@ pub(super) struct Summary {
     pub table_arn: Option<String>,
     pub export_time: Option<String>,
     pub export_type: Option<String>,
+    /// Incremental exports: the window, [from, to).
+    pub export_from_time: Option<serde_json::Value>,
+    pub export_to_time: Option<serde_json::Value>,
+    /// `NEW_AND_OLD_IMAGES` or `NEW_IMAGE` (incremental exports).
+    pub output_view: Option<String>,
+}
+
+/// `exportType` of incremental exports.
+pub(super) const INCREMENTAL: &str = "INCREMENTAL_EXPORT";
+
+/// A manifest time (RFC 3339 text, or epoch seconds as a number) in whole
+/// epoch seconds, rounded down.
+pub(super) fn epoch_secs(v: &serde_json::Value) -> Option<i64> {
+    match v {
+        serde_json::Value::String(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| t.timestamp()),
+        serde_json::Value::Number(n) => n.as_f64().map(|f| f.floor() as i64),
+        _ => None,
+    }
 }
 
 impl Summary {
+    pub(super) fn is_incremental(&self) -> bool {
+        self.export_type.as_deref() == Some(INCREMENTAL)
+    }
+
+    /// An incremental export's window in whole epoch seconds.
+    pub(super) fn window(&self) -> Option<(i64, i64)> {
+        Some((
+            epoch_secs(self.export_from_time.as_ref()?)?,
+            epoch_secs(self.export_to_time.as_ref()?)?,
+        ))
+    }
+
     /// The export's id: the last part of its ARN.
     fn id(&self) -> Option<&str> {
         self.export_arn.as_deref()?.rsplit('/').next()
@@ -99,6 +131,12 @@ pub(super) async fn locate(
             )));
         }
         check_table(&summary, &id, table)?;
+        if summary.is_incremental() {
+            return Err(BackfillError::Inconsistent(format!(
+                "{} is an incremental export: pass --incremental to apply its window",
+                location.describe()
+            )));
+        }
         return Ok(Chosen {
             folder: location.clone(),
             why: format!("export {}: the folder given", summary.describe(&id)),
@@ -126,7 +164,7 @@ pub(super) async fn locate(
             continue;
         }
         let summary = read_summary(&folder).await?;
-        if summary.export_type.as_deref() == Some("INCREMENTAL_EXPORT") {
+        if summary.is_incremental() {
             incremental += 1;
         } else if summary.table().is_some_and(|t| t != table) {
             other_tables.push(summary.describe(&id));
@@ -197,6 +235,112 @@ pub(super) async fn locate(
         ),
         summary,
     })
+}
+
+/// Every incremental export of `table` at or under `location` (the folder
+/// of one, or the prefix they were exported with), oldest window first.
+/// Windows must chain: a hole between two would leave changes missing.
+pub(super) async fn locate_incremental(
+    location: &ExportLocation,
+    s3: Option<&aws_sdk_s3::Client>,
+    table: &str,
+) -> Result<Vec<Chosen>, BackfillError> {
+    let here = Objects {
+        location: location.clone(),
+        s3,
+    };
+    let mut found = Vec::new();
+    if here.exists(SUMMARY).await? {
+        let summary = read_summary(&here).await?;
+        let id = summary.id().unwrap_or("?").to_string();
+        check_table(&summary, &id, table)?;
+        if !summary.is_incremental() {
+            return Err(BackfillError::Inconsistent(format!(
+                "{} is a full export, not an incremental one: leave out --incremental",
+                location.describe()
+            )));
+        }
+        found.push((location.clone(), id, summary));
+    } else {
+        let base = if location.last_name() == Some(EXPORTS) {
+            location.clone()
+        } else {
+            location.join(EXPORTS)
+        };
+        let lister = Objects {
+            location: base.clone(),
+            s3,
+        };
+        for id in lister.folders().await? {
+            let folder = Objects {
+                location: base.join(&id),
+                s3,
+            };
+            if !folder.exists(SUMMARY).await? {
+                continue;
+            }
+            let summary = read_summary(&folder).await?;
+            if summary.is_incremental() && summary.table().is_none_or(|t| t == table) {
+                found.push((folder.location, id, summary));
+            }
+        }
+        if found.is_empty() {
+            return Err(BackfillError::Inconsistent(format!(
+                "no finished incremental export of {table} under {} (looked for \
+                 <export id>/{SUMMARY} with exportType {INCREMENTAL})",
+                base.describe()
+            )));
+        }
+    }
+    let mut windows = Vec::new();
+    for (folder, id, summary) in found {
+        let (from, to) = summary.window().ok_or_else(|| {
+            BackfillError::Inconsistent(format!(
+                "incremental export {id}: {SUMMARY} has no readable exportFromTime and exportToTime"
+            ))
+        })?;
+        if to <= from {
+            return Err(BackfillError::Inconsistent(format!(
+                "incremental export {id}: its window ends ({to}) before it starts ({from})"
+            )));
+        }
+        windows.push((from, to, folder, id, summary));
+    }
+    windows.sort_by(|a, b| (a.0, a.1, &a.3).cmp(&(b.0, b.1, &b.3)));
+    let mut covered: Option<i64> = None;
+    let n = windows.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, (from, to, folder, id, summary)) in windows.into_iter().enumerate() {
+        if let Some(end) = covered
+            && from > end
+        {
+            return Err(BackfillError::Inconsistent(format!(
+                "the incremental exports of {table} leave a hole from {} to {}: \
+                 export that window too (the changes in it would be missing)",
+                iso(end),
+                iso(from)
+            )));
+        }
+        covered = Some(covered.map_or(to, |c| c.max(to)));
+        out.push(Chosen {
+            folder,
+            why: format!(
+                "incremental export {id} ({} of {n}): window {} to {}",
+                i + 1,
+                iso(from),
+                iso(to)
+            ),
+            summary,
+        });
+    }
+    Ok(out)
+}
+
+fn iso(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0).map_or_else(
+        || secs.to_string(),
+        |t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }
 
 /// An export id matches an id or an export ARN naming it.

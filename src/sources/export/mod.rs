@@ -20,6 +20,7 @@ pub use locate::ExportChoice;
 use super::backfill::{BackfillError, BackfillSummary, Observer, apply_page};
 use crate::domain::SourceKind;
 use crate::pipeline::Pipeline;
+use crate::record::incremental::{Window, incremental_record};
 use crate::record::snapshot::{key_attributes, snapshot_record};
 use crate::store::checkpoints::Checkpoint;
 use async_compression::tokio::bufread::GzipDecoder;
@@ -105,6 +106,17 @@ pub struct ExportOptions {
     /// Items per batch (one transaction each).
     pub batch: usize,
     pub resume: bool,
+    /// Read incremental exports (their windows, in order) instead of a
+    /// full one.
+    pub incremental: Option<IncrementalOptions>,
+}
+
+/// How incremental exports are read.
+#[derive(Clone, Debug, Default)]
+pub struct IncrementalOptions {
+    /// The table's TTL attribute: a delete of an item whose TTL had passed
+    /// is a TTL expiry, which leaves the item counted (`record::incremental`).
+    pub ttl_attribute: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,7 +148,9 @@ pub fn part_name(data_file_key: &str) -> String {
     crate::bounds::key(data_file_key, crate::bounds::CHECKPOINT_PART)
 }
 
-/// Backfill `opts.table` from the export at `opts.location` through `p`.
+/// Backfill `opts.table` from the export at `opts.location` through `p`:
+/// the full export chosen there, or (`opts.incremental`) every incremental
+/// export of the table there, oldest window first.
 pub async fn export_backfill(
     p: &Pipeline,
     s3: Option<&aws_sdk_s3::Client>,
@@ -149,13 +163,64 @@ pub async fn export_backfill(
         table: opts.table.clone(),
         reason: "not one of the four source tables".into(),
     })?;
-    let key_names: Vec<String> = key_attributes(source)
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let chosen = locate::locate(&opts.location, s3, &opts.table, &opts.choice).await?;
-    observer.note(&chosen.why);
+    let exports = match &opts.incremental {
+        None => vec![locate::locate(&opts.location, s3, &opts.table, &opts.choice).await?],
+        Some(_) => locate::locate_incremental(&opts.location, s3, &opts.table).await?,
+    };
+    let mut out = BackfillSummary::default();
+    for chosen in exports {
+        observer.note(&chosen.why);
+        out.merge(backfill_export(p, s3, opts, source, chosen, observer, stop).await?);
+    }
+    out.elapsed = started.elapsed();
+    Ok(out)
+}
+
+/// What a data line becomes.
+enum LineFormat {
+    /// `{"Item": …}`: a snapshot, keyed by the table's key attributes.
+    Snapshot { key_names: Vec<String> },
+    /// An incremental-export line of the window ending at `end_secs`.
+    Incremental { end_secs: i64 },
+}
+
+/// Backfill one export.
+async fn backfill_export(
+    p: &Pipeline,
+    s3: Option<&aws_sdk_s3::Client>,
+    opts: &ExportOptions,
+    source: SourceKind,
+    chosen: locate::Chosen,
+    observer: &dyn Observer,
+    stop: &AtomicBool,
+) -> Result<BackfillSummary, BackfillError> {
     let summary = chosen.summary;
+    let format = match &opts.incremental {
+        None => LineFormat::Snapshot {
+            key_names: key_attributes(source)
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        },
+        Some(inc) => {
+            let (_, end_secs) = summary.window().ok_or_else(|| {
+                BackfillError::Inconsistent("an incremental export without its window".into())
+            })?;
+            if summary.output_view.as_deref() == Some("NEW_IMAGE") {
+                observer.note(&format!(
+                    "this export has new images only: its deletes are applied as \
+                     application deletes{} and LLM deletes are quarantined (they \
+                     need the old image); export with NEW_AND_OLD_IMAGES",
+                    if inc.ttl_attribute.is_some() {
+                        ", TTL expiries among them too,"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            LineFormat::Incremental { end_secs }
+        }
+    };
     let reader = Objects {
         location: chosen.folder,
         s3,
@@ -217,7 +282,7 @@ pub async fn export_backfill(
         observer,
         stop,
         job: &job,
-        key_names: &key_names,
+        format: &format,
     };
     let mut out = BackfillSummary::default();
     let mut first_err = None;
@@ -244,7 +309,6 @@ pub async fn export_backfill(
             }
         }
     }
-    out.elapsed = started.elapsed();
     match first_err {
         Some(e) => Err(e),
         None => Ok(out),
@@ -263,7 +327,7 @@ struct FileContext<'a> {
     observer: &'a dyn Observer,
     stop: &'a AtomicBool,
     job: &'a str,
-    key_names: &'a [String],
+    format: &'a LineFormat,
 }
 
 async fn backfill_file(
@@ -294,13 +358,27 @@ async fn backfill_file(
             continue;
         }
         let id = format!("{name}:{line_no}");
-        let parsed: DataLine<'_> = serde_json::from_str(&line).map_err(|e| {
-            BackfillError::Inconsistent(format!("{id}: not an {{\"Item\": …}} line: {e}"))
-        })?;
-        records.push(
-            snapshot_record(&ctx.opts.table, ctx.key_names, parsed.item, &id)
-                .map_err(BackfillError::Inconsistent)?,
-        );
+        let record = match ctx.format {
+            LineFormat::Snapshot { key_names } => {
+                let parsed: DataLine<'_> = serde_json::from_str(&line).map_err(|e| {
+                    BackfillError::Inconsistent(format!("{id}: not an {{\"Item\": …}} line: {e}"))
+                })?;
+                snapshot_record(&ctx.opts.table, key_names, parsed.item, &id)
+            }
+            LineFormat::Incremental { end_secs } => {
+                let window = Window {
+                    table: &ctx.opts.table,
+                    end_secs: *end_secs,
+                    ttl_attribute: ctx
+                        .opts
+                        .incremental
+                        .as_ref()
+                        .and_then(|i| i.ttl_attribute.as_deref()),
+                };
+                incremental_record(&window, &line, &id)
+            }
+        };
+        records.push(record.map_err(BackfillError::Inconsistent)?);
         count += 1;
         if records.len() >= batch {
             flush(ctx, name, &mut records, &mut summary).await?;
