@@ -4,6 +4,7 @@
 mod backfill;
 mod bad_input;
 mod bin;
+mod catch_up;
 mod cli;
 mod compaction;
 mod dropbox_identity;
