@@ -91,21 +91,55 @@ async fn sdk_config(cache: &mut Option<aws_config::SdkConfig>) -> aws_config::Sd
     }
 }
 
+/// A `{"streamfold": …}` invocation: exactly one task.
+async fn run_task(
+    p: &Pipeline,
+    aws: &tokio::sync::OnceCell<aws_config::SdkConfig>,
+    task: &streamfold::sources::scheduled::ScheduledTask,
+    deadline: Instant,
+) -> Result<serde_json::Value, Error> {
+    use streamfold::sources::backfill_task::{run_export_file, run_scan_segment};
+    let set = [
+        task.compact.is_some(),
+        task.export_file.is_some(),
+        task.scan_segment.is_some(),
+    ];
+    if set.iter().filter(|s| **s).count() > 1 {
+        return Err("a {\"streamfold\": …} invocation names one task: compact, export_file or scan_segment".into());
+    }
+    // SDK clients for backfill work are built on its first invocation, so
+    // that stream batches do not pay for them at init.
+    let config = || aws.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
+    if let Some(file) = &task.export_file {
+        let s3 = streamfold::sources::export::s3_client(config().await);
+        let outcome = run_export_file(p, Some(&s3), file, deadline).await?;
+        return Ok(serde_json::to_value(outcome)?);
+    }
+    if let Some(segment) = &task.scan_segment {
+        let dynamodb = aws_sdk_dynamodb::Client::new(config().await);
+        let outcome = run_scan_segment(p, &dynamodb, segment, deadline).await?;
+        return Ok(serde_json::to_value(outcome)?);
+    }
+    let report = streamfold::sources::scheduled::run(&p.store, task, deadline).await?;
+    Ok(serde_json::to_value(report)?)
+}
+
 /// The invocation loop: each event through `handle`, then its EMF metrics
 /// (with the directory's lookup cache counters).
 async fn serve(p: &Pipeline, publisher: Option<&ReportPublisher>) -> Result<(), Error> {
+    let aws = &tokio::sync::OnceCell::new();
     let cache = |d: &streamfold::resolve::AnyDirectory| d.cache_counts();
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<Invocation>| async move {
             let (payload, context) = (event.payload, event.context);
             if let Some(task) = payload.streamfold {
-                // A scheduled task (EventBridge), not a stream batch.
+                // A scheduled task (EventBridge) or a backfill work item
+                // (a Step Functions Distributed Map child), not a stream batch.
                 let left = context
                     .deadline
                     .saturating_sub(chrono::Utc::now().timestamp_millis().max(0) as u64);
                 let deadline = Instant::now() + std::time::Duration::from_millis(left);
-                let report = streamfold::sources::scheduled::run(&p.store, &task, deadline).await?;
-                return Ok::<_, Error>(serde_json::to_value(report)?);
+                return run_task(p, aws, &task, deadline).await;
             }
             let Some(records) = payload.records else {
                 return Err(

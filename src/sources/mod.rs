@@ -3,6 +3,7 @@
 //! records; all of them hand batches to `pipeline::run_batch`.
 
 pub mod backfill;
+pub mod backfill_task;
 pub mod export;
 pub mod lambda;
 pub mod replay;

@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 #[serde(deny_unknown_fields)]
 pub struct ScheduledTask {
     pub compact: Option<CompactTask>,
+    /// A Distributed Map child's export data file (`sources::backfill_task`).
+    pub export_file: Option<crate::sources::backfill_task::ExportFileTask>,
+    /// A Distributed Map child's Scan segment (`sources::backfill_task`).
+    pub scan_segment: Option<crate::sources::backfill_task::ScanSegmentTask>,
 }
 
 /// A compaction to run: drop ledger rows of events older than
@@ -37,7 +41,7 @@ fn default_chunk() -> u32 {
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduledError {
     #[error(
-        "scheduled task: nothing to do (expected {{\"streamfold\": {{\"compact\": {{\"older_than_days\": N}}}}}})"
+        "scheduled task: nothing to do (expected {{\"streamfold\": {{\"compact\": {{\"older_than_days\": N}}}}}}, or export_file / scan_segment)"
     )]
     Empty,
     #[error(

@@ -148,7 +148,7 @@ pub async fn run(p: &Pipeline, aws: &aws_config::SdkConfig, job: &Job) -> Result
     let result = match job {
         Job::Export(opts) => {
             let s3 = matches!(opts.location, ExportLocation::S3 { .. })
-                .then(|| aws_sdk_s3::Client::new(aws));
+                .then(|| streamfold::sources::export::s3_client(aws));
             export_backfill(p, s3.as_ref(), opts, &bars, &STOP).await
         }
         Job::Scan(opts) => {

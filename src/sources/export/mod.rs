@@ -28,7 +28,7 @@ use futures::StreamExt;
 use objects::{Md5Check, Objects};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -90,6 +90,21 @@ impl ExportLocation {
             },
         }
     }
+}
+
+/// An S3 client for reading exports. With a custom endpoint
+/// (`AWS_ENDPOINT_URL_S3` or `AWS_ENDPOINT_URL`: an emulator such as moto
+/// or MinIO, or a proxy), objects are addressed by path
+/// (`endpoint/bucket/key`), which those expect; AWS's own endpoints keep
+/// virtual-hosted addressing.
+pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let custom = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|u| !u.is_empty()));
+    let conf = aws_sdk_s3::config::Builder::from(config)
+        .force_path_style(custom)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
 }
 
 #[derive(Clone, Debug)]
@@ -184,16 +199,22 @@ enum LineFormat {
     Incremental { end_secs: i64 },
 }
 
-/// Backfill one export.
-async fn backfill_export(
-    p: &Pipeline,
-    s3: Option<&aws_sdk_s3::Client>,
+/// One export, ready to read: how its lines become records, its objects
+/// and its checkpoint job.
+struct Prepared<'s> {
+    format: LineFormat,
+    reader: Objects<'s>,
+    job: String,
+    summary: locate::Summary,
+}
+
+fn prepare<'s>(
     opts: &ExportOptions,
     source: SourceKind,
     chosen: locate::Chosen,
+    s3: Option<&'s aws_sdk_s3::Client>,
     observer: &dyn Observer,
-    stop: &AtomicBool,
-) -> Result<BackfillSummary, BackfillError> {
+) -> Result<Prepared<'s>, BackfillError> {
     let summary = chosen.summary;
     let format = match &opts.incremental {
         None => LineFormat::Snapshot {
@@ -221,10 +242,6 @@ async fn backfill_export(
             LineFormat::Incremental { end_secs }
         }
     };
-    let reader = Objects {
-        location: chosen.folder,
-        s3,
-    };
     if let Some(format) = &summary.output_format
         && format != "DYNAMODB_JSON"
     {
@@ -232,6 +249,41 @@ async fn backfill_export(
             "output format {format}; only DYNAMODB_JSON exports are read"
         )));
     }
+    let reader = Objects {
+        location: chosen.folder,
+        s3,
+    };
+    let job = job_name(
+        &opts.table,
+        summary
+            .export_arn
+            .as_deref()
+            .unwrap_or(&reader.location.describe()),
+    );
+    Ok(Prepared {
+        format,
+        reader,
+        job,
+        summary,
+    })
+}
+
+/// Backfill one export.
+async fn backfill_export(
+    p: &Pipeline,
+    s3: Option<&aws_sdk_s3::Client>,
+    opts: &ExportOptions,
+    source: SourceKind,
+    chosen: locate::Chosen,
+    observer: &dyn Observer,
+    stop: &AtomicBool,
+) -> Result<BackfillSummary, BackfillError> {
+    let Prepared {
+        format,
+        reader,
+        job,
+        summary,
+    } = prepare(opts, source, chosen, s3, observer)?;
     let manifest_name = summary
         .manifest_files_s3_key
         .rsplit('/')
@@ -256,24 +308,18 @@ async fn backfill_export(
             "manifest-summary.json says {total} items, manifest-files.json lists {listed}"
         )));
     }
-    let job = job_name(
-        &opts.table,
-        summary
-            .export_arn
-            .as_deref()
-            .unwrap_or(&reader.location.describe()),
-    );
-    let done: HashSet<String> = if opts.resume {
+    // With --resume, each file goes on from its checkpoint: skipped when
+    // done, from the line after its last committed batch otherwise.
+    let progress: HashMap<String, Checkpoint> = if opts.resume {
         p.store
             .checkpoints(&job)
             .await?
             .into_iter()
-            .filter(|c| c.done)
-            .map(|c| c.part)
+            .map(|c| (c.part.clone(), c))
             .collect()
     } else {
         p.store.clear_checkpoints(&job).await?;
-        HashSet::new()
+        HashMap::new()
     };
     let ctx = FileContext {
         p,
@@ -287,16 +333,18 @@ async fn backfill_export(
     let mut out = BackfillSummary::default();
     let mut first_err = None;
     let mut results = futures::stream::iter(files.iter().map(|f| {
-        let skip = done.contains(&part_name(&f.data_file_s3_key));
+        let checkpoint = progress.get(&part_name(&f.data_file_s3_key));
         let ctx = &ctx;
         async move {
-            if skip {
+            if checkpoint.is_some_and(|c| c.done) {
                 return Ok(BackfillSummary {
                     parts_skipped: 1,
                     ..BackfillSummary::default()
                 });
             }
-            backfill_file(ctx, f).await
+            backfill_file(ctx, f, resume_line(checkpoint), None)
+                .await
+                .map(|(summary, _)| summary)
         }
     }))
     .buffer_unordered(opts.parallel.max(1));
@@ -315,6 +363,122 @@ async fn backfill_export(
     }
 }
 
+/// The line a file's checkpoint says was applied last (0: none).
+fn resume_line(checkpoint: Option<&Checkpoint>) -> u64 {
+    checkpoint
+        .and_then(|c| c.position.as_deref())
+        .and_then(|p| p.strip_prefix("line:"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One data file of an export, the work of one Step Functions Distributed
+/// Map child (`sources::backfill_task`).
+#[derive(Clone, Debug)]
+pub struct FileJob {
+    /// The export's folder (where its `manifest-summary.json` is).
+    pub export: ExportLocation,
+    pub table: String,
+    /// The file's line of `manifest-files.json`, as the Map read it.
+    pub file: serde_json::Value,
+    pub incremental: Option<IncrementalOptions>,
+    /// Items per batch (one transaction each).
+    pub batch: usize,
+}
+
+/// What a file job did.
+#[derive(Debug, Default)]
+pub struct FileOutcome {
+    /// The file is applied whole (now, or by an earlier run).
+    pub done: bool,
+    /// An earlier run had finished it: nothing was read.
+    pub already_done: bool,
+    pub summary: BackfillSummary,
+}
+
+/// Apply one data file of an export through `p`, going on from its
+/// checkpoint (a finished file is skipped; a started one continues after
+/// its last committed batch) and stopping, resumably, once `deadline` has
+/// passed. The checkpoints are those of `streamfold backfill --export`, so
+/// either can finish what the other started.
+pub async fn export_file_backfill(
+    p: &Pipeline,
+    s3: Option<&aws_sdk_s3::Client>,
+    job: &FileJob,
+    deadline: Option<Instant>,
+) -> Result<FileOutcome, BackfillError> {
+    let started = Instant::now();
+    let source = SourceKind::from_table_name(&job.table).ok_or_else(|| BackfillError::Table {
+        table: job.table.clone(),
+        reason: "not one of the four source tables".into(),
+    })?;
+    let file: ManifestFile = serde_json::from_value(job.file.clone()).map_err(|e| {
+        BackfillError::Inconsistent(format!(
+            "the file is not a line of manifest-files.json (dataFileS3Key, itemCount): {e}"
+        ))
+    })?;
+    let opts = ExportOptions {
+        location: job.export.clone(),
+        choice: ExportChoice::Only,
+        table: job.table.clone(),
+        parallel: 1,
+        batch: job.batch,
+        resume: true,
+        incremental: job.incremental.clone(),
+    };
+    let quiet = super::backfill::Quiet;
+    let chosen = match &opts.incremental {
+        None => locate::locate(&opts.location, s3, &opts.table, &opts.choice).await?,
+        Some(_) => {
+            let mut all = locate::locate_incremental(&opts.location, s3, &opts.table).await?;
+            if all.len() != 1 {
+                return Err(BackfillError::Inconsistent(format!(
+                    "{} holds {} incremental exports: name one export's folder",
+                    opts.location.describe(),
+                    all.len()
+                )));
+            }
+            all.remove(0)
+        }
+    };
+    let prepared = prepare(&opts, source, chosen, s3, &quiet)?;
+    let part = part_name(&file.data_file_s3_key);
+    let checkpoint = p
+        .store
+        .checkpoints(&prepared.job)
+        .await?
+        .into_iter()
+        .find(|c| c.part == part);
+    if checkpoint.as_ref().is_some_and(|c| c.done) {
+        return Ok(FileOutcome {
+            done: true,
+            already_done: true,
+            summary: BackfillSummary {
+                parts_skipped: 1,
+                ..BackfillSummary::default()
+            },
+        });
+    }
+    let stop = AtomicBool::new(false);
+    let ctx = FileContext {
+        p,
+        reader: &prepared.reader,
+        opts: &opts,
+        observer: &quiet,
+        stop: &stop,
+        job: &prepared.job,
+        format: &prepared.format,
+    };
+    let (mut summary, done) =
+        backfill_file(&ctx, &file, resume_line(checkpoint.as_ref()), deadline).await?;
+    summary.elapsed = started.elapsed();
+    Ok(FileOutcome {
+        done,
+        already_done: false,
+        summary,
+    })
+}
+
 /// Other files stop at their next batch once one has failed.
 fn stop_on_error(stop: &AtomicBool) {
     stop.store(true, Ordering::Relaxed);
@@ -330,10 +494,16 @@ struct FileContext<'a> {
     format: &'a LineFormat,
 }
 
+/// Apply a data file's lines after `resume_after` (each batch's line saved
+/// as the file's checkpoint once committed). Returns whether the file is
+/// done: `false` when `deadline` passed first (its counts and checksum are
+/// checked by the run that reaches its end).
 async fn backfill_file(
     ctx: &FileContext<'_>,
     file: &ManifestFile,
-) -> Result<BackfillSummary, BackfillError> {
+    resume_after: u64,
+    deadline: Option<Instant>,
+) -> Result<(BackfillSummary, bool), BackfillError> {
     let key = &file.data_file_s3_key;
     let name = key.rsplit('/').next().unwrap_or(key);
     let mut summary = BackfillSummary::default();
@@ -355,6 +525,10 @@ async fn backfill_file(
         let Some(line) = line else { break };
         line_no += 1;
         if line.trim().is_empty() {
+            continue;
+        }
+        count += 1;
+        if line_no <= resume_after {
             continue;
         }
         let id = format!("{name}:{line_no}");
@@ -379,9 +553,12 @@ async fn backfill_file(
             }
         };
         records.push(record.map_err(BackfillError::Inconsistent)?);
-        count += 1;
         if records.len() >= batch {
             flush(ctx, name, &mut records, &mut summary).await?;
+            save_progress(ctx, key, line_no, count, false).await?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok((summary, false));
+            }
         }
     }
     flush(ctx, name, &mut records, &mut summary).await?;
@@ -409,21 +586,33 @@ async fn backfill_file(
             file.item_count
         )));
     }
+    save_progress(ctx, key, line_no, count, true).await?;
+    ctx.observer.finished(name);
+    summary.parts_done = 1;
+    Ok((summary, true))
+}
+
+/// A data file's checkpoint: the last line applied, and whether it is done.
+async fn save_progress(
+    ctx: &FileContext<'_>,
+    key: &str,
+    line_no: u64,
+    items: u64,
+    done: bool,
+) -> Result<(), BackfillError> {
     ctx.p
         .store
         .save_checkpoint(
             ctx.job,
             &Checkpoint {
                 part: part_name(key),
-                position: None,
-                items: count as i64,
-                done: true,
+                position: Some(format!("line:{line_no}")),
+                items: items as i64,
+                done,
             },
         )
         .await?;
-    ctx.observer.finished(name);
-    summary.parts_done = 1;
-    Ok(summary)
+    Ok(())
 }
 
 async fn flush(

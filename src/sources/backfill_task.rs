@@ -1,0 +1,170 @@
+//! Backfill work items for the Lambda function, as the children of a Step
+//! Functions Distributed Map invoke it (`infra/backfill-*.asl.json`):
+//!
+//! * `{"streamfold": {"export_file": {"export": "s3://bucket/…/AWSDynamoDB/<id>",
+//!   "table": "…", "file": {<its line of manifest-files.json>}}}}` applies one
+//!   data file of an export;
+//! * `{"streamfold": {"scan_segment": {"table": "…", "segment": 3,
+//!   "total_segments": 16}}}` scans one segment of a table.
+//!
+//! Both go through the same backfill code as `streamfold backfill`, and
+//! through `run_batch`, with its checkpoints in SQL: a finished file or
+//! segment is skipped, a started one goes on after its last committed
+//! batch. Each stops, resumably, `MARGIN` before the invocation's deadline
+//! and answers `{"done": false, …}`; the state machine invokes it again
+//! until `done`. A re-run of the whole execution (after a failed child)
+//! skips what finished and re-applies nothing: what a crashed batch had
+//! committed is a no-op the second time (the ledger).
+
+use super::backfill::{BackfillError, Quiet};
+use super::export::{ExportLocation, FileJob, IncrementalOptions, export_file_backfill};
+use super::scan::{ScanOptions, Segments, scan_backfill};
+use crate::pipeline::Pipeline;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Time kept back from the invocation's deadline for the batch under way
+/// and the response.
+pub const MARGIN: Duration = Duration::from_secs(20);
+
+/// One data file of an export.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportFileTask {
+    /// The export's folder, `s3://bucket/prefix/AWSDynamoDB/<export id>`.
+    pub export: String,
+    /// The source table (with its prefix).
+    pub table: String,
+    /// The file's line of `manifest-files.json` (`dataFileS3Key`,
+    /// `itemCount`, `md5Checksum`), as the Map's `ItemReader` read it.
+    pub file: serde_json::Value,
+    /// An incremental export (its window's states, `record::incremental`).
+    #[serde(default)]
+    pub incremental: bool,
+    /// With `incremental`: the table's TTL attribute.
+    #[serde(default)]
+    pub ttl_attribute: Option<String>,
+    /// Items per transaction.
+    #[serde(default = "default_batch")]
+    pub batch: usize,
+}
+
+/// One segment of a parallel Scan.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanSegmentTask {
+    pub table: String,
+    pub segment: u32,
+    pub total_segments: u32,
+    /// Read capacity units per second for this segment.
+    #[serde(default)]
+    pub max_rcu: Option<f64>,
+    /// Items per Scan page.
+    #[serde(default)]
+    pub page_size: Option<i32>,
+}
+
+fn default_batch() -> usize {
+    1000
+}
+
+/// What one invocation did: the state machine loops while `done` is false.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct TaskOutcome {
+    pub done: bool,
+    /// An earlier invocation had finished the work: nothing was read.
+    pub already_done: bool,
+    pub items: u64,
+    pub applied: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub rejected: u64,
+}
+
+impl TaskOutcome {
+    fn from_summary(s: &super::backfill::BackfillSummary, done: bool, already_done: bool) -> Self {
+        let t = s.report.total();
+        TaskOutcome {
+            done,
+            already_done,
+            items: s.items,
+            applied: t.applied,
+            unchanged: t.unchanged,
+            skipped: t.skipped,
+            rejected: t.rejected,
+        }
+    }
+}
+
+/// Apply one export data file, stopping `MARGIN` before `deadline`.
+pub async fn run_export_file(
+    p: &Pipeline,
+    s3: Option<&aws_sdk_s3::Client>,
+    task: &ExportFileTask,
+    deadline: Instant,
+) -> Result<TaskOutcome, BackfillError> {
+    let job = FileJob {
+        export: ExportLocation::parse(&task.export).map_err(BackfillError::Inconsistent)?,
+        table: task.table.clone(),
+        file: task.file.clone(),
+        incremental: task.incremental.then(|| IncrementalOptions {
+            ttl_attribute: task.ttl_attribute.clone(),
+        }),
+        batch: task.batch,
+    };
+    let out = export_file_backfill(p, s3, &job, Some(stop_at(deadline))).await?;
+    let outcome = TaskOutcome::from_summary(&out.summary, out.done, out.already_done);
+    tracing::info!(table = %task.table, export = %task.export, done = outcome.done,
+        already_done = outcome.already_done, items = outcome.items, applied = outcome.applied,
+        "backfill of an export data file");
+    Ok(outcome)
+}
+
+/// Scan one segment, stopping after the page under way once `MARGIN`
+/// before `deadline` has come.
+pub async fn run_scan_segment(
+    p: &Pipeline,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    task: &ScanSegmentTask,
+    deadline: Instant,
+) -> Result<TaskOutcome, BackfillError> {
+    let opts = ScanOptions {
+        table: task.table.clone(),
+        segments: Segments::One {
+            segment: task.segment,
+            total: task.total_segments,
+        },
+        resume: true,
+        max_rcu: task.max_rcu,
+        max_items_per_sec: None,
+        page_size: task.page_size,
+        consistent_read: false,
+        max_pages: None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let timer = {
+        let stop = stop.clone();
+        let at = tokio::time::Instant::from_std(stop_at(deadline));
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let result = scan_backfill(p, dynamodb, &opts, &Quiet, &stop).await;
+    timer.abort();
+    let outcome = match result {
+        Ok(s) => TaskOutcome::from_summary(&s, true, s.parts_skipped > 0 && s.items == 0),
+        // Stopped for the deadline after a committed page: resumable.
+        Err(BackfillError::Interrupted) => TaskOutcome::default(),
+        Err(e) => return Err(e),
+    };
+    tracing::info!(table = %task.table, segment = task.segment, total = task.total_segments,
+        done = outcome.done, items = outcome.items, "backfill of a Scan segment");
+    Ok(outcome)
+}
+
+fn stop_at(deadline: Instant) -> Instant {
+    deadline.checked_sub(MARGIN).unwrap_or(deadline)
+}
