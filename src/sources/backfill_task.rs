@@ -81,6 +81,8 @@ pub struct TaskOutcome {
     pub unchanged: u64,
     pub skipped: u64,
     pub rejected: u64,
+    /// Stored uncounted (no Slack ID / account yet).
+    pub unattributed: u64,
 }
 
 impl TaskOutcome {
@@ -94,6 +96,7 @@ impl TaskOutcome {
             unchanged: t.unchanged,
             skipped: t.skipped,
             rejected: t.rejected,
+            unattributed: t.unattributed,
         }
     }
 }

@@ -349,4 +349,46 @@ mod scan {
                 .is_err()
         );
     }
+
+    /// Distributed Map children over Scan segments: a child out of time
+    /// stops after a committed page and answers not done, the next
+    /// invocation goes on from the segment's checkpoint, and once done a
+    /// segment is skipped; the counts are the truth.
+    #[tokio::test]
+    async fn distributed_map_segments_go_on_from_their_checkpoints() {
+        use streamfold::sources::backfill_task::{ScanSegmentTask, run_scan_segment};
+        let Some(moto) = Moto::start() else { return };
+        let c = crate::moto::dynamodb_client(&moto.endpoint);
+        seed(&c).await;
+        let Some(h) = Harness::new("sqlite").await else {
+            return;
+        };
+        let task = |segment| ScanSegmentTask {
+            table: TABLE.into(),
+            segment,
+            total_segments: 3,
+            max_rcu: None,
+            page_size: Some(10),
+        };
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        let mut items = 0;
+        for segment in 0..3 {
+            let o = run_scan_segment(&h.p, &c, &task(segment), std::time::Instant::now())
+                .await
+                .unwrap();
+            assert!(!o.done, "out of time: {o:?}");
+            let o = run_scan_segment(&h.p, &c, &task(segment), later).await.unwrap();
+            assert!(o.done && !o.already_done, "{o:?}");
+            items += o.items;
+            let o = run_scan_segment(&h.p, &c, &task(segment), later).await.unwrap();
+            assert!(o.done && o.already_done && o.items == 0, "{o:?}");
+        }
+        assert!(items < ITEMS as u64 + 1 && items > 0, "{items}");
+        let saved = h.p.store.checkpoints(&job_name(TABLE, 3)).await.unwrap();
+        assert_eq!(saved.len(), 3);
+        assert!(saved.iter().all(|c| c.done), "{saved:?}");
+        assert_eq!(saved.iter().map(|c| c.items).sum::<i64>(), ITEMS as i64);
+        let live: BTreeMap<usize, String> = (0..ITEMS).map(|i| (i, ts(i))).collect();
+        assert_truth(&h, &live).await;
+    }
 }

@@ -353,3 +353,113 @@ async fn an_s3_prefix_with_one_then_two_exports() {
     // Three reads of the same items: counted once.
     assert_eq!(h.p.store.totals().await.unwrap().events_counted, 45);
 }
+
+/// The work of a Distributed Map over an export in S3 (moto), one child
+/// per line of `manifest-files.json`: a child that runs out of time goes
+/// on from its checkpoint, a child that fails (its object missing) is run
+/// again, a re-run of every child applies nothing, and the counts equal
+/// a CLI backfill of the same export.
+#[tokio::test]
+async fn distributed_map_children_apply_each_file_once() {
+    use streamfold::sources::backfill_task::{ExportFileTask, run_export_file};
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let s3 = s3_client(&moto.endpoint);
+    let bucket = "exports";
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let files = export_files("backfill", FIRST, TABLE, "2024-04-01T00:00:00.000Z");
+    let manifest: Vec<Value> = files
+        .iter()
+        .find(|(k, _)| k.ends_with("manifest-files.json"))
+        .map(|(_, b)| {
+            String::from_utf8(b.clone())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        })
+        .unwrap();
+    // The third data file is not there yet: its child fails.
+    let third = manifest[2]["dataFileS3Key"].as_str().unwrap().to_string();
+    let first_upload: Vec<_> = files
+        .iter()
+        .filter(|(k, _)| !third.ends_with(k.as_str()))
+        .cloned()
+        .collect();
+    upload(&s3, bucket, "backfill", &first_upload).await;
+
+    let Some(h) = Harness::with_directory("sqlite", &fixture_directory()).await else {
+        return;
+    };
+    let task = |file: &Value, batch: usize| ExportFileTask {
+        export: format!("s3://{bucket}/backfill/AWSDynamoDB/{FIRST}"),
+        table: TABLE.into(),
+        file: file.clone(),
+        incremental: false,
+        ttl_attribute: None,
+        batch,
+    };
+    let later = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    // Child 1 is out of time after its first batch of 7: not done.
+    let out_of_time = std::time::Instant::now();
+    let o = run_export_file(&h.p, Some(&s3), &task(&manifest[0], 7), out_of_time)
+        .await
+        .unwrap();
+    assert!(!o.done && o.items == 7, "{o:?}");
+    let mut applied = o.applied + o.unattributed;
+    // The state machine invokes it again: it goes on after line 7.
+    let o = run_export_file(&h.p, Some(&s3), &task(&manifest[0], 7), later)
+        .await
+        .unwrap();
+    assert!(o.done && !o.already_done, "{o:?}");
+    assert_eq!(o.items, 20 - 7, "went on after its checkpoint");
+    applied += o.applied + o.unattributed;
+    let o = run_export_file(&h.p, Some(&s3), &task(&manifest[1], 7), later)
+        .await
+        .unwrap();
+    assert!(o.done, "{o:?}");
+    applied += o.applied + o.unattributed;
+    let err = run_export_file(&h.p, Some(&s3), &task(&manifest[2], 7), later)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&third), "the failed child names its file: {err}");
+    // The operator fixes it and re-runs the execution: every child again.
+    upload(
+        &s3,
+        bucket,
+        "backfill",
+        &files
+            .iter()
+            .filter(|(k, _)| third.ends_with(k.as_str()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    for (i, file) in manifest.iter().enumerate() {
+        let o = run_export_file(&h.p, Some(&s3), &task(file, 7), later)
+            .await
+            .unwrap();
+        assert!(o.done, "{o:?}");
+        assert_eq!(o.already_done, i < 2, "file {i}: {o:?}");
+        applied += o.applied + o.unattributed;
+    }
+    // The same counts as one CLI backfill of the export, each item applied
+    // once over all the invocations.
+    let cli = Harness::with_directory("sqlite", &fixture_directory())
+        .await
+        .unwrap();
+    let location = ExportLocation::S3 {
+        bucket: bucket.into(),
+        prefix: "backfill".into(),
+    };
+    let (items, _) = run(&cli, Some(&s3), &location, ExportChoice::Only)
+        .await
+        .unwrap();
+    assert_eq!(items, 60);
+    assert_eq!(counted_state(&h.p).await, counted_state(&cli.p).await);
+    assert!(cli.total().await > 0);
+    let cli_applied = cli.p.store.totals().await.unwrap().ledger_rows;
+    assert_eq!(applied as i64, cli_applied, "every item applied once");
+}
