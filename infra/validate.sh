@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Offline checks of the SAM template: `sam validate --lint`, cfn-lint on the
-# template, and cfn-lint on the template expanded by aws-sam-translator.
+# template, cfn-lint on the template expanded by aws-sam-translator, and
+# asl-validator on the Step Functions definitions (infra/*.asl.json).
 # Usage: bash infra/validate.sh [TEMPLATE]   (needs .venv with aws-sam-cli,
-# cfn-lint and aws-sam-translator; .ci/run installs them)
+# cfn-lint and aws-sam-translator, and .tools/ with asl-validator; .ci/run
+# installs them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 template="${1:-infra/template.yaml}"
@@ -15,4 +17,10 @@ trap 'rm -rf "$scratch"' EXIT
 "$venv/bin/cfn-lint" "$template"
 "$venv/bin/python" infra/expand.py "$template" "$scratch/expanded.json"
 "$venv/bin/cfn-lint" "$scratch/expanded.json"
+# The state machine definitions, which cfn-lint does not check: asl-validator
+# (npm; .ci/run installs it under .tools/).
+asl="$PWD/.tools/node_modules/.bin/asl-validator"
+for d in ${ASL_DEFINITIONS:-infra/backfill-export.asl.json infra/backfill-scan.asl.json}; do
+  "$asl" --json-path "$d"
+done
 echo "template OK: $template"

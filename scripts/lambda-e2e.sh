@@ -3,7 +3,9 @@
 # moto serves the lookup tables, `cargo lambda watch` runs the function,
 # `cargo lambda invoke` sends every fixture event (the GitHub ones as a
 # Kinesis event), and the resulting counts must equal a local `streamfold
-# replay` of the DynamoDB Streams files.
+# replay` of the DynamoDB Streams files; then the function applies the
+# fixture export from moto S3 file by file, as the backfill state machine's
+# children invoke it, and the counts must equal `streamfold backfill` of it.
 #
 #   bash scripts/lambda-e2e.sh            # debug build
 #   RELEASE=1 bash scripts/lambda-e2e.sh  # release build (for timings)
@@ -64,8 +66,45 @@ for f in "${events[@]}" "$@"; do
   esac
 done
 
+# Backfill work items, as the export state machine's Distributed Map
+# children send them: the fixture export in moto S3, one invocation per
+# line of its manifest-files.json; a second round finds every file done.
+"$venv/bin/python" - "http://127.0.0.1:$moto_port" fixtures/exports/github_events > "$scratch/tasks.jsonl" <<'PY'
+import json, os, sys
+import boto3
+endpoint, base = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+s3.create_bucket(Bucket="streamfold-e2e")
+summary = json.load(open(os.path.join(base, "manifest-summary.json")))
+folder = summary["manifestFilesS3Key"].rsplit("/", 1)[0]
+for root, _, files in os.walk(base):
+    for f in files:
+        path = os.path.join(root, f)
+        s3.upload_file(path, "streamfold-e2e", f"{folder}/{os.path.relpath(path, base)}")
+table = summary["tableArn"].rsplit("/", 1)[1]
+for line in open(os.path.join(base, "manifest-files.json")):
+    if line.strip():
+        task = {"export": f"s3://streamfold-e2e/{folder}", "table": table, "file": json.loads(line)}
+        print(json.dumps({"streamfold": {"export_file": task}}))
+PY
+for round in first again; do
+  n=0
+  while read -r task; do
+    n=$((n + 1))
+    echo "$task" > "$scratch/task.json"
+    out=$("$venv/bin/cargo-lambda" lambda invoke streamfold-lambda -A 127.0.0.1 -P "$lambda_port" --data-file "$scratch/task.json")
+    echo "export data file $n ($round) -> $out"
+    case "$round:$out" in
+      first:*'"already_done":false'*'"done":true'*|again:*'"already_done":true'*'"done":true'*) ;;
+      *) echo "unexpected response for export data file $n ($round)" >&2; cat "$scratch/watch.log" >&2; exit 1 ;;
+    esac
+  done < "$scratch/tasks.jsonl"
+done
+
 bin="target/$target/streamfold"
 "$bin" replay --database-url "sqlite://$scratch/local.db" fixtures/events "$@" > /dev/null
+"$bin" backfill --database-url "sqlite://$scratch/local.db" --table icarus-prod-github_events \
+  --export fixtures/exports/github_events > /dev/null
 for db in lambda local; do
   "$bin" stats --database-url "sqlite://$scratch/$db.db" > "$scratch/$db.totals"
   for u in U01ALICE U02BOB U03CAROL acct-1001 acct-1002; do

@@ -105,11 +105,15 @@ async fn run_task(
         task.scan_segment.is_some(),
     ];
     if set.iter().filter(|s| **s).count() > 1 {
-        return Err("a {\"streamfold\": …} invocation names one task: compact, export_file or scan_segment".into());
+        return Err(
+            "a {\"streamfold\": …} invocation names one task: compact, export_file or scan_segment"
+                .into(),
+        );
     }
     // SDK clients for backfill work are built on its first invocation, so
     // that stream batches do not pay for them at init.
-    let config = || aws.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
+    let config =
+        || aws.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
     if let Some(file) = &task.export_file {
         let s3 = streamfold::sources::export::s3_client(config().await);
         let outcome = run_export_file(p, Some(&s3), file, deadline).await?;

@@ -377,10 +377,14 @@ mod scan {
                 .await
                 .unwrap();
             assert!(!o.done, "out of time: {o:?}");
-            let o = run_scan_segment(&h.p, &c, &task(segment), later).await.unwrap();
+            let o = run_scan_segment(&h.p, &c, &task(segment), later)
+                .await
+                .unwrap();
             assert!(o.done && !o.already_done, "{o:?}");
             items += o.items;
-            let o = run_scan_segment(&h.p, &c, &task(segment), later).await.unwrap();
+            let o = run_scan_segment(&h.p, &c, &task(segment), later)
+                .await
+                .unwrap();
             assert!(o.done && o.already_done && o.items == 0, "{o:?}");
         }
         assert!(items < ITEMS as u64 + 1 && items > 0, "{items}");

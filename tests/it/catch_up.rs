@@ -56,7 +56,10 @@ fn history() -> Vec<Change> {
         // Before the window.
         at(A - 600, gh("INSERT", &s(), "gh-1", "alice", &ts(9))),
         at(A - 500, gh("INSERT", &s(), "gh-2", "bob", &ts(9))),
-        at(A - 400, with_ttl(gh("INSERT", &s(), "gh-3", "alice", &ts(9)), A + 100)),
+        at(
+            A - 400,
+            with_ttl(gh("INSERT", &s(), "gh-3", "alice", &ts(9)), A + 100),
+        ),
         at(A - 300, gh("INSERT", &s(), "gh-6", "bob", &ts(9))),
         at(A - 200, llm("INSERT", &s(), "conv-1", generated, "0.5")),
         at(A - 1, gh("INSERT", &s(), "gh-9", "alice", &ts(8))),
@@ -65,7 +68,10 @@ fn history() -> Vec<Change> {
         at(A + 20, gh("REMOVE", &s(), "gh-2", "bob", &ts(9))),
         at(
             A + 200,
-            ttl_remove(with_ttl(gh("REMOVE", &s(), "gh-3", "alice", &ts(9)), A + 100)),
+            ttl_remove(with_ttl(
+                gh("REMOVE", &s(), "gh-3", "alice", &ts(9)),
+                A + 100,
+            )),
         ),
         at(A + 300, gh("INSERT", &s(), "gh-4", "alice", &ts(13))),
         at(A + 400, gh("INSERT", &s(), "gh-5", "bob", &ts(13))),
@@ -89,7 +95,10 @@ fn history() -> Vec<Change> {
 fn export_lines(history: &[Change], table: &str) -> Vec<Value> {
     let mut before: BTreeMap<String, Value> = BTreeMap::new();
     let mut last: BTreeMap<String, &Change> = BTreeMap::new();
-    for c in history.iter().filter(|c| c.record["eventSourceARN"].as_str().unwrap().contains(table)) {
+    for c in history
+        .iter()
+        .filter(|c| c.record["eventSourceARN"].as_str().unwrap().contains(table))
+    {
         let keys = c.record["dynamodb"]["Keys"].to_string();
         if c.t < A {
             match c.record["eventName"].as_str() {
@@ -119,7 +128,13 @@ fn export_lines(history: &[Change], table: &str) -> Vec<Value> {
 
 /// An incremental export of `table` under `root` (the `--s3-prefix`
 /// layout), its lines in one gzip data file.
-fn write_export(root: &std::path::Path, table: &str, id: &str, window: (i64, i64), lines: &[Value]) {
+fn write_export(
+    root: &std::path::Path,
+    table: &str,
+    id: &str,
+    window: (i64, i64),
+    lines: &[Value],
+) {
     let prefix = format!("p/AWSDynamoDB/{id}");
     let dir = root.join("AWSDynamoDB").join(id);
     std::fs::create_dir_all(dir.join("data")).unwrap();
@@ -166,7 +181,11 @@ fn write_export(root: &std::path::Path, table: &str, id: &str, window: (i64, i64
 }
 
 /// Backfill every incremental export of `table` under `root`; the counts.
-async fn catch_up(h: &Harness, root: &std::path::Path, table: &str) -> streamfold::pipeline::Counts {
+async fn catch_up(
+    h: &Harness,
+    root: &std::path::Path,
+    table: &str,
+) -> streamfold::pipeline::Counts {
     let opts = ExportOptions {
         location: ExportLocation::Dir(root.to_path_buf()),
         choice: ExportChoice::Only,
@@ -201,7 +220,10 @@ pub async fn incremental_export_restores_an_unbroken_run(engine: &str) {
     let want = counted_state(&unbroken.p).await;
 
     let exports = tempfile::tempdir().unwrap();
-    for (table, id) in [(GH, "01710003600000-aaaa0001"), (LLM, "01710003600000-bbbb0002")] {
+    for (table, id) in [
+        (GH, "01710003600000-aaaa0001"),
+        (LLM, "01710003600000-bbbb0002"),
+    ] {
         let root = exports.path().join(table);
         write_export(&root, table, id, (A, B), &export_lines(&history, table));
     }
@@ -241,8 +263,19 @@ pub async fn incremental_export_restores_an_unbroken_run(engine: &str) {
         // changes nothing.
         let again = catch_up(&h, &exports.path().join(GH), GH).await;
         assert_eq!(again.applied, 0, "{again:?}");
-        apply_all(&h, &history.iter().filter(|c| c.t < A || c.t >= B).collect::<Vec<_>>()).await;
-        assert_eq!(counted_state(&h.p).await, want, "engine {engine}, after redelivery");
+        apply_all(
+            &h,
+            &history
+                .iter()
+                .filter(|c| c.t < A || c.t >= B)
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        assert_eq!(
+            counted_state(&h.p).await,
+            want,
+            "engine {engine}, after redelivery"
+        );
     }
 }
 

@@ -424,7 +424,10 @@ async fn distributed_map_children_apply_each_file_once() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains(&third), "the failed child names its file: {err}");
+    assert!(
+        err.contains(&third),
+        "the failed child names its file: {err}"
+    );
     // The operator fixes it and re-runs the execution: every child again.
     upload(
         &s3,
