@@ -350,3 +350,40 @@ fn a_missing_directory_is_an_error_and_an_empty_one_is_said() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("holds no identity items"), "{e}");
 }
+
+/// `streamfold replay` takes events in the Kinesis shape (Kinesis Data
+/// Streams for DynamoDB) as they are: the committed Kinesis fixture counts
+/// as its DynamoDB Streams original, and replaying both adds nothing.
+#[test]
+fn replaying_the_kinesis_fixture_counts_as_its_stream_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    let kinesis = streamfold(&[
+        "replay",
+        "--database-url",
+        &db("k.db"),
+        "fixtures/kinesis/01_github_events.json",
+    ]);
+    let streams = streamfold(&[
+        "replay",
+        "--database-url",
+        &db("s.db"),
+        "fixtures/events/01_github_events.json",
+    ]);
+    assert!(kinesis.status.success() && streams.status.success());
+    let (k, s) = (stdout(&kinesis), stdout(&streams));
+    assert_eq!(total_row(&k), total_row(&s), "{k}\n{s}");
+    assert!(total_row(&k)[1] > 0, "{k}");
+    assert_eq!(database_line(&k), database_line(&s));
+    // The stream originals after their Kinesis copies: the same changes,
+    // so the counts do not move (where a copy's version is the higher one
+    // it replaces the other with the same contribution).
+    let both = streamfold(&[
+        "replay",
+        "--database-url",
+        &db("k.db"),
+        "fixtures/events/01_github_events.json",
+    ]);
+    assert!(both.status.success());
+    assert_eq!(database_line(&stdout(&both)), database_line(&k));
+}
