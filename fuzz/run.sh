@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 seconds="${1:-20}"
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
-targets=(parse_event normalize_github_events normalize_dropbox_file_changes normalize_conversations normalize_llm_data_collection event_time)
+targets=(parse_event normalize_github_events normalize_dropbox_file_changes normalize_conversations normalize_llm_data_collection event_time adapt_records)
 for t in "${targets[@]}"; do mkdir -p "$corpus/$t"; done
 cp ../fixtures/events/*.json ../fixtures/bad/*.json "$corpus/parse_event/"
 # Item images from the fixtures seed the normaliser targets.
@@ -27,6 +27,15 @@ for path in sorted(glob.glob("../fixtures/events/*.json")):
         if target and image:
             n += 1
             open(os.path.join(out, target, f"seed{n}.json"), "w").write(json.dumps(image))
+# Change records of the Kinesis fixture, and incremental-export lines.
+import base64
+for i, rec in enumerate(json.load(open("../fixtures/kinesis/01_github_events.json"))["Records"]):
+    open(os.path.join(out, "adapt_records", f"kinesis{i}"), "wb").write(base64.b64decode(rec["kinesis"]["data"]))
+for i, line in enumerate([
+    '{"Metadata":{"WriteTimestampMicros":{"N":"1710000000250000"}},"Keys":{"id":{"S":"gh-1"}},"NewImage":{"id":{"S":"gh-1"},"username":{"S":"alice"},"timestamp":{"S":"2024-03-12T11:15:00Z"}},"OldImage":{"id":{"S":"gh-1"}}}',
+    '{"Metadata":{"WriteTimestampMicros":{"N":"1710000000250000"}},"Keys":{"id":{"S":"gh-3"}},"OldImage":{"id":{"S":"gh-3"},"ttl":{"N":"1709999999"}}}',
+]):
+    open(os.path.join(out, "adapt_records", f"line{i}"), "w").write(line)
 for i, s in enumerate(["2024-03-10T09:30:00Z", "1710063000", "1710063000123", "2024-03-10T09:30:00", "4421584500000000017450439091"]):
     open(os.path.join(out, "event_time", f"seed{i}"), "w").write(s)
 PY

@@ -169,30 +169,38 @@ const TIMED: u8 = 0x02;
 /// Length of a timed version: tag, time, kind, tiebreak.
 pub const TIMED_LEN: usize = 1 + 8 + 1 + SEQ_BYTES;
 
+/// A `SequenceNumber` (1 to 40 decimal digits) as a 17-byte big-endian
+/// integer.
+fn sequence_bytes(seq: &str) -> Result<[u8; SEQ_BYTES], String> {
+    if seq.is_empty() || seq.len() > 40 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "SequenceNumber {seq:?} is not a decimal number of 1 to 40 digits"
+        ));
+    }
+    let be = if seq.len() <= 38 {
+        // Fits a u128 (< 3.4 × 10^38): the common case, 21 digits.
+        let n: u128 = seq
+            .parse()
+            .map_err(|_| format!("SequenceNumber {seq:?} is not a decimal number"))?;
+        let wide = n.to_be_bytes();
+        let mut be = [0u8; SEQ_BYTES];
+        be[SEQ_BYTES - wide.len()..].copy_from_slice(&wide);
+        be
+    } else {
+        sequence_bytes_long(seq)
+    };
+    Ok(be)
+}
+
 impl Version {
     pub fn snapshot() -> Version {
         Version(vec![0x00])
     }
 
-    /// Parse a stream `SequenceNumber`: 1 to 40 decimal digits.
+    /// Parse a stream `SequenceNumber`: 1 to 40 decimal digits (the
+    /// untimed form; see [`Version::stream_record`]).
     pub fn from_sequence_number(seq: &str) -> Result<Version, String> {
-        if seq.is_empty() || seq.len() > 40 || !seq.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "SequenceNumber {seq:?} is not a decimal number of 1 to 40 digits"
-            ));
-        }
-        let be = if seq.len() <= 38 {
-            // Fits a u128 (< 3.4 × 10^38): the common case, 21 digits.
-            let n: u128 = seq
-                .parse()
-                .map_err(|_| format!("SequenceNumber {seq:?} is not a decimal number"))?;
-            let wide = n.to_be_bytes();
-            let mut be = [0u8; SEQ_BYTES];
-            be[SEQ_BYTES - wide.len()..].copy_from_slice(&wide);
-            be
-        } else {
-            sequence_bytes_long(seq)
-        };
+        let be = sequence_bytes(seq)?;
         let mut bytes = Vec::with_capacity(1 + SEQ_BYTES);
         bytes.push(0x01);
         bytes.extend_from_slice(&be);
@@ -214,9 +222,7 @@ impl Version {
     /// `SequenceNumber` below every record that has one), then the
     /// `SequenceNumber`.
     pub fn stream_record(seq: &str, approx_secs: Option<i64>) -> Result<Version, String> {
-        let untimed = Version::from_sequence_number(seq)?;
-        let mut tiebreak = [0u8; SEQ_BYTES];
-        tiebreak.copy_from_slice(&untimed.0[1..]);
+        let tiebreak = sequence_bytes(seq)?;
         let micros = approx_secs.map_or(0, |s| (s.max(0) as u64).saturating_mul(1_000_000));
         Ok(Version::timed(micros, TimedKind::Record, tiebreak))
     }

@@ -44,3 +44,28 @@ fn check(n: Normalized) {
         assert!(!reason.is_empty(), "a rejection without a reason");
     }
 }
+
+/// Arbitrary bytes as DynamoDB's change record inside a Kinesis record,
+/// and as a line of an incremental export: each adapter's record (or its
+/// error) and then its normalisation.
+pub fn adapted(data: &[u8]) {
+    use streamfold::record::incremental::{Window, incremental_record};
+    use streamfold::record::kinesis::change_record;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(raw) = change_record("49590000000000000000000000000000000000000000000000000001", "us-east-1", "123456789012", text) {
+        check(normalize(&parse_record(&raw)));
+    }
+    for ttl_attribute in [None, Some("ttl")] {
+        let window = Window {
+            table: "icarus-prod-github_events",
+            end_secs: 1_710_003_600,
+            ttl_attribute,
+        };
+        match incremental_record(&window, text, "data.json.gz:1") {
+            Ok(raw) => check(normalize(&parse_record(&raw))),
+            Err(reason) => assert!(!reason.is_empty(), "an error without a reason"),
+        }
+    }
+}

@@ -24,28 +24,34 @@ use crate::record::snapshot::KINESIS_EVENT_SOURCE;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 /// `eventSource` Lambda sets on Kinesis records.
 pub const KINESIS_SOURCE: &str = "aws:kinesis";
 
+/// Only what tells a Kinesis record from anything else.
+#[derive(Deserialize)]
+struct Source<'a> {
+    #[serde(rename = "eventSource", borrow, default)]
+    event_source: Option<Cow<'a, str>>,
+}
+
 #[derive(Deserialize)]
 struct KinesisEventRecord<'a> {
-    #[serde(rename = "eventSource")]
-    event_source: &'a str,
-    #[serde(rename = "eventSourceARN", default)]
-    event_source_arn: Option<&'a str>,
-    #[serde(rename = "awsRegion", default)]
-    aws_region: Option<&'a str>,
+    #[serde(rename = "eventSourceARN", borrow, default)]
+    event_source_arn: Option<Cow<'a, str>>,
+    #[serde(rename = "awsRegion", borrow, default)]
+    aws_region: Option<Cow<'a, str>>,
     #[serde(borrow)]
     kinesis: KinesisPayload<'a>,
 }
 
 #[derive(Deserialize)]
 struct KinesisPayload<'a> {
-    #[serde(rename = "sequenceNumber")]
-    sequence_number: &'a str,
+    #[serde(rename = "sequenceNumber", borrow)]
+    sequence_number: Cow<'a, str>,
     #[serde(borrow)]
-    data: std::borrow::Cow<'a, str>,
+    data: Cow<'a, str>,
 }
 
 /// DynamoDB's change record inside `data`.
@@ -87,23 +93,37 @@ fn may_be_kinesis(raw: &RawValue) -> bool {
     raw.get().contains(KINESIS_SOURCE)
 }
 
+/// Whether `raw` is a Lambda Kinesis record (`eventSource` `aws:kinesis`).
+fn is_kinesis(raw: &RawValue) -> bool {
+    may_be_kinesis(raw)
+        && serde_json::from_str::<Source<'_>>(raw.get())
+            .is_ok_and(|s| s.event_source.as_deref() == Some(KINESIS_SOURCE))
+}
+
 /// The stream record of a Lambda Kinesis record, or `None` when `raw` is
 /// not one (a DynamoDB stream record, or anything else `normalize` judges).
 pub fn stream_record(raw: &RawValue) -> Option<Box<RawValue>> {
-    if !may_be_kinesis(raw) {
+    if !is_kinesis(raw) {
         return None;
     }
-    let rec: KinesisEventRecord<'_> = serde_json::from_str(raw.get()).ok()?;
-    if rec.event_source != KINESIS_SOURCE {
-        return None;
-    }
-    let region = rec.aws_region.unwrap_or("unknown");
+    let rec: KinesisEventRecord<'_> = match serde_json::from_str(raw.get()) {
+        Ok(rec) => rec,
+        Err(e) => {
+            let reason = format!(
+                "malformed Kinesis record: {}",
+                crate::record::lambda_event::redact_quoted(&e.to_string())
+            );
+            return Some(unreadable(raw, "?", "unknown", &reason));
+        }
+    };
+    let region = rec.aws_region.as_deref().unwrap_or("unknown");
     let account = rec
         .event_source_arn
+        .as_deref()
         .and_then(|arn| arn.split(':').nth(4))
         .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
         .unwrap_or("000000000000");
-    let seq = rec.kinesis.sequence_number;
+    let seq = &rec.kinesis.sequence_number;
     Some(
         convert(&rec, region, account)
             .unwrap_or_else(|reason| unreadable(raw, seq, region, &reason)),
@@ -113,11 +133,11 @@ pub fn stream_record(raw: &RawValue) -> Option<Box<RawValue>> {
 /// The Kinesis `sequenceNumber` of a Lambda Kinesis record: its
 /// `itemIdentifier` in a partial batch failure.
 pub fn sequence_number(raw: &RawValue) -> Option<String> {
-    if !may_be_kinesis(raw) {
+    if !is_kinesis(raw) {
         return None;
     }
     let rec: KinesisEventRecord<'_> = serde_json::from_str(raw.get()).ok()?;
-    (rec.event_source == KINESIS_SOURCE).then(|| rec.kinesis.sequence_number.to_string())
+    Some(rec.kinesis.sequence_number.into_owned())
 }
 
 /// `ApproximateCreationDateTime` of a change record in microseconds: as
@@ -159,6 +179,17 @@ fn convert(
         .map_err(|_| "Kinesis data is not base64".to_string())?;
     let text =
         std::str::from_utf8(&bytes).map_err(|_| "Kinesis data is not UTF-8 text".to_string())?;
+    change_record(&rec.kinesis.sequence_number, region, account, text)
+}
+
+/// The stream record of DynamoDB's change record `text` (a Kinesis
+/// record's decoded `data`), named by Kinesis sequence number `seq`.
+pub fn change_record(
+    seq: &str,
+    region: &str,
+    account: &str,
+    text: &str,
+) -> Result<Box<RawValue>, String> {
     let change: ChangeRecord<'_> = serde_json::from_str(text).map_err(|e| {
         format!(
             "Kinesis data is not a DynamoDB change record: {}",
@@ -172,7 +203,7 @@ fn convert(
         r#"{{"ApproximateCreationDateTime":{secs},"Keys":{keys},"SequenceNumber":{seq},"StreamfoldVersion":"{version}","SizeBytes":{size}"#,
         secs = micros as f64 / 1e6,
         keys = d.keys.get(),
-        seq = json(rec.kinesis.sequence_number),
+        seq = json(seq),
         version = version.to_hex(),
         size = d.size_bytes.unwrap_or(text.len() as i64),
     );
@@ -189,12 +220,7 @@ fn convert(
         .unwrap_or_default();
     let out = format!(
         r#"{{"eventID":{id},"eventName":{name},"eventSource":"{KINESIS_EVENT_SOURCE}","awsRegion":{region},"eventSourceARN":{arn}{identity},"dynamodb":{ddb}}}"#,
-        id = json(
-            change
-                .event_id
-                .as_deref()
-                .unwrap_or(rec.kinesis.sequence_number)
-        ),
+        id = json(change.event_id.as_deref().unwrap_or(seq)),
         name = json(&change.event_name),
         region = json(change.aws_region.as_deref().unwrap_or(region)),
         arn = json(&format!(
@@ -290,6 +316,24 @@ mod tests {
         bad = bad.replace(r#""data":""#, r#""data":"%%%"#);
         let out = stream_record(&RawValue::from_string(bad).unwrap()).unwrap();
         assert!(out.get().contains("not base64"), "{}", out.get());
+    }
+
+    #[test]
+    fn a_malformed_kinesis_record_is_kept_with_a_reason() {
+        let raw = RawValue::from_string(
+            r#"{"eventSource":"aws:kinesis","kinesis":{"data":"e30="}}"#.into(),
+        )
+        .unwrap();
+        let out = stream_record(&raw).unwrap();
+        let v: serde_json::Value = serde_json::from_str(out.get()).unwrap();
+        assert!(
+            v["streamfoldError"]
+                .as_str()
+                .unwrap()
+                .starts_with("malformed Kinesis record: missing field `sequenceNumber`"),
+            "{v}"
+        );
+        assert_eq!(sequence_number(&raw), None);
     }
 
     #[test]
