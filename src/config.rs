@@ -226,6 +226,9 @@ impl LambdaConfig {
                 )?),
                 allow_plaintext: get("STREAMFOLD_DB_ALLOW_PLAINTEXT")
                     .is_some_and(|v| v == "1" || v == "true"),
+                insecure_tls: get("STREAMFOLD_DB_INSECURE_TLS")
+                    .is_some_and(|v| v == "1" || v == "true"),
+                ca_file: get("DATABASE_CA_FILE").map(std::path::PathBuf::from),
                 ..StoreOptions::default()
             },
             default_tz,

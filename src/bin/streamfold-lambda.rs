@@ -19,6 +19,7 @@ use streamfold::store::Store;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    streamfold::store::connect::install_crypto_provider();
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(streamfold::logging::filter("info"))

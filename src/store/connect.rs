@@ -1,6 +1,6 @@
-//! Connection policy shared by the dialects: which dialect a URL names, and
-//! TLS required for any non-loopback host unless the URL explicitly disables
-//! it and the operator allowed that.
+//! Connection policy shared by the dialects: which dialect a URL names; TLS
+//! verified in full for any non-loopback host unless the operator allowed
+//! less; the process's one crypto provider.
 
 use super::StoreError;
 use crate::redact::redact_url;
@@ -32,42 +32,120 @@ pub fn is_loopback(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// How TLS is to be used for a connection.
+/// A TLS mode, in PostgreSQL's names (MySQL's map one to one:
+/// `DISABLED`, `PREFERRED`, `REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY`).
+/// MySQL has no `allow`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TlsDecision {
-    /// Keep what the URL says (loopback, or an explicit TLS mode).
-    AsConfigured,
-    /// Upgrade "prefer" to "require".
+pub enum TlsMode {
+    /// Plaintext.
+    Disable,
+    /// Plaintext, TLS only if the server insists.
+    Allow,
+    /// TLS if the server offers it, else plaintext; nothing verified.
+    Prefer,
+    /// TLS, but the certificate is not verified.
     Require,
+    /// TLS, the certificate chains to a trusted CA; its name is not checked.
+    VerifyCa,
+    /// TLS, trusted CA and the certificate names the host.
+    VerifyFull,
 }
 
-/// Decide TLS for `host` given whether the URL disabled TLS explicitly and
-/// whether it named any mode at all.
+impl TlsMode {
+    /// The modes that can end in plaintext.
+    pub fn can_be_plaintext(self) -> bool {
+        matches!(self, TlsMode::Disable | TlsMode::Allow | TlsMode::Prefer)
+    }
+
+    /// The modes that do not check the server's identity in full.
+    pub fn skips_verification(self) -> bool {
+        self != TlsMode::VerifyFull
+    }
+}
+
+/// What the operator allowed beyond full verification, for non-loopback
+/// hosts. Loopback hosts and Unix sockets keep whatever the URL says: their
+/// traffic does not leave the machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TlsAllowances {
+    /// `--allow-plaintext`: modes that can end in plaintext (and, since
+    /// plaintext is weaker still, those that skip verification).
+    pub plaintext: bool,
+    /// `--insecure-tls`: encrypted modes that skip verification (`require`,
+    /// `verify-ca`).
+    pub unverified: bool,
+}
+
+/// The TLS mode to connect with, given the mode the URL (or the driver's
+/// environment) named, if any. `None`: keep the driver's own choice
+/// (loopback hosts only).
+///
+/// A non-loopback host without a mode gets `verify-full`; a named mode that
+/// can end in plaintext needs `allowances.plaintext`; one that encrypts but
+/// does not verify in full needs `allowances.unverified` (or `plaintext`).
 pub fn tls_policy(
     url: &str,
     host: &str,
-    explicitly_disabled: bool,
-    mode_given: bool,
-    allow_plaintext: bool,
-) -> Result<TlsDecision, StoreError> {
+    named: Option<TlsMode>,
+    allowances: TlsAllowances,
+) -> Result<Option<TlsMode>, StoreError> {
     if is_loopback(host) {
-        return Ok(TlsDecision::AsConfigured);
+        return Ok(named);
     }
-    if explicitly_disabled {
-        if allow_plaintext {
-            tracing::warn!(url = %redact_url(url), "TLS disabled for a non-loopback database host");
-            return Ok(TlsDecision::AsConfigured);
+    let Some(mode) = named else {
+        return Ok(Some(TlsMode::VerifyFull));
+    };
+    let refuse = |reason: String| StoreError::Insecure {
+        url: redact_url(url),
+        reason,
+    };
+    if mode.can_be_plaintext() {
+        if !allowances.plaintext {
+            return Err(refuse(format!(
+                "TLS mode {mode:?} can fall back to plaintext to a non-loopback host; use \
+                 verify-full (MySQL: VERIFY_IDENTITY), or pass --allow-plaintext \
+                 (STREAMFOLD_DB_ALLOW_PLAINTEXT=1) to accept that"
+            )));
         }
-        return Err(StoreError::Insecure {
-            url: redact_url(url),
-            reason: "TLS is disabled in the URL for a non-loopback host; set STREAMFOLD_DB_ALLOW_PLAINTEXT=1 to allow it".into(),
-        });
+        tracing::warn!(url = %redact_url(url), ?mode, "plaintext allowed to a non-loopback database host");
+    } else if mode.skips_verification() {
+        if !(allowances.unverified || allowances.plaintext) {
+            return Err(refuse(format!(
+                "TLS mode {mode:?} does not verify the server's identity (a non-loopback \
+                 host); use verify-full (MySQL: VERIFY_IDENTITY) with the server's CA \
+                 (--db-ca-file), or pass --insecure-tls (STREAMFOLD_DB_INSECURE_TLS=1) to \
+                 accept that"
+            )));
+        }
+        tracing::warn!(url = %redact_url(url), ?mode, "unverified TLS allowed to a non-loopback database host");
     }
-    Ok(if mode_given {
-        TlsDecision::AsConfigured
-    } else {
-        TlsDecision::Require
-    })
+    Ok(Some(mode))
+}
+
+/// Install the one rustls crypto provider of the process (ring, the one
+/// sqlx's handshakes use). rustls is linked with both ring and aws-lc-rs
+/// (the AWS SDK brings the latter), and with two providers and none
+/// installed, the first verifier built from the process default panics (as
+/// sqlx's `verify-ca` did). Idempotent; both binaries call it first thing,
+/// and opening a store calls it again for library users.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A CA bundle file to trust, checked before any connection so that a
+/// mistyped path is said as such rather than as a failed handshake.
+pub fn check_ca_file(url: &str, path: &std::path::Path) -> Result<(), StoreError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(StoreError::Insecure {
+            url: redact_url(url),
+            reason: format!("the CA bundle {} is not a file", path.display()),
+        }),
+        Err(e) => Err(StoreError::Insecure {
+            url: redact_url(url),
+            reason: format!("the CA bundle {} cannot be read: {e}", path.display()),
+        }),
+    }
 }
 
 /// Value of a query parameter of the URL (first match, case-insensitive key).
@@ -160,27 +238,52 @@ mod tests {
     }
 
     #[test]
-    fn tls_required_for_remote_hosts() {
+    fn remote_hosts_verify_in_full_unless_allowed() {
         let u = "mysql://u:pw@db.example.com/x";
+        let none = TlsAllowances::default();
+        let remote = |named, allow| tls_policy(u, "db.example.com", named, allow);
+        assert_eq!(remote(None, none).unwrap(), Some(TlsMode::VerifyFull));
         assert_eq!(
-            tls_policy(u, "db.example.com", false, false, false).unwrap(),
-            TlsDecision::Require
+            remote(Some(TlsMode::VerifyFull), none).unwrap(),
+            Some(TlsMode::VerifyFull)
         );
+        for weak in [
+            TlsMode::Disable,
+            TlsMode::Allow,
+            TlsMode::Prefer,
+            TlsMode::Require,
+            TlsMode::VerifyCa,
+        ] {
+            let e = remote(Some(weak), none).unwrap_err().to_string();
+            assert!(!e.contains("pw"), "{e}");
+            assert!(
+                e.contains("--allow-plaintext") || e.contains("--insecure-tls"),
+                "{e}"
+            );
+        }
+        let unverified = TlsAllowances {
+            unverified: true,
+            plaintext: false,
+        };
+        for mode in [TlsMode::Require, TlsMode::VerifyCa] {
+            assert_eq!(remote(Some(mode), unverified).unwrap(), Some(mode));
+        }
+        for mode in [TlsMode::Disable, TlsMode::Allow, TlsMode::Prefer] {
+            let e = remote(Some(mode), unverified).unwrap_err().to_string();
+            assert!(e.contains("plaintext"), "{e}");
+        }
+        let plaintext = TlsAllowances {
+            plaintext: true,
+            unverified: false,
+        };
+        for mode in [TlsMode::Disable, TlsMode::Prefer, TlsMode::Require] {
+            assert_eq!(remote(Some(mode), plaintext).unwrap(), Some(mode));
+        }
+        // Loopback keeps what it was given, including nothing.
+        assert_eq!(tls_policy(u, "127.0.0.1", None, none).unwrap(), None);
         assert_eq!(
-            tls_policy(u, "db.example.com", false, true, false).unwrap(),
-            TlsDecision::AsConfigured
-        );
-        let e = tls_policy(u, "db.example.com", true, true, false)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("TLS is disabled") && !e.contains("pw"), "{e}");
-        assert_eq!(
-            tls_policy(u, "db.example.com", true, true, true).unwrap(),
-            TlsDecision::AsConfigured
-        );
-        assert_eq!(
-            tls_policy(u, "127.0.0.1", true, true, false).unwrap(),
-            TlsDecision::AsConfigured
+            tls_policy(u, "localhost", Some(TlsMode::Disable), none).unwrap(),
+            Some(TlsMode::Disable)
         );
     }
 

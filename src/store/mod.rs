@@ -119,6 +119,7 @@ impl Store {
 
     /// Connect without checking the schema (for `migrate`).
     pub async fn connect(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
+        connect::install_crypto_provider();
         let backend = match connect::dialect_of(url) {
             Some(connect::Dialect::Sqlite) => {
                 Backend::Sqlite(sqlite::SqliteStore::open(url, opts).await?)

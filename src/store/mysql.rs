@@ -6,7 +6,7 @@
 //! only one of the two servers accepts (no `AS new` row alias, no reopened
 //! temporary tables).
 
-use super::connect::{self, TlsDecision};
+use super::connect::{self, TlsMode};
 use super::dialect::{Dialect, Flavor};
 use super::{ApplyResult, RejectListing, RejectedRecord, StoreError, StoreOptions, Totals};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
@@ -50,17 +50,18 @@ impl MySqlStore {
         let mut options = MySqlConnectOptions::from_str(url)
             .map_err(connect_err)?
             .charset("utf8mb4");
-        let mode = connect::query_param(url, &["ssl-mode", "sslmode"]);
-        let disabled = matches!(options.get_ssl_mode(), MySqlSslMode::Disabled) && mode.is_some();
-        if connect::tls_policy(
-            url,
-            options.get_host(),
-            disabled,
-            mode.is_some(),
-            opts.allow_plaintext,
-        )? == TlsDecision::Require
+        let named = connect::query_param(url, &["ssl-mode", "sslmode"])
+            .map(|_| tls_mode_of(options.get_ssl_mode()));
+        if let Some(mode) =
+            connect::tls_policy(url, options.get_host(), named, opts.tls_allowances())?
         {
-            options = options.ssl_mode(MySqlSslMode::Required);
+            options = options.ssl_mode(mysql_ssl_mode(mode));
+        }
+        if let Some(ca) = &opts.ca_file
+            && connect::query_param(url, &["ssl-ca", "sslca"]).is_none()
+        {
+            connect::check_ca_file(url, ca)?;
+            options = options.ssl_ca(ca);
         }
         let host = options.get_host().to_string();
         let at = (
@@ -178,6 +179,29 @@ impl Dialect for MySqlDialect {
         result: &mut ApplyResult,
     ) -> Result<(), StoreError> {
         super::mysql_batch::apply(tx, rows, rejects, result).await
+    }
+}
+
+/// The driver's mode in the policy's terms.
+fn tls_mode_of(mode: MySqlSslMode) -> TlsMode {
+    match mode {
+        MySqlSslMode::Disabled => TlsMode::Disable,
+        MySqlSslMode::Preferred => TlsMode::Prefer,
+        MySqlSslMode::Required => TlsMode::Require,
+        MySqlSslMode::VerifyCa => TlsMode::VerifyCa,
+        MySqlSslMode::VerifyIdentity => TlsMode::VerifyFull,
+    }
+}
+
+/// The policy's mode in the driver's terms (MySQL has no `allow`: it is
+/// the closest plaintext-first mode, `PREFERRED`, only if ever asked).
+fn mysql_ssl_mode(mode: TlsMode) -> MySqlSslMode {
+    match mode {
+        TlsMode::Disable => MySqlSslMode::Disabled,
+        TlsMode::Allow | TlsMode::Prefer => MySqlSslMode::Preferred,
+        TlsMode::Require => MySqlSslMode::Required,
+        TlsMode::VerifyCa => MySqlSslMode::VerifyCa,
+        TlsMode::VerifyFull => MySqlSslMode::VerifyIdentity,
     }
 }
 

@@ -8,7 +8,7 @@
 //! and COMMIT a batch costs 3 round trips, or 4 when it has LLM records,
 //! whatever its size.
 
-use super::connect::{self, TlsDecision};
+use super::connect::{self, TlsMode};
 use super::dialect::{Dialect, Flavor};
 use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS};
 use super::{ApplyResult, RejectListing, RejectedRecord, StoreError, StoreOptions, Totals};
@@ -36,17 +36,21 @@ impl PgStore {
             reason: crate::redact::scrub(&e.to_string(), url),
         };
         let mut options = PgConnectOptions::from_str(url).map_err(connect_err)?;
-        let mode = connect::query_param(url, &["sslmode", "ssl-mode"]);
-        let disabled = matches!(options.get_ssl_mode(), PgSslMode::Disable) && mode.is_some();
-        if connect::tls_policy(
-            url,
-            options.get_host(),
-            disabled,
-            mode.is_some(),
-            opts.allow_plaintext,
-        )? == TlsDecision::Require
+        // The driver also takes the mode from PGSSLMODE: that names one too.
+        let named = (connect::query_param(url, &["sslmode", "ssl-mode"]).is_some()
+            || std::env::var_os("PGSSLMODE").is_some())
+        .then(|| tls_mode_of(options.get_ssl_mode()));
+        if let Some(mode) =
+            connect::tls_policy(url, options.get_host(), named, opts.tls_allowances())?
         {
-            options = options.ssl_mode(PgSslMode::Require);
+            options = options.ssl_mode(pg_ssl_mode(mode));
+        }
+        if let Some(ca) = &opts.ca_file
+            && connect::query_param(url, &["sslrootcert"]).is_none()
+            && std::env::var_os("PGSSLROOTCERT").is_none()
+        {
+            connect::check_ca_file(url, ca)?;
+            options = options.ssl_root_cert(ca);
         }
         let host = options.get_host().to_string();
         let at = (
@@ -436,4 +440,28 @@ async fn apply_steps(
     settle(m_inserted, m_expected, m_lost, result)?;
     result.reports_changed += deltas.len();
     Ok(())
+}
+
+/// The driver's mode in the policy's terms.
+fn tls_mode_of(mode: PgSslMode) -> TlsMode {
+    match mode {
+        PgSslMode::Disable => TlsMode::Disable,
+        PgSslMode::Allow => TlsMode::Allow,
+        PgSslMode::Prefer => TlsMode::Prefer,
+        PgSslMode::Require => TlsMode::Require,
+        PgSslMode::VerifyCa => TlsMode::VerifyCa,
+        PgSslMode::VerifyFull => TlsMode::VerifyFull,
+    }
+}
+
+/// The policy's mode in the driver's terms.
+fn pg_ssl_mode(mode: TlsMode) -> PgSslMode {
+    match mode {
+        TlsMode::Disable => PgSslMode::Disable,
+        TlsMode::Allow => PgSslMode::Allow,
+        TlsMode::Prefer => PgSslMode::Prefer,
+        TlsMode::Require => PgSslMode::Require,
+        TlsMode::VerifyCa => PgSslMode::VerifyCa,
+        TlsMode::VerifyFull => PgSslMode::VerifyFull,
+    }
 }

@@ -13,9 +13,17 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// Retries of a batch transaction on transient failures.
     pub max_retries: u32,
-    /// Allow a plaintext connection to a non-loopback host when the URL
-    /// explicitly disables TLS.
+    /// Allow a TLS mode that can end in plaintext (`disable`, `allow`,
+    /// `prefer`; MySQL `DISABLED`, `PREFERRED`) to a non-loopback host.
     pub allow_plaintext: bool,
+    /// Allow an encrypted mode that does not verify the server in full
+    /// (`require`, `verify-ca`; MySQL `REQUIRED`, `VERIFY_CA`) to a
+    /// non-loopback host.
+    pub insecure_tls: bool,
+    /// A PEM bundle of CAs to trust besides the built-in public roots (the
+    /// RDS CA bundle, say), unless the URL names its own (`sslrootcert`,
+    /// `ssl-ca`).
+    pub ca_file: Option<std::path::PathBuf>,
     /// How long to keep trying to connect / acquire a connection.
     pub connect_timeout: Duration,
     /// How long the compaction horizon read from the database is trusted
@@ -29,8 +37,20 @@ impl Default for StoreOptions {
             max_connections: 4,
             max_retries: 6,
             allow_plaintext: false,
+            insecure_tls: false,
+            ca_file: None,
             connect_timeout: Duration::from_secs(10),
             horizon_refresh: HORIZON_REFRESH,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// What the operator allowed beyond verified TLS.
+    pub fn tls_allowances(&self) -> super::connect::TlsAllowances {
+        super::connect::TlsAllowances {
+            plaintext: self.allow_plaintext,
+            unverified: self.insecure_tls,
         }
     }
 }

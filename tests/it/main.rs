@@ -28,6 +28,7 @@ mod scenarios;
 mod secrets;
 mod support;
 mod tail;
+mod tls;
 
 mod sqlite {
     crate::scenario_tests!("sqlite");

@@ -40,9 +40,18 @@ pub struct Common {
     /// Seconds to keep trying to reach the database.
     #[arg(long, env = "DATABASE_CONNECT_TIMEOUT", default_value_t = 10)]
     connect_timeout: u64,
-    /// Allow a URL that disables TLS to a non-loopback database host.
+    /// Allow a TLS mode that can end in plaintext (disable, allow, prefer;
+    /// MySQL DISABLED, PREFERRED) to a non-loopback database host.
     #[arg(long, env = "STREAMFOLD_DB_ALLOW_PLAINTEXT")]
     allow_plaintext: bool,
+    /// Allow encrypted but unverified TLS (require, verify-ca; MySQL
+    /// REQUIRED, VERIFY_CA) to a non-loopback database host.
+    #[arg(long, env = "STREAMFOLD_DB_INSECURE_TLS")]
+    insecure_tls: bool,
+    /// PEM bundle of CAs to trust for the database's certificate besides
+    /// the public roots, e.g. the RDS global bundle.
+    #[arg(long, env = "DATABASE_CA_FILE")]
+    db_ca_file: Option<PathBuf>,
 }
 
 impl Common {
@@ -62,6 +71,8 @@ impl Common {
             store: StoreOptions {
                 max_connections: self.max_connections,
                 allow_plaintext: self.allow_plaintext,
+                insecure_tls: self.insecure_tls,
+                ca_file: self.db_ca_file.clone(),
                 connect_timeout: std::time::Duration::from_secs(self.connect_timeout),
                 ..StoreOptions::default()
             },

@@ -43,6 +43,7 @@ mod stats;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    streamfold::store::connect::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(streamfold::logging::filter("error"))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
