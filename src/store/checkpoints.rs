@@ -17,6 +17,18 @@ pub struct Checkpoint {
     pub done: bool,
 }
 
+impl Checkpoint {
+    /// The job marker's row.
+    pub fn marker(done: bool) -> Checkpoint {
+        Checkpoint {
+            part: JOB_MARKER.to_string(),
+            position: None,
+            items: 0,
+            done,
+        }
+    }
+}
+
 pub fn checkpoints_sql(f: Flavor) -> String {
     format!(
         "SELECT {}, {}, items, {} FROM backfill_checkpoints WHERE job = {} ORDER BY part",
@@ -44,6 +56,23 @@ pub fn save_checkpoint_sql(f: Flavor) -> String {
                items = excluded.items, done = excluded.done, updated_at = excluded.updated_at"
         ),
     }
+}
+
+/// The part that marks a whole backfill job begun (`done` = 0) and
+/// finished (`done` = 1): a job's parts exist only once they have started,
+/// so their rows alone cannot tell a job with parts still to come.
+pub const JOB_MARKER: &str = "(job)";
+
+/// Backfill jobs (Scan or export, not `tail`) with a part not done, with
+/// their latest progress time. A compaction refuses to run beside them.
+pub fn unfinished_jobs_sql(f: Flavor) -> String {
+    format!(
+        "SELECT {}, MAX({}) FROM backfill_checkpoints
+         WHERE done = 0 AND (job LIKE 'scan:%' OR job LIKE 'export:%')
+         GROUP BY job ORDER BY job",
+        f.as_text("job"),
+        f.as_text("updated_at"),
+    )
 }
 
 pub fn clear_checkpoints_sql(f: Flavor) -> String {
@@ -95,6 +124,16 @@ macro_rules! checkpoint_methods {
             .execute(&self.pool)
             .await?;
             Ok(())
+        }
+
+        pub async fn unfinished_backfills(&self) -> Result<Vec<(String, String)>, StoreError> {
+            Ok(
+                sqlx::query_as::<_, (String, String)>(&super::checkpoints::unfinished_jobs_sql(
+                    <$d as super::dialect::Dialect>::FLAVOR,
+                ))
+                .fetch_all(&self.pool)
+                .await?,
+            )
         }
 
         pub async fn clear_checkpoints(&self, job: &str) -> Result<(), StoreError> {

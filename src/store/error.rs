@@ -8,8 +8,15 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("cannot connect to database {url}: {reason}")]
     Connect { url: String, reason: String },
-    #[error("database {url} refuses a plaintext connection policy: {reason}")]
+    #[error("database {url}: TLS settings refused: {reason}")]
     Insecure { url: String, reason: String },
+    #[error(
+        "refusing to compact while a backfill is unfinished: {jobs}. The items it has not read \
+         yet are older than the horizon and would be skipped for good. Finish it with \
+         `streamfold backfill … --resume`, or give it up with `streamfold compact \
+         --abandon-backfill JOB`"
+    )]
+    BackfillUnfinished { jobs: String },
     #[error(
         "the schema of {url} is not up to date ({pending} migration(s) pending): run `streamfold migrate`"
     )]

@@ -46,8 +46,8 @@ use crate::redact::redact_url;
 pub use error::StoreError;
 pub(crate) use migrations::{pending_migrations, run_migrations};
 pub use types::{
-    ApplyResult, COMPACTION_ANNOUNCE, HORIZON_REFRESH, RejectListing, RejectedRecord, StoreOptions,
-    Totals,
+    ApplyResult, COMPACTION_ANNOUNCE, HORIZON_REFRESH, LOCK_WAIT, MIN_COMPACTION_ANNOUNCE,
+    RejectListing, RejectedRecord, StoreOptions, Totals,
 };
 
 /// The SQL store: one dialect backend and its retry policy.
@@ -206,10 +206,23 @@ impl Store {
 
     /// Run (or resume) a ledger compaction: see `store::compaction` for what
     /// it gives up and how it stays exact.
+    ///
+    /// Refused while a Scan or export backfill is unfinished (its job
+    /// marker or a part not done): its items older than the horizon, not
+    /// read yet, would be skipped for good by the horizon guard.
     pub async fn compact(
         &self,
         opts: &compaction::CompactOptions,
     ) -> Result<compaction::CompactReport, StoreError> {
+        let unfinished = self.unfinished_backfills().await?;
+        if !unfinished.is_empty() {
+            let jobs = unfinished
+                .iter()
+                .map(|(job, at)| format!("{job} (last progress {at})"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(StoreError::BackfillUnfinished { jobs });
+        }
         // A chunk that fails transiently (a deadlock with a batch) is
         // retried by resuming the run from its last committed chunk.
         let mut attempt = 0u32;
@@ -285,6 +298,25 @@ impl Store {
         c: &checkpoints::Checkpoint,
     ) -> Result<(), StoreError> {
         dispatch!(self, s => s.save_checkpoint(job, c).await)
+    }
+
+    /// Mark a backfill job begun: until `finish_backfill`, compaction is
+    /// refused.
+    pub async fn begin_backfill(&self, job: &str) -> Result<(), StoreError> {
+        self.save_checkpoint(job, &checkpoints::Checkpoint::marker(false))
+            .await
+    }
+
+    /// Mark a backfill job finished (every part read and applied).
+    pub async fn finish_backfill(&self, job: &str) -> Result<(), StoreError> {
+        self.save_checkpoint(job, &checkpoints::Checkpoint::marker(true))
+            .await
+    }
+
+    /// Scan and export backfill jobs not finished, with their latest
+    /// progress time.
+    pub async fn unfinished_backfills(&self) -> Result<Vec<(String, String)>, StoreError> {
+        dispatch!(self, s => s.unfinished_backfills().await)
     }
 
     /// Forget a backfill job's progress (a fresh run).

@@ -64,6 +64,18 @@ pub const HORIZON_REFRESH: Duration = Duration::from_secs(30);
 /// See `HORIZON_REFRESH`.
 pub const COMPACTION_ANNOUNCE: Duration = Duration::from_secs(120);
 
+/// The longest a batch transaction is taken to wait for a lock: InnoDB's
+/// default `innodb_lock_wait_timeout`.
+pub const LOCK_WAIT: Duration = Duration::from_secs(50);
+
+/// The shortest announcement the command line accepts: a consumer may act
+/// on a horizon read up to `HORIZON_REFRESH` ago, in a transaction that
+/// waited up to `LOCK_WAIT` for a lock. Any shorter, and a batch that read
+/// the old horizon can re-count an item whose ledger row the first chunk
+/// just deleted.
+pub const MIN_COMPACTION_ANNOUNCE: Duration =
+    Duration::from_secs(HORIZON_REFRESH.as_secs() + LOCK_WAIT.as_secs());
+
 /// A record quarantined by the pipeline.
 #[derive(Clone, Debug)]
 pub struct RejectedRecord {

@@ -132,7 +132,7 @@ macro_rules! backfill_tests {
     };
 }
 
-fn export_dir() -> std::path::PathBuf {
+pub fn export_dir() -> std::path::PathBuf {
     concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/fixtures/exports/github_events"
@@ -140,7 +140,7 @@ fn export_dir() -> std::path::PathBuf {
     .into()
 }
 
-fn export_opts(dir: std::path::PathBuf, resume: bool) -> ExportOptions {
+pub fn export_opts(dir: std::path::PathBuf, resume: bool) -> ExportOptions {
     ExportOptions {
         location: ExportLocation::Dir(dir),
         choice: ExportChoice::Only,

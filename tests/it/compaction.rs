@@ -390,9 +390,73 @@ async fn a_scheduled_compaction_stops_before_its_deadline() {
     assert_eq!(snapshot(&h.p).await, before);
 }
 
+/// A compaction is refused while an export backfill is unfinished (here
+/// stopped before its first file, as by Ctrl-C): announcing a horizon
+/// would make the guard skip the items it has yet to read, for good. Once
+/// `--resume` has finished it, the compaction runs and keeps its counts. A
+/// `tail` job, whose open shards are never done, does not block it.
+pub async fn compaction_is_refused_beside_an_unfinished_backfill(engine: &str) {
+    use std::sync::atomic::AtomicBool;
+    use streamfold::sources::backfill::Quiet;
+    use streamfold::sources::export::export_backfill;
+    let Some(h) = Harness::with_directory(engine, &fixture_directory()).await else {
+        return;
+    };
+    let (dir, opts) = (crate::backfill::export_dir, crate::backfill::export_opts);
+    let stopped = AtomicBool::new(true);
+    let _ = export_backfill(&h.p, None, &opts(dir(), false), &Quiet, &stopped).await;
+    let unfinished = h.p.store.unfinished_backfills().await.unwrap();
+    assert_eq!(unfinished.len(), 1, "{unfinished:?}");
+    let e =
+        h.p.store
+            .compact(&options(week_ago(), 100, Duration::ZERO))
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(e, streamfold::store::StoreError::BackfillUnfinished { .. })
+            && e.to_string().contains(&unfinished[0].0)
+            && e.to_string().contains("--resume"),
+        "{e}"
+    );
+    assert_eq!(h.p.store.compaction_horizon().await.unwrap(), None);
+
+    // A tail's checkpoint (an open shard) does not count as a backfill.
+    h.p.store
+        .save_checkpoint(
+            "tail:arn:aws:dynamodb:us-east-1:123456789012:table/x/stream/1",
+            &streamfold::store::checkpoints::Checkpoint {
+                part: "shardId-1".into(),
+                position: Some("49".into()),
+                items: 3,
+                done: false,
+            },
+        )
+        .await
+        .unwrap();
+
+    let go = AtomicBool::new(false);
+    export_backfill(&h.p, None, &opts(dir(), true), &Quiet, &go)
+        .await
+        .unwrap();
+    assert_eq!(h.p.store.unfinished_backfills().await.unwrap(), vec![]);
+    let before = h.p.store.totals().await.unwrap().events_counted;
+    assert_eq!(before, 45);
+    let report =
+        h.p.store
+            .compact(&options(week_ago(), 100, Duration::ZERO))
+            .await
+            .unwrap();
+    assert!(report.finished && report.activity_dropped > 0, "{report:?}");
+    assert_eq!(h.p.store.totals().await.unwrap().events_counted, before);
+}
+
 #[macro_export]
 macro_rules! compaction_tests {
     ($engine:expr) => {
+        #[tokio::test]
+        async fn compaction_is_refused_beside_an_unfinished_backfill() {
+            $crate::compaction::compaction_is_refused_beside_an_unfinished_backfill($engine).await
+        }
         #[tokio::test]
         async fn compaction_keeps_counts_and_nothing_counts_twice() {
             $crate::compaction::compaction_keeps_counts_and_nothing_counts_twice($engine).await

@@ -324,12 +324,30 @@ pub struct CompactArgs {
     pub chunk: u32,
     /// Wait after announcing a larger horizon, before deleting, so every
     /// running consumer has re-read it (their cache lives 30 s, a batch can
-    /// wait 50 s for a lock).
-    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    /// wait 50 s for a lock): at least 80s.
+    #[arg(long, default_value = "120s", value_parser = parse_announce)]
     pub announce_wait: std::time::Duration,
     /// Stop after this long (a later run resumes where this one stopped).
     #[arg(long, value_parser = humantime::parse_duration)]
     pub max_time: Option<std::time::Duration>,
+    /// Give up an unfinished backfill job (as named by the refusal) so that
+    /// compaction may run: the items it has not read yet, if older than the
+    /// horizon, will never be counted.
+    #[arg(long, value_name = "JOB")]
+    pub abandon_backfill: Vec<String>,
+}
+
+fn parse_announce(s: &str) -> Result<std::time::Duration, String> {
+    use streamfold::store::MIN_COMPACTION_ANNOUNCE;
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (e.g. 120s)"))?;
+    if d < MIN_COMPACTION_ANNOUNCE {
+        return Err(format!(
+            "{s:?} is shorter than {}: consumers re-read the horizon every 30 s and a batch \
+             can wait 50 s for a lock, so a shorter wait can count an item twice",
+            humantime::format_duration(MIN_COMPACTION_ANNOUNCE)
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_age(s: &str) -> Result<std::time::Duration, String> {

@@ -359,9 +359,18 @@ pub async fn compact(args: CompactArgs) -> Result<()> {
         chunk,
         announce_wait,
         max_time,
+        abandon_backfill,
     } = args;
     let cfg = common.config().await?;
     let store = crate::setup::store(&cfg).await?;
+    for job in &abandon_backfill {
+        let known = store.unfinished_backfills().await?;
+        if !known.iter().any(|(j, _)| j == job) {
+            anyhow::bail!("--abandon-backfill {job:?}: no unfinished backfill job of that name");
+        }
+        store.clear_checkpoints(job).await?;
+        eprintln!("gave up the backfill job {job}: a later run of it starts over");
+    }
     let horizon = chrono::Utc::now().timestamp() - older_than.as_secs() as i64;
     let at = crate::print::epoch_text;
     if store

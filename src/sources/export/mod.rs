@@ -321,6 +321,8 @@ async fn backfill_export(
         p.store.clear_checkpoints(&job).await?;
         HashMap::new()
     };
+    // Until every file is done, compaction is refused (`Store::compact`).
+    p.store.begin_backfill(&job).await?;
     let ctx = FileContext {
         p,
         reader: &reader,
@@ -357,10 +359,37 @@ async fn backfill_export(
             }
         }
     }
+    if first_err.is_none() {
+        mark_finished_if_done(p, &job, &files).await?;
+    }
     match first_err {
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// Mark the job finished when every one of its files is checkpointed done
+/// (not when a stop cut it short).
+async fn mark_finished_if_done(
+    p: &Pipeline,
+    job: &str,
+    files: &[ManifestFile],
+) -> Result<(), BackfillError> {
+    let done: std::collections::HashSet<String> = p
+        .store
+        .checkpoints(job)
+        .await?
+        .into_iter()
+        .filter(|c| c.done)
+        .map(|c| c.part)
+        .collect();
+    if files
+        .iter()
+        .all(|f| done.contains(&part_name(&f.data_file_s3_key)))
+    {
+        p.store.finish_backfill(job).await?;
+    }
+    Ok(())
 }
 
 /// The line a file's checkpoint says was applied last (0: none).
