@@ -23,6 +23,12 @@ pub const REJECT_SHORT: usize = 64;
 pub const REJECT_TEXT: usize = 255;
 /// `rejected_records.reason` (`TEXT`; kept short enough to read).
 pub const REASON: usize = 2000;
+/// `rejected_records.raw`: bytes of a quarantined record kept. Two 400 KB
+/// DynamoDB images in DynamoDB JSON fit whole, so any record a stream can
+/// deliver is kept whole; a larger one (a hand-made file) keeps its first
+/// bytes, and its length and hash go in the reason. Bounded so that one
+/// record's row, JSON-escaped, stays under every server's packet limit.
+pub const REJECT_RAW: usize = 2 << 20;
 /// `backfill_checkpoints.job` (`VARCHAR(255)` on MySQL).
 pub const CHECKPOINT_JOB: usize = 255;
 /// `backfill_checkpoints.part` (`VARCHAR(512)` on MySQL; an S3 key may

@@ -98,6 +98,15 @@ impl MySqlStore {
                 reason,
             });
         }
+        let packet: i64 = sqlx::query_scalar("SELECT CAST(@@max_allowed_packet AS SIGNED)")
+            .fetch_one(&pool)
+            .await?;
+        if let Err(reason) = packet_fits(packet) {
+            return Err(StoreError::UnsupportedServer {
+                url: crate::redact::redact_url(url),
+                reason,
+            });
+        }
         Ok(MySqlStore { pool })
     }
 
@@ -182,6 +191,25 @@ impl Dialect for MySqlDialect {
     }
 }
 
+/// The smallest `max_allowed_packet` the batch's statements stay under:
+/// documents are sent in `SET`s of at most `mysql_batch::PACKET_BUDGET`
+/// bytes, unless one document alone is larger, and one quarantined record
+/// (`bounds::REJECT_RAW`, JSON-escaped: at most twice that) is the largest
+/// document there is.
+pub const MIN_PACKET: i64 = 8 << 20;
+
+/// Whether the server's `max_allowed_packet` holds the largest statement a
+/// batch sends.
+fn packet_fits(packet: i64) -> Result<(), String> {
+    if packet < MIN_PACKET {
+        return Err(format!(
+            "max_allowed_packet is {packet} bytes; streamfold needs at least {MIN_PACKET} \
+             (8 MiB; the MariaDB default is 16 MiB, MySQL 8's 64 MiB): raise it on the server"
+        ));
+    }
+    Ok(())
+}
+
 /// The driver's mode in the policy's terms.
 fn tls_mode_of(mode: MySqlSslMode) -> TlsMode {
     match mode {
@@ -207,6 +235,20 @@ fn mysql_ssl_mode(mode: TlsMode) -> MySqlSslMode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_largest_statement_fits_the_smallest_packet_accepted() {
+        use super::{MIN_PACKET, packet_fits};
+        use crate::bounds::REJECT_RAW;
+        use crate::store::mysql_batch::PACKET_BUDGET;
+        // One quarantined record, JSON-escaped (at most doubled), with its
+        // row's other fields; or one budget's worth of documents.
+        assert!((2 * REJECT_RAW + (64 << 10)) as i64 <= MIN_PACKET);
+        assert!(PACKET_BUDGET as i64 + (64 << 10) <= MIN_PACKET);
+        assert!(packet_fits(16 << 20).is_ok());
+        let e = packet_fits(4 << 20).unwrap_err();
+        assert!(e.contains("raise it"), "{e}");
+    }
+
     use super::supported_server;
 
     #[test]

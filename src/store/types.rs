@@ -84,7 +84,11 @@ pub struct RejectedRecord {
     pub event_id: Option<String>,
     pub sequence_number: Option<String>,
     pub reason: String,
+    /// The record as received, cut to `bounds::REJECT_RAW` bytes.
     pub raw: String,
+    /// xxh3-128 of the whole record as received: quarantining it twice is
+    /// a no-op even when `raw` was cut.
+    pub key: [u8; 16],
 }
 
 impl RejectedRecord {
@@ -106,13 +110,40 @@ impl RejectedRecord {
                 .as_deref()
                 .map(|s| clip(s, REJECT_SHORT)),
             reason: clip(reason, REASON),
-            raw: raw.get().to_string(),
+            raw: String::new(),
+            key: [0; 16],
         }
+        .with_raw(raw.get())
+    }
+
+    /// Keep `raw` (the record as received), cut to `bounds::REJECT_RAW`
+    /// bytes; a cut one says so in the reason, with its length and hash (a
+    /// cut record is not JSON, so `rejects retry` leaves it).
+    pub fn with_raw(mut self, raw: &str) -> RejectedRecord {
+        use crate::bounds::{REASON, REJECT_RAW, clip};
+        let hash = xxhash_rust::xxh3::xxh3_128(raw.as_bytes());
+        self.key = hash.to_be_bytes();
+        if raw.len() <= REJECT_RAW {
+            self.raw = raw.to_string();
+            return self;
+        }
+        let mut end = REJECT_RAW;
+        while !raw.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.raw = raw[..end].to_string();
+        let note = format!(
+            " [record of {} bytes: its first {end} kept; xxh3-128 {hash:032x}]",
+            raw.len()
+        );
+        let room = REASON.saturating_sub(note.chars().count());
+        self.reason = format!("{}{note}", clip(&self.reason, room));
+        self
     }
 
     /// Key that makes quarantining the same record twice a no-op.
     pub fn record_key(&self) -> [u8; 16] {
-        xxhash_rust::xxh3::xxh3_128(self.raw.as_bytes()).to_be_bytes()
+        self.key
     }
 }
 

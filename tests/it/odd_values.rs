@@ -338,9 +338,60 @@ pub async fn a_sum_past_its_column_is_isolated(engine: &str) {
     assert_eq!((r.requests, r.tokens), (1, i64::MAX), "{engine}");
 }
 
+/// A record larger than MariaDB's default packet (16 MiB): quarantined
+/// with its first bytes, its length and its hash, while the batch's other
+/// record is counted and the next batch applies on the same connection.
+/// Quarantining it again is a no-op (the key hashes the whole record).
+pub async fn a_record_past_the_packet_limit_is_quarantined(engine: &str) {
+    let Some(h) = Harness::with_directory(engine, &crate::support::fixture_directory()).await
+    else {
+        return;
+    };
+    let huge_login = "x".repeat(17 << 20);
+    let batch = vec![
+        crate::support::gh(
+            "INSERT",
+            "100",
+            "huge-1",
+            &huge_login,
+            "2024-01-15T09:00:00Z",
+        ),
+        crate::support::gh("INSERT", "101", "ok-1", "alice-gh", "2024-01-15T09:00:00Z"),
+    ];
+    let report = h.apply(&batch).await;
+    let t = report.total();
+    assert_eq!((t.applied, t.rejected), (1, 1), "{engine}: {report:?}");
+    let rows = h.p.store.rejected_raw(0, 10).await.unwrap();
+    assert_eq!(rows.len(), 1, "{engine}");
+    let (listing, raw) = &rows[0];
+    assert_eq!(raw.len(), streamfold::bounds::REJECT_RAW, "{engine}");
+    assert!(
+        listing.reason.contains("bytes: its first") && listing.reason.contains("xxh3-128"),
+        "{engine}: {}",
+        listing.reason
+    );
+    // The next batch, and the same one again, apply normally.
+    let next = vec![crate::support::gh(
+        "INSERT",
+        "102",
+        "ok-2",
+        "alice-gh",
+        "2024-01-16T09:00:00Z",
+    )];
+    assert_eq!(h.apply(&next).await.total().applied, 1, "{engine}");
+    let again = h.apply(&batch).await.total();
+    assert_eq!((again.applied, again.rejected), (0, 1), "{engine}");
+    assert_eq!(h.p.store.rejected_raw(0, 10).await.unwrap().len(), 1);
+    assert_eq!(h.total().await, 2, "{engine}");
+}
+
 #[macro_export]
 macro_rules! odd_value_tests {
     ($engine:literal) => {
+        #[tokio::test]
+        async fn a_record_past_the_packet_limit_is_quarantined() {
+            $crate::odd_values::a_record_past_the_packet_limit_is_quarantined($engine).await
+        }
         #[tokio::test]
         async fn odd_values_never_block_a_batch() {
             $crate::odd_values::odd_values_never_block_a_batch($engine).await

@@ -25,8 +25,10 @@ async fn retry_applies_what_is_now_good_once_and_keeps_the_rest() {
         event_id: Some("evt-101".into()),
         sequence_number: Some("101".into()),
         reason: "unrecognised time format (old release)".into(),
-        raw: good.to_string(),
-    };
+        raw: String::new(),
+        key: [0; 16],
+    }
+    .with_raw(&good.to_string());
     h.p.store
         .apply(&Default::default(), std::slice::from_ref(&row))
         .await
