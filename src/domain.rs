@@ -164,6 +164,35 @@ pub enum TimedKind {
     Record = 0x01,
 }
 
+/// Where a change sorts among changes of its item stamped with the same
+/// instant, from what it carries: one with no old image (an INSERT) came
+/// first, one with no new image (a REMOVE) last. The order of two changes
+/// of one kind in one instant (two MODIFYs, a REMOVE then a re-INSERT) is
+/// not in the records: the hash after this byte decides, the same way in
+/// every delivery order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum ChangeOrder {
+    /// No old image: the item did not exist before (INSERT).
+    Created = 0,
+    /// Both images (MODIFY).
+    Changed = 1,
+    /// No new image: the item does not exist after (REMOVE).
+    Removed = 2,
+}
+
+impl ChangeOrder {
+    /// From a change record's `eventName`; `None` for any other name.
+    pub fn of_event(event_name: &str) -> Option<ChangeOrder> {
+        match event_name {
+            "INSERT" => Some(ChangeOrder::Created),
+            "MODIFY" => Some(ChangeOrder::Changed),
+            "REMOVE" => Some(ChangeOrder::Removed),
+            _ => None,
+        }
+    }
+}
+
 /// Tag of timed versions.
 const TIMED: u8 = 0x02;
 /// Length of a timed version: tag, time, kind, tiebreak.
@@ -218,21 +247,27 @@ impl Version {
     }
 
     /// A DynamoDB Streams record: `ApproximateCreationDateTime` in whole
-    /// epoch seconds (0 when the record has none: such records sort by
-    /// `SequenceNumber` below every record that has one), then the
-    /// `SequenceNumber`.
-    pub fn stream_record(seq: &str, approx_secs: Option<i64>) -> Result<Version, String> {
+    /// epoch seconds, then the `SequenceNumber`. A record without the time
+    /// has no version (it is quarantined: `normalize::NO_APPROXIMATE_TIME`).
+    pub fn stream_record(seq: &str, approx_secs: i64) -> Result<Version, String> {
         let tiebreak = sequence_bytes(seq)?;
-        let micros = approx_secs.map_or(0, |s| (s.max(0) as u64).saturating_mul(1_000_000));
+        let micros = (approx_secs.max(0) as u64).saturating_mul(1_000_000);
         Ok(Version::timed(micros, TimedKind::Record, tiebreak))
     }
 
     /// A Kinesis Data Streams record of a DynamoDB change: its
-    /// `ApproximateCreationDateTime` in microseconds, then a 128-bit hash
-    /// of the change record as DynamoDB wrote it (Kinesis has no
-    /// `SequenceNumber` of the change), so a duplicate has the same version.
-    pub fn kinesis_record(approx_micros: u64, change_record: &[u8]) -> Version {
+    /// `ApproximateCreationDateTime` in microseconds, then the change's
+    /// place within one instant (`within_instant`, [`ChangeOrder`]), then a
+    /// 128-bit hash of the change record as DynamoDB wrote it (Kinesis has
+    /// no `SequenceNumber` of the change), so a duplicate has the same
+    /// version.
+    pub fn kinesis_record(
+        approx_micros: u64,
+        within_instant: ChangeOrder,
+        change_record: &[u8],
+    ) -> Version {
         let mut tiebreak = [0u8; SEQ_BYTES];
+        tiebreak[0] = within_instant as u8;
         tiebreak[1..].copy_from_slice(&xxhash_rust::xxh3::xxh3_128(change_record).to_be_bytes());
         Version::timed(approx_micros, TimedKind::Record, tiebreak)
     }
@@ -423,8 +458,9 @@ mod tests {
     #[test]
     fn timed_versions_order_changes_around_an_export_window() {
         let (a, b) = (1_710_000_000i64, 1_710_003_600i64);
-        let stream = |secs: i64, seq: &str| Version::stream_record(seq, Some(secs)).unwrap();
-        let kinesis = |micros: u64| Version::kinesis_record(micros, b"change");
+        let stream = |secs: i64, seq: &str| Version::stream_record(seq, secs).unwrap();
+        let kinesis =
+            |micros: u64| Version::kinesis_record(micros, ChangeOrder::Changed, b"change");
         let export = Version::incremental_export(b, (b as u64 - 1) * 1_000_000 + 999_999);
         let us = |secs: i64| secs as u64 * 1_000_000;
         // Before the window and inside it, of either stream: below.
@@ -454,11 +490,24 @@ mod tests {
         assert!(Version::incremental_export(b, 1) < Version::incremental_export(b, 2));
         // Within one second of a DynamoDB stream, the SequenceNumber orders.
         assert!(stream(a, "9") < stream(a, "10"));
-        // A record without ApproximateCreationDateTime sorts below timed ones.
-        assert!(Version::stream_record("99", None).unwrap() < stream(1, "1"));
         // Duplicates of a Kinesis record are one version.
         assert_eq!(kinesis(7), kinesis(7));
-        assert_ne!(kinesis(7), Version::kinesis_record(7, b"other"));
+        assert_ne!(
+            kinesis(7),
+            Version::kinesis_record(7, ChangeOrder::Changed, b"other")
+        );
+        // In one instant: created, then changed, then removed, whatever the
+        // hashes.
+        let at = |o: ChangeOrder, body: &[u8]| Version::kinesis_record(7, o, body);
+        for (x, y) in [(b"a".as_slice(), b"b".as_slice()), (b"b", b"a")] {
+            assert!(at(ChangeOrder::Created, x) < at(ChangeOrder::Removed, y));
+            assert!(at(ChangeOrder::Created, x) < at(ChangeOrder::Changed, y));
+            assert!(at(ChangeOrder::Changed, x) < at(ChangeOrder::Removed, y));
+        }
+        // A later instant beats any order within an earlier one.
+        assert!(
+            at(ChangeOrder::Removed, b"a") < Version::kinesis_record(8, ChangeOrder::Created, b"a")
+        );
         // The hex form round-trips and refuses what is not a timed version.
         assert_eq!(Version::from_timed_hex(&export.to_hex()).unwrap(), export);
         assert!(Version::from_timed_hex("02").is_err());

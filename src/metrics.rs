@@ -77,6 +77,11 @@ pub fn emf_documents(report: &BatchReport, timing: &BatchTiming, now: DateTime<U
         ("SqlStatements", "Count", report.statements as f64),
         ("TransactionRetries", "Count", report.retries as f64),
         ("BatchSplits", "Count", report.splits as f64),
+        (
+            "KinesisMillisecondRecords",
+            "Count",
+            report.kinesis_millisecond as f64,
+        ),
         ("LlmReportsChanged", "Count", report.reports_changed as f64),
         (
             "LlmReportsProjected",

@@ -57,7 +57,7 @@ fn baseline_rows(rows: usize) -> Vec<ActivityRow> {
             id: Identity::from_canonical(&(i as u64).to_be_bytes()),
             version: Version::stream_record(
                 &(4_421_584_500_000_000_000_000_000_000u128 + i as u128).to_string(),
-                Some(1_710_000_000 + i as i64),
+                1_710_000_000 + i as i64,
             )
             .expect("valid sequence number"),
             state: RowState::Live,
@@ -80,7 +80,7 @@ fn prefill_rows(from: usize, n: usize) -> Vec<ActivityRow> {
             id: Identity::from_canonical(format!("prefill-{i}").as_bytes()),
             version: Version::stream_record(
                 &(1_000_000_000_000_000_000u128 + i as u128).to_string(),
-                Some(1_700_000_000 + i as i64),
+                1_700_000_000 + i as i64,
             )
             .expect("valid sequence number"),
             state: RowState::Tombstone,

@@ -57,6 +57,14 @@ enum Op {
 }
 
 /// Normalise one parsed record.
+/// Why a DynamoDB Streams record without `ApproximateCreationDateTime` is
+/// quarantined (ARCHITECTURE "Versions"): its version's time is that field,
+/// and without it the record could not be ordered against its item's other
+/// records; at time 0 it would lose to every earlier one.
+pub const NO_APPROXIMATE_TIME: &str = "the stream record has no ApproximateCreationDateTime: \
+     without it, it cannot be ordered against its item's other records (it would lose to \
+     older ones), so it is quarantined rather than applied out of order";
+
 pub fn normalize(rec: &ParsedRecord<'_>) -> Normalized {
     match &rec.body {
         Ok(body) => match normalize_record(body, &rec.meta) {
@@ -108,7 +116,14 @@ fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normali
                 .as_ref()
                 .map(|s| s.0.as_ref())
                 .ok_or("record has no SequenceNumber")?;
-            Version::stream_record(seq, meta.approx_created.map(|t| t.timestamp()))?
+            match meta.approx_created {
+                Some(t) => Version::stream_record(seq, t.timestamp())?,
+                // Expired by TTL: skipped below whatever its version.
+                None if op == Op::Remove && is_ttl_expiry(rec) => {
+                    return Ok(Normalized::Skip(SkipReason::TtlExpiry));
+                }
+                None => return Err(NO_APPROXIMATE_TIME.into()),
+            }
         }
     };
 

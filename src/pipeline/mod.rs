@@ -55,14 +55,48 @@ pub async fn run_batch(p: &Pipeline, records: &[&RawValue]) -> Result<BatchRepor
     let converted: Vec<Option<Box<RawValue>>> =
         records.iter().map(|r| kinesis::stream_record(r)).collect();
     if converted.iter().any(Option::is_some) {
+        let mut millisecond = 0u64;
+        for (raw, c) in records.iter().zip(&converted) {
+            if c.as_deref().is_some_and(kinesis::is_millisecond) {
+                millisecond += 1;
+                if millisecond == 1 {
+                    say_millisecond_once(kinesis::stream_arn(raw).as_deref());
+                }
+            }
+        }
         let records: Vec<&RawValue> = records
             .iter()
             .zip(&converted)
             .map(|(raw, c)| c.as_deref().unwrap_or(raw))
             .collect();
-        return run_stream_batch(p, &records).await;
+        let mut report = run_stream_batch(p, &records).await?;
+        report.kinesis_millisecond = millisecond;
+        return Ok(report);
     }
     run_stream_batch(p, records).await
+}
+
+/// Warn, once per Kinesis stream and process, that its change records are
+/// stamped to the millisecond: two changes of one item in one millisecond
+/// are then ordered only by their kind (`domain::ChangeOrder`). The batch's
+/// count goes out as the `KinesisMillisecondRecords` metric each time.
+fn say_millisecond_once(stream: Option<&str>) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let stream = stream.unwrap_or("(unnamed stream)");
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if seen.iter().any(|s| s == stream) {
+        return;
+    }
+    // A handful of streams per process: a short list, bounded all the same.
+    if seen.len() < 64 {
+        seen.push(stream.to_string());
+    }
+    tracing::warn!(
+        stream,
+        "Kinesis change records at MILLISECOND precision: two changes of one item in one \
+         millisecond are ordered only by their kind (INSERT, MODIFY, REMOVE); set the \
+         stream's ApproximateCreationDateTimePrecision to MICROSECOND"
+    );
 }
 
 /// `run_batch` over DynamoDB stream records.

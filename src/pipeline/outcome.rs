@@ -63,6 +63,9 @@ pub struct BatchReport {
     pub before_horizon: u64,
     /// LLM report projections to DynamoDB after the commit.
     pub published: PublishSummary,
+    /// Kinesis records stamped only to the millisecond
+    /// (`KinesisMillisecondRecords`).
+    pub kinesis_millisecond: u64,
     /// Earliest `ApproximateCreationDateTime` among the records (for the
     /// iterator-lag metric).
     pub oldest_record: Option<chrono::DateTime<Utc>>,
@@ -88,6 +91,7 @@ impl BatchReport {
         self.retries += other.retries;
         self.splits += other.splits;
         self.before_horizon += other.before_horizon;
+        self.kinesis_millisecond += other.kinesis_millisecond;
         self.published.add(&other.published);
         self.oldest_record = match (self.oldest_record, other.oldest_record) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -19,7 +19,7 @@
 //! rows report it. A record whose data cannot be read becomes a record that
 //! `normalize` quarantines with the reason, keeping the Kinesis record.
 
-use crate::domain::Version;
+use crate::domain::{ChangeOrder, Version};
 use crate::record::snapshot::KINESIS_EVENT_SOURCE;
 use base64::Engine;
 use serde::Deserialize;
@@ -28,6 +28,26 @@ use std::borrow::Cow;
 
 /// `eventSource` Lambda sets on Kinesis records.
 pub const KINESIS_SOURCE: &str = "aws:kinesis";
+
+/// Set on a record adapted from a change record stamped to the millisecond
+/// (`ApproximateCreationDateTimePrecision` `MILLISECOND`, the default):
+/// two changes of an item in one millisecond are then ordered only by what
+/// they carry (`domain::ChangeOrder`), so the pipeline says so once per
+/// stream.
+pub const MILLISECOND_MARK: &str = r#","streamfoldPrecision":"MILLISECOND""#;
+
+/// Whether `adapted` (a [`stream_record`] result) came from a change record
+/// stamped to the millisecond.
+pub fn is_millisecond(adapted: &RawValue) -> bool {
+    adapted.get().contains(MILLISECOND_MARK)
+}
+
+/// The Kinesis stream a Lambda Kinesis record came from
+/// (`eventSourceARN`).
+pub fn stream_arn(raw: &RawValue) -> Option<String> {
+    let rec: KinesisEventRecord<'_> = serde_json::from_str(raw.get()).ok()?;
+    rec.event_source_arn.map(Cow::into_owned)
+}
 
 /// Only what tells a Kinesis record from anything else.
 #[derive(Deserialize)]
@@ -198,7 +218,13 @@ pub fn change_record(
     })?;
     let d = &change.dynamodb;
     let micros = approx_micros(d.approximate_creation, d.precision.as_deref())?;
-    let version = Version::kinesis_record(micros, text.as_bytes());
+    let order = ChangeOrder::of_event(&change.event_name).ok_or_else(|| {
+        format!(
+            "eventName {:?} is not INSERT, MODIFY or REMOVE",
+            change.event_name
+        )
+    })?;
+    let version = Version::kinesis_record(micros, order, text.as_bytes());
     let mut ddb = format!(
         r#"{{"ApproximateCreationDateTime":{secs},"Keys":{keys},"SequenceNumber":{seq},"StreamfoldVersion":"{version}","SizeBytes":{size}"#,
         secs = micros as f64 / 1e6,
@@ -218,8 +244,15 @@ pub fn change_record(
         .user_identity
         .map(|u| format!(r#","userIdentity":{}"#, u.get()))
         .unwrap_or_default();
+    let millisecond = if d.precision.as_deref() == Some("MICROSECOND")
+        || (d.precision.is_none() && d.approximate_creation >= 1e14)
+    {
+        ""
+    } else {
+        MILLISECOND_MARK
+    };
     let out = format!(
-        r#"{{"eventID":{id},"eventName":{name},"eventSource":"{KINESIS_EVENT_SOURCE}","awsRegion":{region},"eventSourceARN":{arn}{identity},"dynamodb":{ddb}}}"#,
+        r#"{{"eventID":{id},"eventName":{name},"eventSource":"{KINESIS_EVENT_SOURCE}","awsRegion":{region},"eventSourceARN":{arn}{identity}{millisecond},"dynamodb":{ddb}}}"#,
         id = json(change.event_id.as_deref().unwrap_or(seq)),
         name = json(&change.event_name),
         region = json(change.aws_region.as_deref().unwrap_or(region)),
@@ -269,7 +302,11 @@ mod tests {
         );
         assert_eq!(v["dynamodb"]["SequenceNumber"], "4959");
         assert_eq!(v["dynamodb"]["Keys"]["id"]["S"], "gh-1");
-        let version = Version::kinesis_record(1_710_063_000_123_000, CHANGE.as_bytes());
+        let version = Version::kinesis_record(
+            1_710_063_000_123_000,
+            ChangeOrder::Created,
+            CHANGE.as_bytes(),
+        );
         assert_eq!(v["dynamodb"]["StreamfoldVersion"], version.to_hex());
         assert_eq!(v["dynamodb"]["ApproximateCreationDateTime"], 1710063000.123);
         assert_eq!(

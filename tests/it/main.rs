@@ -29,6 +29,7 @@ mod secrets;
 mod support;
 mod tail;
 mod tls;
+mod versions;
 
 mod sqlite {
     crate::scenario_tests!("sqlite");
@@ -40,6 +41,7 @@ mod sqlite {
     crate::safety_net_tests!("sqlite");
     crate::dropbox_identity_tests!("sqlite");
     crate::compaction_tests!("sqlite");
+    crate::version_tests!("sqlite");
 }
 
 mod mysql {
@@ -52,6 +54,7 @@ mod mysql {
     crate::safety_net_tests!("mysql");
     crate::dropbox_identity_tests!("mysql");
     crate::compaction_tests!("mysql");
+    crate::version_tests!("mysql");
 }
 
 mod postgres {
@@ -64,4 +67,5 @@ mod postgres {
     crate::safety_net_tests!("postgres");
     crate::dropbox_identity_tests!("postgres");
     crate::compaction_tests!("postgres");
+    crate::version_tests!("postgres");
 }
