@@ -29,6 +29,21 @@ pub enum BackfillError {
     Store(#[from] StoreError),
     #[error("interrupted; progress is checkpointed, continue with --resume")]
     Interrupted,
+    /// A data file a cap refused (`sources::export::lines`): the other
+    /// files of its export go on.
+    #[error("{file}: refused: {reason}")]
+    Refused { file: String, reason: String },
+    /// Data files were refused (each with its reason); the others were
+    /// applied, as `summary` counts.
+    #[error(
+        "{} data file(s) refused, the others applied: {}",
+        refused.len(),
+        refused.join("; ")
+    )]
+    FilesRefused {
+        summary: Box<BackfillSummary>,
+        refused: Vec<String>,
+    },
 }
 
 /// Receives progress (the CLI draws bars; tests ignore it).

@@ -7,14 +7,20 @@
 //! gzip data files (`dataFileS3Key`) and their `itemCount`. Each data line is
 //! `{"Item": {...}}`. Files are processed concurrently, each streamed
 //! (gunzip → lines → batches of snapshot records → `run_batch`), so memory
-//! stays bounded by `parallel × batch` records whatever the export's size.
+//! stays bounded by `parallel` batches of at most `batch` records and
+//! `MAX_BATCH_BYTES` whatever the export's size. Lines are read within
+//! caps (`lines`: one line, a file's inflated size for its `itemCount`,
+//! blank lines); a file past one is refused by name while the export's
+//! other files go on, and the run then fails listing what it refused.
 //! Every file's item count is checked against the manifest, and the total
 //! against the summary, and its bytes against the manifest's `md5Checksum`;
 //! a completed file is checkpointed, so `--resume` skips it.
 
+mod lines;
 mod locate;
 mod objects;
 
+pub use lines::{FILE_SLACK_BYTES, MAX_LINE_BYTES, max_inflated};
 pub use locate::ExportChoice;
 
 use super::backfill::{BackfillError, BackfillSummary, Observer, apply_page};
@@ -25,6 +31,7 @@ use crate::record::snapshot::{key_attributes, snapshot_record};
 use crate::store::checkpoints::Checkpoint;
 use async_compression::tokio::bufread::GzipDecoder;
 use futures::StreamExt;
+use lines::{BoundedLines, Limits, LineError};
 use objects::{Md5Check, Objects};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -32,7 +39,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 
 /// Where an export is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,11 +192,28 @@ pub async fn export_backfill(
     let mut out = BackfillSummary::default();
     for chosen in exports {
         observer.note(&chosen.why);
-        out.merge(backfill_export(p, s3, opts, source, chosen, observer, stop).await?);
+        match backfill_export(p, s3, opts, source, chosen, observer, stop).await {
+            Ok(s) => out.merge(s),
+            // Later windows wait until this one is whole.
+            Err(BackfillError::FilesRefused { summary, refused }) => {
+                out.merge(*summary);
+                out.elapsed = started.elapsed();
+                return Err(BackfillError::FilesRefused {
+                    summary: Box::new(out),
+                    refused,
+                });
+            }
+            Err(e) => return Err(e),
+        }
     }
     out.elapsed = started.elapsed();
     Ok(out)
 }
+
+/// A batch is applied at `--batch` items or at this many bytes of records
+/// (64 MiB), whichever comes first, so that long lines (up to
+/// `lines::MAX_LINE_BYTES` each) cannot pile up a batch of gigabytes.
+pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a data line becomes.
 enum LineFormat {
@@ -332,6 +356,7 @@ async fn backfill_export(
     };
     let mut out = BackfillSummary::default();
     let mut first_err = None;
+    let mut refused = Vec::new();
     let mut results = futures::stream::iter(files.iter().map(|f| {
         let checkpoint = progress.get(&part_name(&f.data_file_s3_key));
         let ctx = &ctx;
@@ -351,6 +376,11 @@ async fn backfill_export(
     while let Some(r) = results.next().await {
         match r {
             Ok(s) => out.merge(s),
+            // A file a cap refused fails alone: the others go on.
+            Err(e @ BackfillError::Refused { .. }) => {
+                observer.note(&e.to_string());
+                refused.push(e.to_string());
+            }
             Err(e) => {
                 stop_on_error(stop);
                 first_err.get_or_insert(e);
@@ -359,7 +389,11 @@ async fn backfill_export(
     }
     match first_err {
         Some(e) => Err(e),
-        None => Ok(out),
+        None if refused.is_empty() => Ok(out),
+        None => Err(BackfillError::FilesRefused {
+            summary: Box::new(out),
+            refused,
+        }),
     }
 }
 
@@ -497,7 +531,9 @@ struct FileContext<'a> {
 /// Apply a data file's lines after `resume_after` (each batch's line saved
 /// as the file's checkpoint once committed). Returns whether the file is
 /// done: `false` when `deadline` passed first (its counts and checksum are
-/// checked by the run that reaches its end).
+/// checked by the run that reaches its end). The file is read within the
+/// caps of `lines` (a file past one is `BackfillError::Refused`), and the
+/// deadline and `stop` are looked at after every line, blank ones too.
 async fn backfill_file(
     ctx: &FileContext<'_>,
     file: &ManifestFile,
@@ -512,51 +548,65 @@ async fn backfill_file(
         256 * 1024,
         Md5Check::new(ctx.reader.open(key, false).await?),
     );
-    let mut lines = BufReader::with_capacity(256 * 1024, GzipDecoder::new(raw)).lines();
+    let mut lines = BoundedLines::new(
+        BufReader::with_capacity(256 * 1024, GzipDecoder::new(raw)),
+        Limits::for_items(file.item_count),
+        file.item_count,
+    );
     let batch = ctx.opts.batch.max(1);
     let mut records: Vec<Box<RawValue>> = Vec::with_capacity(batch);
+    let mut batch_bytes = 0usize;
+    let mut buf = Vec::new();
     let mut line_no = 0u64;
     let mut count = 0u64;
     loop {
-        let line = lines.next_line().await.map_err(|e| BackfillError::Read {
-            what: format!("{key}:{}", line_no + 1),
-            reason: e.to_string(),
+        let more = lines.next_line(&mut buf).await.map_err(|e| match e {
+            LineError::Io(e) => BackfillError::Read {
+                what: format!("{key}:{}", line_no + 1),
+                reason: e.to_string(),
+            },
+            capped => BackfillError::Refused {
+                file: key.to_string(),
+                reason: capped.to_string(),
+            },
         })?;
-        let Some(line) = line else { break };
+        if !more {
+            break;
+        }
         line_no += 1;
-        if line.trim().is_empty() {
-            continue;
+        if ctx.stop.load(Ordering::Relaxed) {
+            return Err(BackfillError::Interrupted);
         }
-        count += 1;
-        if line_no <= resume_after {
-            continue;
-        }
-        let id = format!("{name}:{line_no}");
-        let record = match ctx.format {
-            LineFormat::Snapshot { key_names } => {
-                let parsed: DataLine<'_> = serde_json::from_str(&line).map_err(|e| {
-                    BackfillError::Inconsistent(format!("{id}: not an {{\"Item\": …}} line: {e}"))
-                })?;
-                snapshot_record(&ctx.opts.table, key_names, parsed.item, &id)
-            }
-            LineFormat::Incremental { end_secs } => {
-                let window = Window {
-                    table: &ctx.opts.table,
-                    end_secs: *end_secs,
-                    ttl_attribute: ctx
-                        .opts
-                        .incremental
-                        .as_ref()
-                        .and_then(|i| i.ttl_attribute.as_deref()),
-                };
-                incremental_record(&window, &line, &id)
+        let line = match std::str::from_utf8(&buf) {
+            Ok(l) => l,
+            Err(e) => {
+                return Err(BackfillError::Inconsistent(format!(
+                    "{key}:{line_no}: not UTF-8: {e}"
+                )));
             }
         };
-        records.push(record.map_err(BackfillError::Inconsistent)?);
-        if records.len() >= batch {
+        if !line.trim().is_empty() {
+            count += 1;
+            // Lines before the checkpoint were applied by an earlier run.
+            if line_no <= resume_after {
+                continue;
+            }
+            let record = line_record(ctx, name, line_no, line)?;
+            batch_bytes += record.get().len();
+            records.push(record);
+        } else if line_no <= resume_after {
+            continue;
+        }
+        let full = records.len() >= batch || batch_bytes >= MAX_BATCH_BYTES;
+        let late = deadline.is_some_and(|d| Instant::now() >= d);
+        if full || late {
+            // Also out of time inside a batch or a run of blank lines:
+            // what was read is applied and checkpointed (at least this
+            // line, so every run moves on), and the next run goes on.
             flush(ctx, name, &mut records, &mut summary).await?;
+            batch_bytes = 0;
             save_progress(ctx, key, line_no, count, false).await?;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if late {
                 return Ok((summary, false));
             }
         }
@@ -590,6 +640,37 @@ async fn backfill_file(
     ctx.observer.finished(name);
     summary.parts_done = 1;
     Ok((summary, true))
+}
+
+/// The stream record of data line `line_no` of the file `name`.
+fn line_record(
+    ctx: &FileContext<'_>,
+    name: &str,
+    line_no: u64,
+    line: &str,
+) -> Result<Box<RawValue>, BackfillError> {
+    let id = format!("{name}:{line_no}");
+    let record = match ctx.format {
+        LineFormat::Snapshot { key_names } => {
+            let parsed: DataLine<'_> = serde_json::from_str(line).map_err(|e| {
+                BackfillError::Inconsistent(format!("{id}: not an {{\"Item\": …}} line: {e}"))
+            })?;
+            snapshot_record(&ctx.opts.table, key_names, parsed.item, &id)
+        }
+        LineFormat::Incremental { end_secs } => {
+            let window = Window {
+                table: &ctx.opts.table,
+                end_secs: *end_secs,
+                ttl_attribute: ctx
+                    .opts
+                    .incremental
+                    .as_ref()
+                    .and_then(|i| i.ttl_attribute.as_deref()),
+            };
+            incremental_record(&window, line, &id)
+        }
+    };
+    record.map_err(BackfillError::Inconsistent)
 }
 
 /// A data file's checkpoint: the last line applied, and whether it is done.
