@@ -29,6 +29,18 @@ pub enum BackfillError {
     Store(#[from] StoreError),
     #[error("interrupted; progress is checkpointed, continue with --resume")]
     Interrupted,
+    /// A manifest names an object outside the export's own folder
+    /// (`sources::export::keys`); nothing was opened.
+    #[error("{at}: key {key:?} refused: {reason}")]
+    KeyRefused {
+        at: String,
+        key: String,
+        reason: String,
+    },
+    /// A task that cannot run as given (a Lambda export task with a local
+    /// path).
+    #[error("{0}")]
+    Task(String),
     /// A data file a cap refused (`sources::export::lines`): the other
     /// files of its export go on.
     #[error("{file}: refused: {reason}")]

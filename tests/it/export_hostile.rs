@@ -283,3 +283,114 @@ async fn the_deadline_is_looked_at_while_reading() {
     assert!(o.done && o.summary.items == 5, "{o:?}");
     assert_eq!(h.total().await, 5);
 }
+
+/// A manifest naming a data file outside the export (a `..` path to a
+/// file of valid items the test writes beside it, an absolute path,
+/// another export's folder) is refused, naming the manifest line and the
+/// key, before anything is opened: nothing of it, nor of the good files,
+/// is counted.
+#[tokio::test]
+async fn manifest_keys_outside_the_export_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let folder = write_export(root.path(), &[("good.json.gz", lines(&items("g", 4)), 4)]);
+    // Valid items outside the export folder, where `..` leads.
+    let outside = root.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(
+        outside.join("stolen.json.gz"),
+        gzip(&lines(&items("stolen", 5))),
+    )
+    .unwrap();
+    let good = json!({"itemCount": 4, "dataFileS3Key": key_of("good.json.gz")});
+    let escapes = [
+        (
+            format!("p/AWSDynamoDB/{ID}/data/../../../outside/stolen.json.gz"),
+            "`..` segment",
+        ),
+        (
+            outside.join("data/stolen.json.gz").display().to_string(),
+            "absolute path",
+        ),
+        (
+            "p/AWSDynamoDB/01700000000000-00000000/data/stolen.json.gz".to_string(),
+            "export's own data folder",
+        ),
+    ];
+    std::fs::create_dir_all(outside.join("data")).unwrap();
+    std::fs::copy(
+        outside.join("stolen.json.gz"),
+        outside.join("data/stolen.json.gz"),
+    )
+    .unwrap();
+    let Some(h) = Harness::with_directory("sqlite", &fixture_directory()).await else {
+        return;
+    };
+    for (key, why) in escapes {
+        write_manifest(
+            &folder,
+            &[good.clone(), json!({"itemCount": 5, "dataFileS3Key": key})],
+        );
+        let err = export_backfill(
+            &h.p,
+            None,
+            &opts(root.path(), 10),
+            &Quiet,
+            &AtomicBool::new(false),
+        )
+        .await
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, BackfillError::KeyRefused { .. }), "{msg}");
+        assert!(
+            msg.contains("manifest-files.json:2") && msg.contains(&key) && msg.contains(why),
+            "{msg}"
+        );
+        // The Lambda's file task, given the same line, refuses it too.
+        let job = FileJob {
+            file: json!({"itemCount": 5, "dataFileS3Key": key}),
+            ..file_job(&folder, "good.json.gz", 4, 10)
+        };
+        let msg = export_file_backfill(&h.p, None, &job, None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(&key) && msg.contains(why), "{msg}");
+        assert_eq!(h.total().await, 0, "{key}");
+        assert_eq!(h.p.store.totals().await.unwrap().ledger_rows, 0, "{key}");
+    }
+}
+
+/// The Lambda's `export_file` task reads from S3 only: a local path in its
+/// event is refused with a message saying so, and nothing is applied.
+#[tokio::test]
+async fn the_lambda_file_task_refuses_a_local_path() {
+    use streamfold::sources::backfill_task::{ExportFileTask, run_export_file};
+    let root = tempfile::tempdir().unwrap();
+    let folder = write_export(root.path(), &[("good.json.gz", lines(&items("g", 4)), 4)]);
+    let Some(h) = Harness::with_directory("sqlite", &fixture_directory()).await else {
+        return;
+    };
+    for export in [
+        folder.display().to_string(),
+        format!("file://{}", folder.display()),
+    ] {
+        let task = ExportFileTask {
+            export: export.clone(),
+            table: TABLE.into(),
+            file: json!({"itemCount": 4, "dataFileS3Key": key_of("good.json.gz")}),
+            incremental: false,
+            ttl_attribute: None,
+            batch: 10,
+        };
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let msg = run_export_file(&h.p, None, &task, deadline)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("not an s3:// location") && msg.contains(&export),
+            "{msg}"
+        );
+    }
+    assert_eq!(h.total().await, 0);
+}

@@ -16,6 +16,7 @@
 //! against the summary, and its bytes against the manifest's `md5Checksum`;
 //! a completed file is checkpointed, so `--resume` skips it.
 
+mod keys;
 mod lines;
 mod locate;
 mod objects;
@@ -230,6 +231,11 @@ struct Prepared<'s> {
     reader: Objects<'s>,
     job: String,
     summary: locate::Summary,
+    /// The export's own folder key (`…/AWSDynamoDB/<export id>`), under
+    /// whose `data/` every data file must lie (`keys`).
+    folder_key: String,
+    /// The file name of `manifest-files.json`.
+    manifest_name: String,
 }
 
 fn prepare<'s>(
@@ -277,6 +283,15 @@ fn prepare<'s>(
         location: chosen.folder,
         s3,
     };
+    let (folder_key, manifest_name) =
+        keys::export_folder(&summary.manifest_files_s3_key, summary.id()).map_err(|reason| {
+            BackfillError::KeyRefused {
+                at: format!("{}/manifest-summary.json", reader.location.describe()),
+                key: summary.manifest_files_s3_key.clone(),
+                reason,
+            }
+        })?;
+    let (folder_key, manifest_name) = (folder_key.to_string(), manifest_name.to_string());
     let job = job_name(
         &opts.table,
         summary
@@ -289,6 +304,8 @@ fn prepare<'s>(
         reader,
         job,
         summary,
+        folder_key,
+        manifest_name,
     })
 }
 
@@ -307,14 +324,10 @@ async fn backfill_export(
         reader,
         job,
         summary,
+        folder_key,
+        manifest_name,
     } = prepare(opts, source, chosen, s3, observer)?;
-    let manifest_name = summary
-        .manifest_files_s3_key
-        .rsplit('/')
-        .next()
-        .unwrap_or("manifest-files.json")
-        .to_string();
-    let files_text = reader.read_text(&manifest_name, true).await?;
+    let files_text = reader.read_text(&manifest_name).await?;
     let mut files = Vec::new();
     for (i, line) in files_text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -322,6 +335,10 @@ async fn backfill_export(
         }
         let f: ManifestFile = serde_json::from_str(line)
             .map_err(|e| BackfillError::Inconsistent(format!("{manifest_name}:{}: {e}", i + 1)))?;
+        // Every key is checked before any data file is opened.
+        checked_name(&f, &folder_key, || {
+            format!("{}/{manifest_name}:{}", reader.location.describe(), i + 1)
+        })?;
         files.push(f);
     }
     let listed: u64 = files.iter().map(|f| f.item_count).sum();
@@ -353,6 +370,7 @@ async fn backfill_export(
         stop,
         job: &job,
         format: &format,
+        folder_key: &folder_key,
     };
     let mut out = BackfillSummary::default();
     let mut first_err = None;
@@ -476,6 +494,9 @@ pub async fn export_file_backfill(
         }
     };
     let prepared = prepare(&opts, source, chosen, s3, &quiet)?;
+    checked_name(&file, &prepared.folder_key, || {
+        "the task's file (its line of manifest-files.json)".to_string()
+    })?;
     let part = part_name(&file.data_file_s3_key);
     let checkpoint = p
         .store
@@ -502,6 +523,7 @@ pub async fn export_file_backfill(
         stop: &stop,
         job: &prepared.job,
         format: &prepared.format,
+        folder_key: &prepared.folder_key,
     };
     let (mut summary, done) =
         backfill_file(&ctx, &file, resume_line(checkpoint.as_ref()), deadline).await?;
@@ -526,6 +548,24 @@ struct FileContext<'a> {
     stop: &'a AtomicBool,
     job: &'a str,
     format: &'a LineFormat,
+    folder_key: &'a str,
+}
+
+/// The name of `file` in the export's `data/` folder, if its key lies
+/// there (`keys`); else a refusal naming `at` (the manifest line) and the
+/// key.
+fn checked_name<'f>(
+    file: &'f ManifestFile,
+    folder_key: &str,
+    at: impl FnOnce() -> String,
+) -> Result<&'f str, BackfillError> {
+    keys::data_file_name(&file.data_file_s3_key, folder_key).map_err(|reason| {
+        BackfillError::KeyRefused {
+            at: at(),
+            key: file.data_file_s3_key.clone(),
+            reason,
+        }
+    })
 }
 
 /// Apply a data file's lines after `resume_after` (each batch's line saved
@@ -541,12 +581,12 @@ async fn backfill_file(
     deadline: Option<Instant>,
 ) -> Result<(BackfillSummary, bool), BackfillError> {
     let key = &file.data_file_s3_key;
-    let name = key.rsplit('/').next().unwrap_or(key);
+    let name = checked_name(file, ctx.folder_key, || key.clone())?;
     let mut summary = BackfillSummary::default();
     ctx.observer.started(name, Some(file.item_count), 0);
     let raw = BufReader::with_capacity(
         256 * 1024,
-        Md5Check::new(ctx.reader.open(key, false).await?),
+        Md5Check::new(ctx.reader.open(&format!("data/{name}")).await?),
     );
     let mut lines = BoundedLines::new(
         BufReader::with_capacity(256 * 1024, GzipDecoder::new(raw)),
