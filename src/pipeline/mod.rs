@@ -52,6 +52,19 @@ pub struct Pipeline {
 /// are turned into stream records first (`record::kinesis`), so every
 /// entry point takes either shape, record by record.
 pub async fn run_batch(p: &Pipeline, records: &[&RawValue]) -> Result<BatchReport, PipelineError> {
+    run_batch_quarantining(p, records, &[]).await
+}
+
+/// `run_batch`, quarantining `unreadable` in the same transaction: what a
+/// source could not even make into a record (a backfill's bad export line
+/// or Scan item, with its reason). Each counts as read and rejected, and
+/// is reported after the batch's records (`Rejection::index` from
+/// `records.len()` on).
+pub async fn run_batch_quarantining(
+    p: &Pipeline,
+    records: &[&RawValue],
+    unreadable: &[RejectedRecord],
+) -> Result<BatchReport, PipelineError> {
     let converted: Vec<Option<Box<RawValue>>> =
         records.iter().map(|r| kinesis::stream_record(r)).collect();
     if converted.iter().any(Option::is_some) {
@@ -60,15 +73,16 @@ pub async fn run_batch(p: &Pipeline, records: &[&RawValue]) -> Result<BatchRepor
             .zip(&converted)
             .map(|(raw, c)| c.as_deref().unwrap_or(raw))
             .collect();
-        return run_stream_batch(p, &records).await;
+        return run_stream_batch(p, &records, unreadable).await;
     }
-    run_stream_batch(p, records).await
+    run_stream_batch(p, records, unreadable).await
 }
 
 /// `run_batch` over DynamoDB stream records.
 async fn run_stream_batch(
     p: &Pipeline,
     records: &[&RawValue],
+    unreadable: &[RejectedRecord],
 ) -> Result<BatchReport, PipelineError> {
     let first = records.first().map(|r| read_meta(r)).unwrap_or_default();
     let last = records.last().map(|r| read_meta(r)).unwrap_or_default();
@@ -84,7 +98,9 @@ async fn run_stream_batch(
         rejected = tracing::field::Empty,
         unattributed = tracing::field::Empty,
     );
-    let report = run_batch_inner(p, records).instrument(span.clone()).await?;
+    let report = run_batch_inner(p, records, unreadable)
+        .instrument(span.clone())
+        .await?;
     let t = report.total();
     span.record("applied", t.applied);
     span.record("unchanged", t.unchanged);
@@ -115,6 +131,7 @@ enum Pending {
 async fn run_batch_inner(
     p: &Pipeline,
     records: &[&RawValue],
+    unreadable: &[RejectedRecord],
 ) -> Result<BatchReport, PipelineError> {
     let mut report = BatchReport::default();
     let mut pending = Vec::with_capacity(records.len());
@@ -145,6 +162,24 @@ async fn run_batch_inner(
                 });
             }
         }
+    }
+    // After the records, so that `pending[i]` stays `records[i]` for them.
+    for (i, r) in unreadable.iter().enumerate() {
+        let counts = report.counts(r.source);
+        counts.read += 1;
+        counts.rejected += 1;
+        tracing::warn!(record = ?r.event_id, reason = %r.reason, "record quarantined");
+        pending.push(Pending::Reject(r.clone()));
+        report.rejections.push(Rejection {
+            index: records.len() + i,
+            meta: RecordMeta {
+                table: r.table.clone(),
+                source: r.source,
+                event_id: r.event_id.clone(),
+                ..RecordMeta::default()
+            },
+            reason: r.reason.clone(),
+        });
     }
     apply_isolating(p, records, &pending, 0, &mut report).await?;
     Ok(report)

@@ -2,7 +2,8 @@
 //! errors, progress reporting, pacing, and applying a page of snapshot
 //! records through `run_batch`.
 
-use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
+use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch_quarantining};
+use crate::store::RejectedRecord;
 use crate::store::StoreError;
 use serde_json::value::RawValue;
 use std::sync::Mutex;
@@ -130,14 +131,16 @@ impl Pacer {
     }
 }
 
-/// Apply one page of snapshot records (one transaction).
+/// Apply one page of snapshot records, and quarantine the page's items
+/// that could not be made into records (`unreadable`), in one transaction.
 pub async fn apply_page(
     p: &Pipeline,
     records: &[Box<RawValue>],
+    unreadable: &[RejectedRecord],
     part: &str,
 ) -> Result<BatchReport, BackfillError> {
     let refs: Vec<&RawValue> = records.iter().map(|r| r.as_ref()).collect();
-    run_batch(p, &refs)
+    run_batch_quarantining(p, &refs, unreadable)
         .await
         .map_err(|source| BackfillError::Batch {
             part: part.to_string(),

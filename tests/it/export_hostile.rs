@@ -394,3 +394,90 @@ async fn the_lambda_file_task_refuses_a_local_path() {
     }
     assert_eq!(h.total().await, 0);
 }
+
+/// One bad line does not abort a backfill: a line missing its key and a
+/// line that is not JSON are quarantined with their `file:line` and
+/// reason (counted as rejected), and every other line is applied. A line
+/// whose attribute name holds a `"` is a valid DynamoDB item (the stream
+/// path reads it too): it is applied.
+pub async fn bad_lines_are_quarantined(engine: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let mut quoted = items("q", 1).remove(0);
+    quoted["odd\"name"] = json!({"S": "x"});
+    let mut keyless = items("k", 1).remove(0);
+    keyless.as_object_mut().unwrap().remove("id");
+    let mut text = lines(&items("a", 3));
+    text.extend(lines(&[quoted]));
+    text.extend(lines(&[keyless]));
+    text.extend(b"this is not JSON\n");
+    text.extend(lines(&items("b", 2)));
+    let folder = write_export(root.path(), &[("bad.json.gz", text, 8)]);
+    let Some(h) = Harness::with_directory(engine, &fixture_directory()).await else {
+        return;
+    };
+    let s = export_backfill(
+        &h.p,
+        None,
+        &opts(&folder, 3),
+        &Quiet,
+        &AtomicBool::new(false),
+    )
+    .await
+    .unwrap();
+    let t = s.report.total();
+    assert_eq!((s.items, s.parts_done), (8, 1));
+    assert_eq!((t.read, t.applied, t.rejected), (8, 6, 2), "{t:?}");
+    assert_eq!(h.total().await, 6);
+    let mut rejects = h.p.store.rejects(100).await.unwrap();
+    rejects.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+    let got: Vec<(Option<String>, String)> = rejects
+        .into_iter()
+        .map(|r| (r.event_id, r.reason))
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].0.as_deref(), Some("bad.json.gz:5"), "{got:?}");
+    assert!(got[0].1.contains("no key attribute `id`"), "{got:?}");
+    assert_eq!(got[1].0.as_deref(), Some("bad.json.gz:6"), "{got:?}");
+    assert!(got[1].1.contains("not an {\"Item\": …} line"), "{got:?}");
+    // A re-run changes nothing and quarantines nothing twice.
+    let s = export_backfill(
+        &h.p,
+        None,
+        &opts(&folder, 3),
+        &Quiet,
+        &AtomicBool::new(false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.report.total().unchanged, 6);
+    assert_eq!(h.p.store.rejects(100).await.unwrap().len(), 2);
+    assert_eq!(h.total().await, 6);
+    if engine == "sqlite" {
+        let out = streamfold(&["rejects", "list", "--database-url", &h.db.url]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            text.contains("event bad.json.gz:5") && text.contains("no key attribute `id`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("event bad.json.gz:6") && text.contains("not an {\"Item\""),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn bad_lines_are_quarantined_sqlite() {
+    bad_lines_are_quarantined("sqlite").await
+}
+
+#[tokio::test]
+async fn bad_lines_are_quarantined_mysql() {
+    bad_lines_are_quarantined("mysql").await
+}
+
+#[tokio::test]
+async fn bad_lines_are_quarantined_postgres() {
+    bad_lines_are_quarantined("postgres").await
+}

@@ -11,7 +11,9 @@
 //! `MAX_BATCH_BYTES` whatever the export's size. Lines are read within
 //! caps (`lines`: one line, a file's inflated size for its `itemCount`,
 //! blank lines); a file past one is refused by name while the export's
-//! other files go on, and the run then fails listing what it refused.
+//! other files go on, and the run then fails listing what it refused. A
+//! line that cannot be a record is quarantined (`file:line`, reason) with
+//! its batch. Data file keys are confined to the export (`keys`).
 //! Every file's item count is checked against the manifest, and the total
 //! against the summary, and its bytes against the manifest's `md5Checksum`;
 //! a completed file is checkpointed, so `--resume` skips it.
@@ -29,6 +31,7 @@ use crate::domain::SourceKind;
 use crate::pipeline::Pipeline;
 use crate::record::incremental::{Window, incremental_record};
 use crate::record::snapshot::{key_attributes, snapshot_record};
+use crate::store::RejectedRecord;
 use crate::store::checkpoints::Checkpoint;
 use async_compression::tokio::bufread::GzipDecoder;
 use futures::StreamExt;
@@ -595,6 +598,8 @@ async fn backfill_file(
     );
     let batch = ctx.opts.batch.max(1);
     let mut records: Vec<Box<RawValue>> = Vec::with_capacity(batch);
+    // Lines that cannot be records, quarantined with the batch.
+    let mut unreadable: Vec<RejectedRecord> = Vec::new();
     let mut batch_bytes = 0usize;
     let mut buf = Vec::new();
     let mut line_no = 0u64;
@@ -617,33 +622,46 @@ async fn backfill_file(
         if ctx.stop.load(Ordering::Relaxed) {
             return Err(BackfillError::Interrupted);
         }
-        let line = match std::str::from_utf8(&buf) {
-            Ok(l) => l,
-            Err(e) => {
-                return Err(BackfillError::Inconsistent(format!(
-                    "{key}:{line_no}: not UTF-8: {e}"
-                )));
-            }
-        };
-        if !line.trim().is_empty() {
+        let text = String::from_utf8_lossy(&buf);
+        if !text.trim().is_empty() {
             count += 1;
             // Lines before the checkpoint were applied by an earlier run.
             if line_no <= resume_after {
                 continue;
             }
-            let record = line_record(ctx, name, line_no, line)?;
-            batch_bytes += record.get().len();
-            records.push(record);
+            // A line that cannot be a record is quarantined with its
+            // place and reason; the file goes on.
+            let id = format!("{name}:{line_no}");
+            let record = match std::str::from_utf8(&buf) {
+                Ok(line) => line_record(ctx, &id, line),
+                Err(e) => Err(format!("{id}: the line is not UTF-8: {e}")),
+            };
+            match record {
+                Ok(record) => {
+                    batch_bytes += record.get().len();
+                    records.push(record);
+                }
+                Err(reason) => {
+                    batch_bytes += text.len();
+                    unreadable.push(RejectedRecord::unreadable(
+                        SourceKind::from_table_name(&ctx.opts.table),
+                        &ctx.opts.table,
+                        &id,
+                        &reason,
+                        &text,
+                    ));
+                }
+            }
         } else if line_no <= resume_after {
             continue;
         }
-        let full = records.len() >= batch || batch_bytes >= MAX_BATCH_BYTES;
+        let full = records.len() + unreadable.len() >= batch || batch_bytes >= MAX_BATCH_BYTES;
         let late = deadline.is_some_and(|d| Instant::now() >= d);
         if full || late {
             // Also out of time inside a batch or a run of blank lines:
             // what was read is applied and checkpointed (at least this
             // line, so every run moves on), and the next run goes on.
-            flush(ctx, name, &mut records, &mut summary).await?;
+            flush(ctx, name, &mut records, &mut unreadable, &mut summary).await?;
             batch_bytes = 0;
             save_progress(ctx, key, line_no, count, false).await?;
             if late {
@@ -651,7 +669,7 @@ async fn backfill_file(
             }
         }
     }
-    flush(ctx, name, &mut records, &mut summary).await?;
+    flush(ctx, name, &mut records, &mut unreadable, &mut summary).await?;
     // The bytes after the gzip member (none in an AWS export) count too.
     let mut raw = lines.into_inner().into_inner().into_inner();
     tokio::io::copy(&mut raw, &mut tokio::io::sink())
@@ -682,20 +700,14 @@ async fn backfill_file(
     Ok((summary, true))
 }
 
-/// The stream record of data line `line_no` of the file `name`.
-fn line_record(
-    ctx: &FileContext<'_>,
-    name: &str,
-    line_no: u64,
-    line: &str,
-) -> Result<Box<RawValue>, BackfillError> {
-    let id = format!("{name}:{line_no}");
-    let record = match ctx.format {
+/// The stream record of the data line `id` (`file:line`), or why it
+/// cannot be one.
+fn line_record(ctx: &FileContext<'_>, id: &str, line: &str) -> Result<Box<RawValue>, String> {
+    match ctx.format {
         LineFormat::Snapshot { key_names } => {
-            let parsed: DataLine<'_> = serde_json::from_str(line).map_err(|e| {
-                BackfillError::Inconsistent(format!("{id}: not an {{\"Item\": …}} line: {e}"))
-            })?;
-            snapshot_record(&ctx.opts.table, key_names, parsed.item, &id)
+            let parsed: DataLine<'_> = serde_json::from_str(line)
+                .map_err(|e| format!("{id}: not an {{\"Item\": …}} line: {e}"))?;
+            snapshot_record(&ctx.opts.table, key_names, parsed.item, id)
         }
         LineFormat::Incremental { end_secs } => {
             let window = Window {
@@ -707,10 +719,9 @@ fn line_record(
                     .as_ref()
                     .and_then(|i| i.ttl_attribute.as_deref()),
             };
-            incremental_record(&window, line, &id)
+            incremental_record(&window, line, id)
         }
-    };
-    record.map_err(BackfillError::Inconsistent)
+    }
 }
 
 /// A data file's checkpoint: the last line applied, and whether it is done.
@@ -740,20 +751,22 @@ async fn flush(
     ctx: &FileContext<'_>,
     name: &str,
     records: &mut Vec<Box<RawValue>>,
+    unreadable: &mut Vec<RejectedRecord>,
     summary: &mut BackfillSummary,
 ) -> Result<(), BackfillError> {
-    if records.is_empty() {
+    if records.is_empty() && unreadable.is_empty() {
         return Ok(());
     }
     if ctx.stop.load(Ordering::Relaxed) {
         return Err(BackfillError::Interrupted);
     }
-    let report = apply_page(ctx.p, records, name).await?;
+    let report = apply_page(ctx.p, records, unreadable, name).await?;
     summary.report.merge(report);
-    let n = records.len() as u64;
+    let n = (records.len() + unreadable.len()) as u64;
     summary.items += n;
     ctx.observer.advanced(name, n);
     records.clear();
+    unreadable.clear();
     Ok(())
 }
 
