@@ -52,6 +52,19 @@ pub struct Pipeline {
 /// are turned into stream records first (`record::kinesis`), so every
 /// entry point takes either shape, record by record.
 pub async fn run_batch(p: &Pipeline, records: &[&RawValue]) -> Result<BatchReport, PipelineError> {
+    run_batch_quarantining(p, records, &[]).await
+}
+
+/// `run_batch`, quarantining `unreadable` in the same transaction: what a
+/// source could not even make into a record (a backfill's bad export line
+/// or Scan item, with its reason). Each counts as read and rejected, and
+/// is reported after the batch's records (`Rejection::index` from
+/// `records.len()` on).
+pub async fn run_batch_quarantining(
+    p: &Pipeline,
+    records: &[&RawValue],
+    unreadable: &[RejectedRecord],
+) -> Result<BatchReport, PipelineError> {
     let converted: Vec<Option<Box<RawValue>>> =
         records.iter().map(|r| kinesis::stream_record(r)).collect();
     if converted.iter().any(Option::is_some) {
@@ -69,11 +82,11 @@ pub async fn run_batch(p: &Pipeline, records: &[&RawValue]) -> Result<BatchRepor
             .zip(&converted)
             .map(|(raw, c)| c.as_deref().unwrap_or(raw))
             .collect();
-        let mut report = run_stream_batch(p, &records).await?;
+        let mut report = run_stream_batch(p, &records, unreadable).await?;
         report.kinesis_millisecond = millisecond;
         return Ok(report);
     }
-    run_stream_batch(p, records).await
+    run_stream_batch(p, records, unreadable).await
 }
 
 /// Warn, once per Kinesis stream and process, that its change records are
@@ -103,6 +116,7 @@ fn say_millisecond_once(stream: Option<&str>) {
 async fn run_stream_batch(
     p: &Pipeline,
     records: &[&RawValue],
+    unreadable: &[RejectedRecord],
 ) -> Result<BatchReport, PipelineError> {
     let first = records.first().map(|r| read_meta(r)).unwrap_or_default();
     let last = records.last().map(|r| read_meta(r)).unwrap_or_default();
@@ -118,7 +132,9 @@ async fn run_stream_batch(
         rejected = tracing::field::Empty,
         unattributed = tracing::field::Empty,
     );
-    let report = run_batch_inner(p, records).instrument(span.clone()).await?;
+    let report = run_batch_inner(p, records, unreadable)
+        .instrument(span.clone())
+        .await?;
     let t = report.total();
     span.record("applied", t.applied);
     span.record("unchanged", t.unchanged);
@@ -149,6 +165,7 @@ enum Pending {
 async fn run_batch_inner(
     p: &Pipeline,
     records: &[&RawValue],
+    unreadable: &[RejectedRecord],
 ) -> Result<BatchReport, PipelineError> {
     let mut report = BatchReport::default();
     let mut pending = Vec::with_capacity(records.len());
@@ -179,6 +196,24 @@ async fn run_batch_inner(
                 });
             }
         }
+    }
+    // After the records, so that `pending[i]` stays `records[i]` for them.
+    for (i, r) in unreadable.iter().enumerate() {
+        let counts = report.counts(r.source);
+        counts.read += 1;
+        counts.rejected += 1;
+        tracing::warn!(record = ?r.event_id, reason = %r.reason, "record quarantined");
+        pending.push(Pending::Reject(r.clone()));
+        report.rejections.push(Rejection {
+            index: records.len() + i,
+            meta: RecordMeta {
+                table: r.table.clone(),
+                source: r.source,
+                event_id: r.event_id.clone(),
+                ..RecordMeta::default()
+            },
+            reason: r.reason.clone(),
+        });
     }
     apply_isolating(p, records, &pending, 0, &mut report).await?;
     Ok(report)

@@ -9,7 +9,9 @@
 //! key attributes, named by the table's key schema.
 
 use crate::domain::SourceKind;
+use crate::record::item::CowStr;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// `eventSource` of snapshot records (AWS sets `aws:dynamodb` on stream
@@ -45,12 +47,14 @@ pub fn snapshot_record(
     item: &RawValue,
     id: &str,
 ) -> Result<Box<RawValue>, String> {
-    let attrs: HashMap<&str, &RawValue> = serde_json::from_str(item.get())
+    // Names borrow from the item unless JSON escapes them (a name with a
+    // `"` in it is a valid DynamoDB attribute name, as in stream records).
+    let attrs: HashMap<CowStr<'_>, &RawValue> = serde_json::from_str(item.get())
         .map_err(|e| format!("{id}: the item is not a DynamoDB JSON map: {e}"))?;
     let mut keys = String::from("{");
     for (i, name) in key_names.iter().enumerate() {
         let value = attrs
-            .get(name.as_str())
+            .get(&CowStr(Cow::Borrowed(name.as_str())))
             .ok_or_else(|| format!("{id}: the item has no key attribute `{name}`"))?;
         if i > 0 {
             keys.push(',');

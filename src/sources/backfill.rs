@@ -2,7 +2,8 @@
 //! errors, progress reporting, pacing, and applying a page of snapshot
 //! records through `run_batch`.
 
-use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
+use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch_quarantining};
+use crate::store::RejectedRecord;
 use crate::store::StoreError;
 use serde_json::value::RawValue;
 use std::sync::Mutex;
@@ -29,6 +30,33 @@ pub enum BackfillError {
     Store(#[from] StoreError),
     #[error("interrupted; progress is checkpointed, continue with --resume")]
     Interrupted,
+    /// A manifest names an object outside the export's own folder
+    /// (`sources::export::keys`); nothing was opened.
+    #[error("{at}: key {key:?} refused: {reason}")]
+    KeyRefused {
+        at: String,
+        key: String,
+        reason: String,
+    },
+    /// A task that cannot run as given (a Lambda export task with a local
+    /// path).
+    #[error("{0}")]
+    Task(String),
+    /// A data file a cap refused (`sources::export::lines`): the other
+    /// files of its export go on.
+    #[error("{file}: refused: {reason}")]
+    Refused { file: String, reason: String },
+    /// Data files were refused (each with its reason); the others were
+    /// applied, as `summary` counts.
+    #[error(
+        "{} data file(s) refused, the others applied: {}",
+        refused.len(),
+        refused.join("; ")
+    )]
+    FilesRefused {
+        summary: Box<BackfillSummary>,
+        refused: Vec<String>,
+    },
 }
 
 /// Receives progress (the CLI draws bars; tests ignore it).
@@ -103,14 +131,16 @@ impl Pacer {
     }
 }
 
-/// Apply one page of snapshot records (one transaction).
+/// Apply one page of snapshot records, and quarantine the page's items
+/// that could not be made into records (`unreadable`), in one transaction.
 pub async fn apply_page(
     p: &Pipeline,
     records: &[Box<RawValue>],
+    unreadable: &[RejectedRecord],
     part: &str,
 ) -> Result<BatchReport, BackfillError> {
     let refs: Vec<&RawValue> = records.iter().map(|r| r.as_ref()).collect();
-    run_batch(p, &refs)
+    run_batch_quarantining(p, &refs, unreadable)
         .await
         .map_err(|source| BackfillError::Batch {
             part: part.to_string(),

@@ -7,6 +7,9 @@
 //! * `{"streamfold": {"scan_segment": {"table": "…", "segment": 3,
 //!   "total_segments": 16}}}` scans one segment of a table.
 //!
+//! An `export_file` task takes `s3://` locations only (a path is refused),
+//! and its file's key must lie in that export's own `data/` folder.
+//!
 //! Both go through the same backfill code as `streamfold backfill`, and
 //! through `run_batch`, with its checkpoints in SQL: a finished file or
 //! segment is skipped, a started one goes on after its last committed
@@ -108,8 +111,18 @@ pub async fn run_export_file(
     task: &ExportFileTask,
     deadline: Instant,
 ) -> Result<TaskOutcome, BackfillError> {
+    let export = ExportLocation::parse(&task.export).map_err(BackfillError::Inconsistent)?;
+    // The function reads exports from S3 only: a path would read its own
+    // file system.
+    if !matches!(export, ExportLocation::S3 { .. }) {
+        return Err(BackfillError::Task(format!(
+            "export_file: export {:?} is not an s3:// location; the function reads \
+             exports from S3 only (s3://bucket/prefix/AWSDynamoDB/<export id>)",
+            task.export
+        )));
+    }
     let job = FileJob {
-        export: ExportLocation::parse(&task.export).map_err(BackfillError::Inconsistent)?,
+        export,
         table: task.table.clone(),
         file: task.file.clone(),
         incremental: task.incremental.then(|| IncrementalOptions {

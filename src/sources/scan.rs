@@ -11,6 +11,7 @@ use super::backfill::{BackfillError, BackfillSummary, Observer, Pacer, apply_pag
 use crate::domain::SourceKind;
 use crate::pipeline::Pipeline;
 use crate::record::snapshot::{key_attributes, snapshot_record};
+use crate::store::RejectedRecord;
 use crate::store::checkpoints::Checkpoint;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ReturnConsumedCapacity};
@@ -259,6 +260,7 @@ async fn scan_segment(
         pages += 1;
         let items = page.items();
         let mut records: Vec<Box<RawValue>> = Vec::with_capacity(items.len());
+        let mut unreadable = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let id = format!("scan {} {part} page {pages} item {i}", ctx.opts.table);
             let text =
@@ -272,16 +274,23 @@ async fn scan_segment(
                 what: id.clone(),
                 reason: e.to_string(),
             })?;
-            records.push(
-                snapshot_record(&ctx.opts.table, ctx.key_names, &raw, &id)
-                    .map_err(|reason| BackfillError::Read { what: id, reason })?,
-            );
+            // An item that cannot be a record is quarantined; the page goes on.
+            match snapshot_record(&ctx.opts.table, ctx.key_names, &raw, &id) {
+                Ok(record) => records.push(record),
+                Err(reason) => unreadable.push(RejectedRecord::unreadable(
+                    SourceKind::from_table_name(&ctx.opts.table),
+                    &ctx.opts.table,
+                    &id,
+                    &reason,
+                    raw.get(),
+                )),
+            }
         }
-        if !records.is_empty() {
-            let report = apply_page(ctx.p, &records, &part).await?;
+        if !records.is_empty() || !unreadable.is_empty() {
+            let report = apply_page(ctx.p, &records, &unreadable, &part).await?;
             summary.report.merge(report);
         }
-        let n = records.len() as u64;
+        let n = (records.len() + unreadable.len()) as u64;
         summary.items += n;
         state.items += n as i64;
         let last = page.last_evaluated_key().filter(|k| !k.is_empty());

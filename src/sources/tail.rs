@@ -170,7 +170,7 @@ pub async fn tail(
                 for r in records {
                     raw.push(lambda_record(r, &stream_arn).map_err(|e| read_err(&id, e))?);
                 }
-                let report = apply_page(p, &raw, &id).await?;
+                let report = apply_page(p, &raw, &[], &id).await?;
                 summary.report.merge(report);
                 summary.items += raw.len() as u64;
                 state.items += raw.len() as i64;

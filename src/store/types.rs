@@ -141,6 +141,30 @@ impl RejectedRecord {
         self
     }
 
+    /// The quarantine row of something a source could not make into a
+    /// record (a backfill's bad export line): named by `event_id` (e.g.
+    /// `file:line`), its text kept whole but for NUL characters, which
+    /// PostgreSQL text cannot hold (U+FFFD instead).
+    pub fn unreadable(
+        source: Option<crate::domain::SourceKind>,
+        table: &str,
+        event_id: &str,
+        reason: &str,
+        raw: &str,
+    ) -> RejectedRecord {
+        use crate::bounds::{REASON, REJECT_TEXT, clip};
+        RejectedRecord {
+            source,
+            table: Some(clip(table, REJECT_TEXT)),
+            event_id: Some(clip(event_id, REJECT_TEXT)),
+            sequence_number: None,
+            reason: clip(reason, REASON),
+            raw: String::new(),
+            key: [0; 16],
+        }
+        .with_raw(&raw.replace('\0', "\u{FFFD}"))
+    }
+
     /// Key that makes quarantining the same record twice a no-op.
     pub fn record_key(&self) -> [u8; 16] {
         self.key

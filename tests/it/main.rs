@@ -8,6 +8,7 @@ mod catch_up;
 mod cli;
 mod compaction;
 mod dropbox_identity;
+mod export_hostile;
 mod export_prefix;
 mod faults;
 mod kinesis;

@@ -172,6 +172,19 @@ pub async fn run(p: &Pipeline, aws: &aws_config::SdkConfig, job: &Job) -> Result
             print_totals(&p.store).await?;
             Ok(())
         }
+        // Refused data files: the others were applied; say what they did,
+        // then fail.
+        Err(BackfillError::FilesRefused { summary, refused }) => {
+            print_summary(job.table(), &summary);
+            print_totals(&p.store).await?;
+            anyhow::bail!(
+                "backfill of {}: {} data file(s) refused (nothing of them is \
+                 checkpointed as done), the others applied:\n  {}",
+                job.table(),
+                refused.len(),
+                refused.join("\n  ")
+            )
+        }
         Err(BackfillError::Interrupted) => {
             anyhow::bail!(
                 "backfill of {} interrupted; rerun with --resume to continue",

@@ -70,7 +70,7 @@ impl Summary {
     }
 
     /// The export's id: the last part of its ARN.
-    fn id(&self) -> Option<&str> {
+    pub(super) fn id(&self) -> Option<&str> {
         self.export_arn.as_deref()?.rsplit('/').next()
     }
 
@@ -102,7 +102,7 @@ const SUMMARY: &str = "manifest-summary.json";
 const EXPORTS: &str = "AWSDynamoDB";
 
 async fn read_summary(objects: &Objects<'_>) -> Result<Summary, BackfillError> {
-    let text = objects.read_text(SUMMARY, true).await?;
+    let text = objects.read_text(SUMMARY).await?;
     serde_json::from_str(&text).map_err(|e| {
         BackfillError::Inconsistent(format!("{}/{SUMMARY}: {e}", objects.location.describe()))
     })

@@ -7,14 +7,23 @@
 //! gzip data files (`dataFileS3Key`) and their `itemCount`. Each data line is
 //! `{"Item": {...}}`. Files are processed concurrently, each streamed
 //! (gunzip → lines → batches of snapshot records → `run_batch`), so memory
-//! stays bounded by `parallel × batch` records whatever the export's size.
+//! stays bounded by `parallel` batches of at most `batch` records and
+//! `MAX_BATCH_BYTES` whatever the export's size. Lines are read within
+//! caps (`lines`: one line, a file's inflated size for its `itemCount`,
+//! blank lines); a file past one is refused by name while the export's
+//! other files go on, and the run then fails listing what it refused. A
+//! line that cannot be a record is quarantined (`file:line`, reason) with
+//! its batch. Data file keys are confined to the export (`keys`).
 //! Every file's item count is checked against the manifest, and the total
 //! against the summary, and its bytes against the manifest's `md5Checksum`;
 //! a completed file is checkpointed, so `--resume` skips it.
 
+mod keys;
+mod lines;
 mod locate;
 mod objects;
 
+pub use lines::{FILE_SLACK_BYTES, MAX_LINE_BYTES, max_inflated};
 pub use locate::ExportChoice;
 
 use super::backfill::{BackfillError, BackfillSummary, Observer, apply_page};
@@ -22,9 +31,11 @@ use crate::domain::SourceKind;
 use crate::pipeline::Pipeline;
 use crate::record::incremental::{Window, incremental_record};
 use crate::record::snapshot::{key_attributes, snapshot_record};
+use crate::store::RejectedRecord;
 use crate::store::checkpoints::Checkpoint;
 use async_compression::tokio::bufread::GzipDecoder;
 use futures::StreamExt;
+use lines::{BoundedLines, Limits, LineError};
 use objects::{Md5Check, Objects};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -32,7 +43,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 
 /// Where an export is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -185,11 +196,28 @@ pub async fn export_backfill(
     let mut out = BackfillSummary::default();
     for chosen in exports {
         observer.note(&chosen.why);
-        out.merge(backfill_export(p, s3, opts, source, chosen, observer, stop).await?);
+        match backfill_export(p, s3, opts, source, chosen, observer, stop).await {
+            Ok(s) => out.merge(s),
+            // Later windows wait until this one is whole.
+            Err(BackfillError::FilesRefused { summary, refused }) => {
+                out.merge(*summary);
+                out.elapsed = started.elapsed();
+                return Err(BackfillError::FilesRefused {
+                    summary: Box::new(out),
+                    refused,
+                });
+            }
+            Err(e) => return Err(e),
+        }
     }
     out.elapsed = started.elapsed();
     Ok(out)
 }
+
+/// A batch is applied at `--batch` items or at this many bytes of records
+/// (64 MiB), whichever comes first, so that long lines (up to
+/// `lines::MAX_LINE_BYTES` each) cannot pile up a batch of gigabytes.
+pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a data line becomes.
 enum LineFormat {
@@ -206,6 +234,11 @@ struct Prepared<'s> {
     reader: Objects<'s>,
     job: String,
     summary: locate::Summary,
+    /// The export's own folder key (`…/AWSDynamoDB/<export id>`), under
+    /// whose `data/` every data file must lie (`keys`).
+    folder_key: String,
+    /// The file name of `manifest-files.json`.
+    manifest_name: String,
 }
 
 fn prepare<'s>(
@@ -253,6 +286,15 @@ fn prepare<'s>(
         location: chosen.folder,
         s3,
     };
+    let (folder_key, manifest_name) =
+        keys::export_folder(&summary.manifest_files_s3_key, summary.id()).map_err(|reason| {
+            BackfillError::KeyRefused {
+                at: format!("{}/manifest-summary.json", reader.location.describe()),
+                key: summary.manifest_files_s3_key.clone(),
+                reason,
+            }
+        })?;
+    let (folder_key, manifest_name) = (folder_key.to_string(), manifest_name.to_string());
     let job = job_name(
         &opts.table,
         summary
@@ -265,6 +307,8 @@ fn prepare<'s>(
         reader,
         job,
         summary,
+        folder_key,
+        manifest_name,
     })
 }
 
@@ -283,14 +327,10 @@ async fn backfill_export(
         reader,
         job,
         summary,
+        folder_key,
+        manifest_name,
     } = prepare(opts, source, chosen, s3, observer)?;
-    let manifest_name = summary
-        .manifest_files_s3_key
-        .rsplit('/')
-        .next()
-        .unwrap_or("manifest-files.json")
-        .to_string();
-    let files_text = reader.read_text(&manifest_name, true).await?;
+    let files_text = reader.read_text(&manifest_name).await?;
     let mut files = Vec::new();
     for (i, line) in files_text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -298,6 +338,10 @@ async fn backfill_export(
         }
         let f: ManifestFile = serde_json::from_str(line)
             .map_err(|e| BackfillError::Inconsistent(format!("{manifest_name}:{}: {e}", i + 1)))?;
+        // Every key is checked before any data file is opened.
+        checked_name(&f, &folder_key, || {
+            format!("{}/{manifest_name}:{}", reader.location.describe(), i + 1)
+        })?;
         files.push(f);
     }
     let listed: u64 = files.iter().map(|f| f.item_count).sum();
@@ -331,9 +375,11 @@ async fn backfill_export(
         stop,
         job: &job,
         format: &format,
+        folder_key: &folder_key,
     };
     let mut out = BackfillSummary::default();
     let mut first_err = None;
+    let mut refused = Vec::new();
     let mut results = futures::stream::iter(files.iter().map(|f| {
         let checkpoint = progress.get(&part_name(&f.data_file_s3_key));
         let ctx = &ctx;
@@ -353,6 +399,11 @@ async fn backfill_export(
     while let Some(r) = results.next().await {
         match r {
             Ok(s) => out.merge(s),
+            // A file a cap refused fails alone: the others go on.
+            Err(e @ BackfillError::Refused { .. }) => {
+                observer.note(&e.to_string());
+                refused.push(e.to_string());
+            }
             Err(e) => {
                 stop_on_error(stop);
                 first_err.get_or_insert(e);
@@ -364,7 +415,11 @@ async fn backfill_export(
     }
     match first_err {
         Some(e) => Err(e),
-        None => Ok(out),
+        None if refused.is_empty() => Ok(out),
+        None => Err(BackfillError::FilesRefused {
+            summary: Box::new(out),
+            refused,
+        }),
     }
 }
 
@@ -471,6 +526,9 @@ pub async fn export_file_backfill(
         }
     };
     let prepared = prepare(&opts, source, chosen, s3, &quiet)?;
+    checked_name(&file, &prepared.folder_key, || {
+        "the task's file (its line of manifest-files.json)".to_string()
+    })?;
     let part = part_name(&file.data_file_s3_key);
     let checkpoint = p
         .store
@@ -497,6 +555,7 @@ pub async fn export_file_backfill(
         stop: &stop,
         job: &prepared.job,
         format: &prepared.format,
+        folder_key: &prepared.folder_key,
     };
     let (mut summary, done) =
         backfill_file(&ctx, &file, resume_line(checkpoint.as_ref()), deadline).await?;
@@ -521,12 +580,32 @@ struct FileContext<'a> {
     stop: &'a AtomicBool,
     job: &'a str,
     format: &'a LineFormat,
+    folder_key: &'a str,
+}
+
+/// The name of `file` in the export's `data/` folder, if its key lies
+/// there (`keys`); else a refusal naming `at` (the manifest line) and the
+/// key.
+fn checked_name<'f>(
+    file: &'f ManifestFile,
+    folder_key: &str,
+    at: impl FnOnce() -> String,
+) -> Result<&'f str, BackfillError> {
+    keys::data_file_name(&file.data_file_s3_key, folder_key).map_err(|reason| {
+        BackfillError::KeyRefused {
+            at: at(),
+            key: file.data_file_s3_key.clone(),
+            reason,
+        }
+    })
 }
 
 /// Apply a data file's lines after `resume_after` (each batch's line saved
 /// as the file's checkpoint once committed). Returns whether the file is
 /// done: `false` when `deadline` passed first (its counts and checksum are
-/// checked by the run that reaches its end).
+/// checked by the run that reaches its end). The file is read within the
+/// caps of `lines` (a file past one is `BackfillError::Refused`), and the
+/// deadline and `stop` are looked at after every line, blank ones too.
 async fn backfill_file(
     ctx: &FileContext<'_>,
     file: &ManifestFile,
@@ -534,63 +613,92 @@ async fn backfill_file(
     deadline: Option<Instant>,
 ) -> Result<(BackfillSummary, bool), BackfillError> {
     let key = &file.data_file_s3_key;
-    let name = key.rsplit('/').next().unwrap_or(key);
+    let name = checked_name(file, ctx.folder_key, || key.clone())?;
     let mut summary = BackfillSummary::default();
     ctx.observer.started(name, Some(file.item_count), 0);
     let raw = BufReader::with_capacity(
         256 * 1024,
-        Md5Check::new(ctx.reader.open(key, false).await?),
+        Md5Check::new(ctx.reader.open(&format!("data/{name}")).await?),
     );
-    let mut lines = BufReader::with_capacity(256 * 1024, GzipDecoder::new(raw)).lines();
+    let mut lines = BoundedLines::new(
+        BufReader::with_capacity(256 * 1024, GzipDecoder::new(raw)),
+        Limits::for_items(file.item_count),
+        file.item_count,
+    );
     let batch = ctx.opts.batch.max(1);
     let mut records: Vec<Box<RawValue>> = Vec::with_capacity(batch);
+    // Lines that cannot be records, quarantined with the batch.
+    let mut unreadable: Vec<RejectedRecord> = Vec::new();
+    let mut batch_bytes = 0usize;
+    let mut buf = Vec::new();
     let mut line_no = 0u64;
     let mut count = 0u64;
     loop {
-        let line = lines.next_line().await.map_err(|e| BackfillError::Read {
-            what: format!("{key}:{}", line_no + 1),
-            reason: e.to_string(),
+        let more = lines.next_line(&mut buf).await.map_err(|e| match e {
+            LineError::Io(e) => BackfillError::Read {
+                what: format!("{key}:{}", line_no + 1),
+                reason: e.to_string(),
+            },
+            capped => BackfillError::Refused {
+                file: key.to_string(),
+                reason: capped.to_string(),
+            },
         })?;
-        let Some(line) = line else { break };
+        if !more {
+            break;
+        }
         line_no += 1;
-        if line.trim().is_empty() {
+        if ctx.stop.load(Ordering::Relaxed) {
+            return Err(BackfillError::Interrupted);
+        }
+        let text = String::from_utf8_lossy(&buf);
+        if !text.trim().is_empty() {
+            count += 1;
+            // Lines before the checkpoint were applied by an earlier run.
+            if line_no <= resume_after {
+                continue;
+            }
+            // A line that cannot be a record is quarantined with its
+            // place and reason; the file goes on.
+            let id = format!("{name}:{line_no}");
+            let record = match std::str::from_utf8(&buf) {
+                Ok(line) => line_record(ctx, &id, line),
+                Err(e) => Err(format!("{id}: the line is not UTF-8: {e}")),
+            };
+            match record {
+                Ok(record) => {
+                    batch_bytes += record.get().len();
+                    records.push(record);
+                }
+                Err(reason) => {
+                    batch_bytes += text.len();
+                    unreadable.push(RejectedRecord::unreadable(
+                        SourceKind::from_table_name(&ctx.opts.table),
+                        &ctx.opts.table,
+                        &id,
+                        &reason,
+                        &text,
+                    ));
+                }
+            }
+        } else if line_no <= resume_after {
             continue;
         }
-        count += 1;
-        if line_no <= resume_after {
-            continue;
-        }
-        let id = format!("{name}:{line_no}");
-        let record = match ctx.format {
-            LineFormat::Snapshot { key_names } => {
-                let parsed: DataLine<'_> = serde_json::from_str(&line).map_err(|e| {
-                    BackfillError::Inconsistent(format!("{id}: not an {{\"Item\": …}} line: {e}"))
-                })?;
-                snapshot_record(&ctx.opts.table, key_names, parsed.item, &id)
-            }
-            LineFormat::Incremental { end_secs } => {
-                let window = Window {
-                    table: &ctx.opts.table,
-                    end_secs: *end_secs,
-                    ttl_attribute: ctx
-                        .opts
-                        .incremental
-                        .as_ref()
-                        .and_then(|i| i.ttl_attribute.as_deref()),
-                };
-                incremental_record(&window, &line, &id)
-            }
-        };
-        records.push(record.map_err(BackfillError::Inconsistent)?);
-        if records.len() >= batch {
-            flush(ctx, name, &mut records, &mut summary).await?;
+        let full = records.len() + unreadable.len() >= batch || batch_bytes >= MAX_BATCH_BYTES;
+        let late = deadline.is_some_and(|d| Instant::now() >= d);
+        if full || late {
+            // Also out of time inside a batch or a run of blank lines:
+            // what was read is applied and checkpointed (at least this
+            // line, so every run moves on), and the next run goes on.
+            flush(ctx, name, &mut records, &mut unreadable, &mut summary).await?;
+            batch_bytes = 0;
             save_progress(ctx, key, line_no, count, false).await?;
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if late {
                 return Ok((summary, false));
             }
         }
     }
-    flush(ctx, name, &mut records, &mut summary).await?;
+    flush(ctx, name, &mut records, &mut unreadable, &mut summary).await?;
     // The bytes after the gzip member (none in an AWS export) count too.
     let mut raw = lines.into_inner().into_inner().into_inner();
     tokio::io::copy(&mut raw, &mut tokio::io::sink())
@@ -621,6 +729,30 @@ async fn backfill_file(
     Ok((summary, true))
 }
 
+/// The stream record of the data line `id` (`file:line`), or why it
+/// cannot be one.
+fn line_record(ctx: &FileContext<'_>, id: &str, line: &str) -> Result<Box<RawValue>, String> {
+    match ctx.format {
+        LineFormat::Snapshot { key_names } => {
+            let parsed: DataLine<'_> = serde_json::from_str(line)
+                .map_err(|e| format!("{id}: not an {{\"Item\": …}} line: {e}"))?;
+            snapshot_record(&ctx.opts.table, key_names, parsed.item, id)
+        }
+        LineFormat::Incremental { end_secs } => {
+            let window = Window {
+                table: &ctx.opts.table,
+                end_secs: *end_secs,
+                ttl_attribute: ctx
+                    .opts
+                    .incremental
+                    .as_ref()
+                    .and_then(|i| i.ttl_attribute.as_deref()),
+            };
+            incremental_record(&window, line, id)
+        }
+    }
+}
+
 /// A data file's checkpoint: the last line applied, and whether it is done.
 async fn save_progress(
     ctx: &FileContext<'_>,
@@ -648,20 +780,22 @@ async fn flush(
     ctx: &FileContext<'_>,
     name: &str,
     records: &mut Vec<Box<RawValue>>,
+    unreadable: &mut Vec<RejectedRecord>,
     summary: &mut BackfillSummary,
 ) -> Result<(), BackfillError> {
-    if records.is_empty() {
+    if records.is_empty() && unreadable.is_empty() {
         return Ok(());
     }
     if ctx.stop.load(Ordering::Relaxed) {
         return Err(BackfillError::Interrupted);
     }
-    let report = apply_page(ctx.p, records, name).await?;
+    let report = apply_page(ctx.p, records, unreadable, name).await?;
     summary.report.merge(report);
-    let n = records.len() as u64;
+    let n = (records.len() + unreadable.len()) as u64;
     summary.items += n;
     ctx.observer.advanced(name, n);
     records.clear();
+    unreadable.clear();
     Ok(())
 }
 

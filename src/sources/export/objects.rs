@@ -6,7 +6,7 @@
 use super::ExportLocation;
 use crate::sources::backfill::BackfillError;
 use md5::{Digest, Md5};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, BufReader, ReadBuf};
@@ -21,17 +21,6 @@ pub(super) struct Objects<'a> {
 }
 
 impl Objects<'_> {
-    /// The local path of an object named by its S3 key (relative to the
-    /// export folder: the key's part from `data/` on).
-    pub fn local_path(dir: &Path, key: &str) -> PathBuf {
-        let rel = key
-            .rfind("/data/")
-            .map(|i| &key[i + 1..])
-            .or_else(|| key.rsplit('/').next())
-            .unwrap_or(key);
-        dir.join(rel)
-    }
-
     fn s3(&self, what: &str) -> Result<&aws_sdk_s3::Client, BackfillError> {
         self.s3.ok_or_else(|| BackfillError::Read {
             what: what.to_string(),
@@ -39,31 +28,19 @@ impl Objects<'_> {
         })
     }
 
-    /// The full key or path of `name` inside the location (`in_folder`),
-    /// or of a data file named by its key in the manifest.
-    fn resolve(&self, name: &str, in_folder: bool) -> String {
+    /// The full key or path of `name` inside the location (a relative key
+    /// that `keys` has checked, or a fixed name).
+    fn resolve(&self, name: &str) -> String {
         match &self.location {
-            ExportLocation::Dir(dir) => {
-                let path = if in_folder {
-                    dir.join(name)
-                } else {
-                    Self::local_path(dir, name)
-                };
-                path.display().to_string()
-            }
-            ExportLocation::S3 { prefix, .. } => {
-                if in_folder && !prefix.is_empty() {
-                    format!("{prefix}/{name}")
-                } else {
-                    name.to_string()
-                }
-            }
+            ExportLocation::Dir(dir) => dir.join(name).display().to_string(),
+            ExportLocation::S3 { prefix, .. } if prefix.is_empty() => name.to_string(),
+            ExportLocation::S3 { prefix, .. } => format!("{prefix}/{name}"),
         }
     }
 
-    /// Open an object as a stream of bytes.
-    pub async fn open(&self, name: &str, in_folder: bool) -> Result<Bytes, BackfillError> {
-        let full = self.resolve(name, in_folder);
+    /// Open the object `name` inside the location as a stream of bytes.
+    pub async fn open(&self, name: &str) -> Result<Bytes, BackfillError> {
+        let full = self.resolve(name);
         let read_err = |reason: String| BackfillError::Read {
             what: full.clone(),
             reason,
@@ -93,13 +70,13 @@ impl Objects<'_> {
     }
 
     /// A small object (a manifest) as text.
-    pub async fn read_text(&self, name: &str, in_folder: bool) -> Result<String, BackfillError> {
-        let mut r = self.open(name, in_folder).await?;
+    pub async fn read_text(&self, name: &str) -> Result<String, BackfillError> {
+        let mut r = self.open(name).await?;
         let mut text = String::new();
         r.read_to_string(&mut text)
             .await
             .map_err(|e| BackfillError::Read {
-                what: self.resolve(name, in_folder),
+                what: self.resolve(name),
                 reason: e.to_string(),
             })?;
         Ok(text)
@@ -107,7 +84,7 @@ impl Objects<'_> {
 
     /// Whether `name` exists inside the location.
     pub async fn exists(&self, name: &str) -> Result<bool, BackfillError> {
-        let full = self.resolve(name, true);
+        let full = self.resolve(name);
         match &self.location {
             ExportLocation::Dir(_) => Ok(Path::new(&full).is_file()),
             ExportLocation::S3 { bucket, .. } => {
@@ -222,19 +199,6 @@ impl<R: AsyncRead + Unpin> AsyncRead for Md5Check<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn data_keys_map_into_the_local_folder() {
-        let dir = Path::new("/tmp/export");
-        assert_eq!(
-            Objects::local_path(dir, "prefix/AWSDynamoDB/0123-abc/data/f1.json.gz"),
-            dir.join("data/f1.json.gz")
-        );
-        assert_eq!(
-            Objects::local_path(dir, "f2.json.gz"),
-            dir.join("f2.json.gz")
-        );
-    }
 
     #[tokio::test]
     async fn md5_is_that_of_every_byte_read() {
