@@ -28,6 +28,7 @@ mod scenarios;
 mod secrets;
 mod support;
 mod tail;
+mod terminal;
 
 mod sqlite {
     crate::scenario_tests!("sqlite");
