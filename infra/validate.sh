@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of the SAM template: `sam validate --lint`, cfn-lint on the
 # template, cfn-lint on the template expanded by aws-sam-translator, and
-# asl-validator on the Step Functions definitions (infra/*.asl.json).
+# asl-validator on the Step Functions definitions (infra/*.asl.json), and
+# our own policy checks on the expanded template (infra/check_policy.py).
 # Usage: bash infra/validate.sh [TEMPLATE]   (needs .venv with aws-sam-cli,
 # cfn-lint and aws-sam-translator, and .tools/ with asl-validator; .ci/run
 # installs them)
@@ -17,6 +18,10 @@ trap 'rm -rf "$scratch"' EXIT
 "$venv/bin/cfn-lint" "$template"
 "$venv/bin/python" infra/expand.py "$template" "$scratch/expanded.json"
 "$venv/bin/cfn-lint" "$scratch/expanded.json"
+# What cfn-lint does not know we require: scoped ENI and S3 resources,
+# trust policies pinned to this account, state machine logging, reserved
+# concurrency.
+"$venv/bin/python" infra/check_policy.py "$scratch/expanded.json"
 # The state machine definitions, which cfn-lint does not check: asl-validator
 # (npm; .ci/run installs it under .tools/).
 asl="$PWD/.tools/node_modules/.bin/asl-validator"

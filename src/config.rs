@@ -157,6 +157,13 @@ impl LookupSettings {
                     "LOOKUP_NEGATIVE_TTL_SECS",
                     60,
                 )?),
+                max_entries: usize::try_from(env_number(
+                    &get,
+                    "LOOKUP_CACHE_MAX_ENTRIES",
+                    crate::resolve::tables::LOOKUP_CACHE_MAX_ENTRIES as u64,
+                )?)
+                .unwrap_or(usize::MAX)
+                .max(1),
             },
         })
     }

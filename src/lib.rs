@@ -17,6 +17,7 @@ pub mod logging;
 pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
+pub mod printable;
 pub mod record;
 pub mod redact;
 pub mod rejects;

@@ -4,8 +4,10 @@
 //! it can be, and otherwise batched: BatchGetItem in chunks of 100 keys with
 //! `UnprocessedKeys` retried under backoff, Queries run concurrently. The
 //! cache lives as long as the process, so it survives across invocations of
-//! a warm Lambda.
+//! a warm Lambda; it holds `CachePolicy::max_entries` at most
+//! (`resolve::cache`).
 
+use super::cache::LookupCache;
 pub use super::tables::{CachePolicy, TableNames};
 use super::{Directory, DirectoryError, ExternalAccount};
 use crate::domain::Integration;
@@ -33,8 +35,7 @@ pub struct CacheStats {
 pub struct DynamoDirectory {
     client: Client,
     tables: TableNames,
-    policy: CachePolicy,
-    cache: Mutex<HashMap<CacheKey, (Option<String>, Instant)>>,
+    cache: LookupCache<CacheKey>,
     stats: Mutex<CacheStats>,
 }
 
@@ -61,10 +62,14 @@ impl DynamoDirectory {
         DynamoDirectory {
             client,
             tables,
-            policy,
-            cache: Mutex::new(HashMap::new()),
+            cache: LookupCache::new(policy),
             stats: Mutex::new(CacheStats::default()),
         }
+    }
+
+    /// Entries in the lookup cache.
+    pub fn cache_len(&self) -> usize {
+        self.cache.len()
     }
 
     pub fn cache_stats(&self) -> CacheStats {
@@ -77,29 +82,7 @@ impl DynamoDirectory {
         keys: &[K],
         key: impl Fn(&K) -> CacheKey,
     ) -> (HashMap<CacheKey, Option<String>>, Vec<K>) {
-        let now = Instant::now();
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let mut hit = HashMap::new();
-        let mut miss = Vec::new();
-        for k in keys {
-            let ck = key(k);
-            match cache.get(&ck) {
-                Some((value, at)) => {
-                    let ttl = if value.is_some() {
-                        self.policy.positive
-                    } else {
-                        self.policy.negative
-                    };
-                    if now.duration_since(*at) < ttl {
-                        hit.insert(ck, value.clone());
-                        continue;
-                    }
-                    miss.push(k.clone());
-                }
-                None => miss.push(k.clone()),
-            }
-        }
-        drop(cache);
+        let (hit, miss) = self.cache.split(keys, key, Instant::now());
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         stats.hits += hit.len() as u64;
         stats.misses += miss.len() as u64;
@@ -107,11 +90,7 @@ impl DynamoDirectory {
     }
 
     fn remember(&self, entries: impl IntoIterator<Item = (CacheKey, Option<String>)>) {
-        let now = Instant::now();
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        for (k, v) in entries {
-            cache.insert(k, (v, now));
-        }
+        self.cache.insert_all(entries, Instant::now());
     }
 
     /// `key_attr` → `value_attr` for `keys` of `table`, by BatchGetItem.
@@ -416,5 +395,54 @@ mod tests {
         assert_eq!(t.users, "acsd2p-dev-Users");
         assert_eq!(t.threads, "custom-threads");
         assert_eq!(t.github_index, "slackid_by_githubuser");
+    }
+
+    fn directory(max_entries: usize) -> DynamoDirectory {
+        use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .build();
+        DynamoDirectory::new(
+            Client::from_conf(conf),
+            TableNames::from_prefixes("i-", "a-", &HashMap::new()),
+            CachePolicy {
+                max_entries,
+                ..CachePolicy::default()
+            },
+        )
+    }
+
+    fn tz_keys(round: usize) -> Vec<String> {
+        (0..100).map(|i| format!("U{round}-{i}")).collect()
+    }
+
+    fn tz_answer(round: usize, i: usize) -> Option<String> {
+        (!i.is_multiple_of(3)).then(|| format!("tz-{round}-{i}"))
+    }
+
+    /// More lookups than the bound: the cache stays at the bound, the
+    /// newest answers are served as they were remembered (found and not
+    /// found), and evicted ones are looked up again, never answered wrong.
+    #[test]
+    fn the_lookup_cache_stays_within_its_bound() {
+        let d = directory(100);
+        for round in 0..5 {
+            d.remember(
+                tz_keys(round)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, k)| (CacheKey::IcarusTz(k), tz_answer(round, i))),
+            );
+            assert_eq!(d.cache_len(), 100, "after round {round}");
+        }
+        let (hit, miss) = d.cached(&tz_keys(4), |s| CacheKey::IcarusTz(s.clone()));
+        assert!(miss.is_empty(), "{miss:?}");
+        for (i, k) in tz_keys(4).into_iter().enumerate() {
+            assert_eq!(hit[&CacheKey::IcarusTz(k)], tz_answer(4, i));
+        }
+        let (hit, miss) = d.cached(&tz_keys(0), |s| CacheKey::IcarusTz(s.clone()));
+        assert!(hit.is_empty(), "{hit:?}");
+        assert_eq!(miss, tz_keys(0));
     }
 }

@@ -5,6 +5,7 @@
 //! A missing entry in a returned map means "not linked / not known"; an `Err`
 //! means the lookup itself failed (transient: the batch is retried).
 
+mod cache;
 pub mod dynamo;
 pub mod local;
 pub mod tables;

@@ -48,13 +48,20 @@ impl TableNames {
     }
 }
 
-/// Cache lifetimes.
+/// Entries the lookup cache holds at most, by default (about 100 bytes
+/// each with their keys: some 10 MB of a Lambda's memory).
+pub const LOOKUP_CACHE_MAX_ENTRIES: usize = 100_000;
+
+/// Cache lifetimes and size.
 #[derive(Clone, Copy, Debug)]
 pub struct CachePolicy {
     /// How long a found value is reused.
     pub positive: Duration,
     /// How long "not found" is reused (short: links get created).
     pub negative: Duration,
+    /// Entries kept at most; past it, expired entries go first, then the
+    /// least recently used.
+    pub max_entries: usize,
 }
 
 impl Default for CachePolicy {
@@ -62,6 +69,7 @@ impl Default for CachePolicy {
         CachePolicy {
             positive: Duration::from_secs(300),
             negative: Duration::from_secs(60),
+            max_entries: LOOKUP_CACHE_MAX_ENTRIES,
         }
     }
 }

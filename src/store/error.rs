@@ -23,6 +23,8 @@ pub enum StoreError {
     SchemaOutdated { url: String, pending: usize },
     #[error("migrating the database failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("migrating the database failed: {0}")]
+    MigrationLock(String),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("corrupt row in {table}: {reason}")]

@@ -1,6 +1,6 @@
 //! Schema migrations (`sql/<dialect>/`, embedded): applying them (on
-//! SQLite under the database's write lock) and telling how many are
-//! pending.
+//! SQLite under the database's write lock, on MySQL / MariaDB under a
+//! `GET_LOCK` of streamfold's own) and telling how many are pending.
 
 use super::StoreError;
 use std::collections::HashSet;
@@ -30,6 +30,67 @@ where
 {
     let before = applied_versions(pool).await?;
     migrator.run(pool).await?;
+    Ok(migrator
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| !before.contains(v))
+        .collect())
+}
+
+/// The MySQL lock name that serialises `migrate` runs on one server.
+const MYSQL_MIGRATION_LOCK: &str = "streamfold_migrate";
+
+/// How long a `migrate` waits for another one to finish, in seconds.
+pub const MYSQL_MIGRATION_LOCK_WAIT_SECS: i64 = 300;
+
+/// MySQL / MariaDB: sqlx's migrator run on one connection that holds
+/// `GET_LOCK('streamfold_migrate', 300)` for the whole run, released after.
+/// sqlx's own lock is `GET_LOCK(name, -1)`, which MySQL reads as "wait
+/// forever" but MariaDB answers with NULL at once; sqlx goes on regardless,
+/// so concurrent runs on an empty MariaDB database raced (`Duplicate entry
+/// '1' for key 'PRIMARY'` in `_sqlx_migrations`, `table … already
+/// exists`). Here the answer must be 1 (acquired); a timeout (0) or an
+/// error (NULL) refuses to migrate. A run that waited finds the schema
+/// applied and does nothing.
+pub(crate) async fn run_mysql_migrations(
+    migrator: &sqlx::migrate::Migrator,
+    pool: &sqlx::MySqlPool,
+) -> Result<Vec<i64>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
+        .bind(MYSQL_MIGRATION_LOCK)
+        .bind(MYSQL_MIGRATION_LOCK_WAIT_SECS)
+        .fetch_one(&mut *conn)
+        .await?;
+    if got != Some(1) {
+        return Err(StoreError::MigrationLock(format!(
+            "the lock `{MYSQL_MIGRATION_LOCK}` was not acquired within              {MYSQL_MIGRATION_LOCK_WAIT_SECS} s (another `streamfold migrate` still running?)"
+        )));
+    }
+    let result = migrate_on(migrator, &mut conn).await;
+    let released: Result<Option<i64>, sqlx::Error> = sqlx::query_scalar("SELECT RELEASE_LOCK(?)")
+        .bind(MYSQL_MIGRATION_LOCK)
+        .fetch_one(&mut *conn)
+        .await;
+    if !matches!(released, Ok(Some(1))) {
+        // A connection that may still hold the lock never returns to the
+        // pool: closing it releases the lock.
+        conn.close_on_drop();
+    }
+    result
+}
+
+/// The migrations on one connection; returns the versions newly applied.
+async fn migrate_on(
+    migrator: &sqlx::migrate::Migrator,
+    conn: &mut sqlx::MySqlConnection,
+) -> Result<Vec<i64>, StoreError> {
+    use sqlx::migrate::Migrate;
+    let before: HashSet<i64> = match conn.list_applied_migrations().await {
+        Ok(applied) => applied.into_iter().map(|m| m.version).collect(),
+        Err(_) => HashSet::new(),
+    };
+    migrator.run_direct(conn).await?;
     Ok(migrator
         .iter()
         .map(|m| m.version)

@@ -176,9 +176,10 @@ impl Dialect for MySqlDialect {
         &MIGRATOR
     }
 
-    /// sqlx's migrator, which locks the database while it runs.
+    /// sqlx's migrator under streamfold's own lock (MariaDB ignores
+    /// sqlx's; `migrations::run_mysql_migrations`).
     async fn migrate(pool: &sqlx::Pool<sqlx::MySql>) -> Result<Vec<i64>, StoreError> {
-        super::run_migrations(Self::migrator(), pool).await
+        super::migrations::run_mysql_migrations(Self::migrator(), pool).await
     }
 
     async fn apply_steps(

@@ -5,7 +5,7 @@
 
 use super::StoreError;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use serde::Deserialize;
+use serde_json::{Map, Value};
 
 /// Characters kept as they are in URL user-info and path segments.
 const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
@@ -15,27 +15,91 @@ const USERINFO: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// The fields of an RDS secret that matter here; anything else is ignored.
-#[derive(Deserialize)]
 pub struct RdsSecret {
     pub engine: Option<String>,
     pub host: String,
     pub port: Option<serde_json::Value>,
     pub username: String,
     pub password: String,
-    #[serde(alias = "database", alias = "dbName")]
+    /// `dbname`, or its aliases `database` and `dbName`.
     pub dbname: Option<String>,
+}
+
+/// The JSON type of a value, as said in a message (never the value).
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The string field `name` (or the first of its `aliases` present): absent
+/// or null is `None`; any other type is an error naming the field and the
+/// type it has, never its value.
+fn string_field(
+    object: &Map<String, Value>,
+    name: &str,
+    aliases: &[&str],
+) -> Result<Option<String>, StoreError> {
+    let found = std::iter::once(name)
+        .chain(aliases.iter().copied())
+        .find_map(|k| object.get(k).map(|v| (k, v)));
+    match found {
+        None | Some((_, Value::Null)) => Ok(None),
+        Some((_, Value::String(s))) => Ok(Some(s.clone())),
+        Some((key, other)) => Err(StoreError::Secret(format!(
+            "the secret's `{key}` must be a string, not {}",
+            json_type(other)
+        ))),
+    }
+}
+
+fn required(value: Option<String>, name: &str) -> Result<String, StoreError> {
+    value.ok_or_else(|| {
+        StoreError::Secret(format!(
+            "the secret is not RDS credentials JSON: it has no `{name}` (host, username and password are required)"
+        ))
+    })
+}
+
+impl RdsSecret {
+    /// Read a secret's JSON text. Errors name the field and the type it
+    /// must have; neither serde's messages (which quote values) nor any
+    /// value of the secret reach them.
+    pub fn parse(json: &str) -> Result<RdsSecret, StoreError> {
+        let value: Value = serde_json::from_str(json).map_err(|e| {
+            StoreError::Secret(format!(
+                "the secret is not JSON (a {:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
+        let Value::Object(o) = value else {
+            return Err(StoreError::Secret(format!(
+                "the secret is not RDS credentials JSON: it is {}, not an object with host, username and password",
+                json_type(&value)
+            )));
+        };
+        Ok(RdsSecret {
+            engine: string_field(&o, "engine", &[])?,
+            host: required(string_field(&o, "host", &[])?, "host")?,
+            port: o.get("port").cloned(),
+            username: required(string_field(&o, "username", &[])?, "username")?,
+            password: required(string_field(&o, "password", &[])?, "password")?,
+            dbname: string_field(&o, "dbname", &["database", "dbName"])?,
+        })
+    }
 }
 
 /// Build a database URL from an RDS secret's JSON text. `default_engine`
 /// applies when the secret has no `engine`.
 pub fn url_from_secret(json: &str, default_engine: Option<&str>) -> Result<String, StoreError> {
-    let s: RdsSecret = serde_json::from_str(json).map_err(|e| {
-        // Never echo the secret: only the kind of problem.
-        StoreError::Secret(format!(
-            "the secret is not RDS credentials JSON (host, username, password…): {}",
-            crate::record::lambda_event::redact_quoted(&e.to_string())
-        ))
-    })?;
+    let s = RdsSecret::parse(json)?;
     let engine = s.engine.as_deref().or(default_engine).ok_or_else(|| {
         StoreError::Secret("the secret names no engine (mysql or postgres)".into())
     })?;
@@ -50,11 +114,11 @@ pub fn url_from_secret(json: &str, default_engine: Option<&str>) -> Result<Strin
     };
     let port = match &s.port {
         None => default_port,
-        Some(serde_json::Value::Number(n)) => n
+        Some(Value::Number(n)) => n
             .as_u64()
             .and_then(|p| u16::try_from(p).ok())
             .unwrap_or(default_port),
-        Some(serde_json::Value::String(p)) => p.parse().unwrap_or(default_port),
+        Some(Value::String(p)) => p.parse().unwrap_or(default_port),
         Some(_) => default_port,
     };
     let db = s

@@ -29,6 +29,7 @@ mod scenarios;
 mod secrets;
 mod support;
 mod tail;
+mod terminal;
 mod tls;
 mod versions;
 

@@ -380,3 +380,75 @@ fn announced_an_hour_ago(db: &Path, days: i64) {
         .unwrap();
     });
 }
+
+/// Four `streamfold migrate` at once on a new, empty server database: all
+/// succeed (one applies the schema, the others wait for it and find
+/// nothing to do) and the schema is whole. MariaDB answers sqlx's own
+/// migration lock (`GET_LOCK(…, -1)`) with NULL at once, so before
+/// streamfold took a lock of its own three of the four failed.
+async fn four_concurrent_migrations(engine: &str) {
+    let Some(db) = crate::support::fresh_unmigrated_db(engine).await else {
+        return;
+    };
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            command(&["migrate", "--database-url", &db.url])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = runs
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outputs {
+        assert!(o.status.success(), "{engine}: {}{}", out(o), err(o));
+    }
+    // The schema is whole: the store opens (nothing pending), every
+    // migration is recorded once as successful, and a replay counts.
+    let store = streamfold::store::Store::open(&db.url).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new());
+    let recorded: i64 = match engine {
+        "mysql" => {
+            let pool = sqlx::MySqlPool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+        _ => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let files = std::fs::read_dir(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("sql")
+            .join(engine),
+    )
+    .unwrap()
+    .filter(|e| {
+        e.as_ref()
+            .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "sql"))
+    })
+    .count();
+    assert_eq!(recorded as usize, files, "{engine}: migrations recorded");
+    let replay = streamfold(&["replay", "--database-url", &db.url, "fixtures/events"]);
+    assert!(replay.status.success(), "{}", err(&replay));
+    assert!(total_row(&out(&replay))[1] > 0, "{}", out(&replay));
+}
+
+#[tokio::test]
+async fn mysql_four_concurrent_migrations_on_an_empty_database() {
+    four_concurrent_migrations("mysql").await;
+}
+
+#[tokio::test]
+async fn postgres_four_concurrent_migrations_on_an_empty_database() {
+    four_concurrent_migrations("postgres").await;
+}

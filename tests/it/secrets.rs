@@ -94,3 +94,45 @@ fn cli_reads_the_secret_and_never_prints_its_password() {
     assert!(!all.contains("Sup3rSecretPw"), "{all}");
     assert!(all.contains("***"), "{all}");
 }
+
+/// A secret whose fields have the wrong JSON type is refused with the
+/// field and the type it must have, never with the value it holds.
+#[test]
+fn a_mistyped_secret_field_is_named_without_its_value() {
+    for (secret, field) in [
+        (
+            r#"{"engine":"mysql","host":"h","username":"u","password":98765432123}"#,
+            "password",
+        ),
+        (
+            r#"{"engine":"mysql","host":"h","username":"u","password":98765432123.5}"#,
+            "password",
+        ),
+        (
+            r#"{"engine":"mysql","host":"h","username":98765432123,"password":"p"}"#,
+            "username",
+        ),
+        (
+            r#"{"engine":"mysql","host":["98765432123"],"username":"u","password":"p"}"#,
+            "host",
+        ),
+        (
+            r#"{"engine":"mysql","host":"h","username":"u","password":{"v":"98765432123"}}"#,
+            "password",
+        ),
+        (
+            r#"{"engine":"mysql","host":"h","username":"u","password":true,"dbname":"d"}"#,
+            "password",
+        ),
+    ] {
+        let e = streamfold::store::secret::url_from_secret(secret, None)
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("98765432123"), "the value is shown: {e}");
+        assert!(!e.contains("true"), "the value is shown: {e}");
+        assert!(
+            e.contains(&format!("`{field}`")) && e.contains("a string"),
+            "the field and its type are not named: {e}"
+        );
+    }
+}

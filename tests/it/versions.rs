@@ -88,7 +88,10 @@ pub async fn a_record_without_a_clock_is_quarantined_not_applied_below(engine: &
         TUESDAY_13,
         Some(1_705_410_000.0),
     );
-    assert_eq!(h.apply(std::slice::from_ref(&timed)).await.total().applied, 1);
+    assert_eq!(
+        h.apply(std::slice::from_ref(&timed)).await.total().applied,
+        1
+    );
     let tuesday = cells_of(
         "sqlite",
         &[github(

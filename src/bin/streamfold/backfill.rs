@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use streamfold::pipeline::Pipeline;
+use streamfold::printable::printable;
 use streamfold::sources::backfill::{BackfillError, BackfillSummary, Observer};
 use streamfold::sources::export::{ExportLocation, ExportOptions, export_backfill};
 use streamfold::sources::scan::{ScanOptions, scan_backfill};
@@ -48,8 +49,8 @@ impl Bars {
 
 impl Observer for Bars {
     fn note(&self, message: &str) {
-        if self.multi.println(message).is_err() || self.multi.is_hidden() {
-            eprintln!("{message}");
+        if self.multi.println(printable(message)).is_err() || self.multi.is_hidden() {
+            eprintln!("{}", printable(message));
         }
     }
 
@@ -65,7 +66,7 @@ impl Observer for Bars {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
         );
-        bar.set_prefix(part.to_string());
+        bar.set_prefix(printable(part).into_owned());
         bar.set_position(already);
         let bar = self.multi.add(bar);
         self.bars
@@ -118,7 +119,10 @@ pub async fn tail(
     on_ctrl_c();
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
     let streams = aws_sdk_dynamodbstreams::Client::new(aws);
-    eprintln!("following the stream of {} (Ctrl-C stops)…", opts.table);
+    eprintln!(
+        "following the stream of {} (Ctrl-C stops)…",
+        printable(&opts.table)
+    );
     let summary = streamfold::sources::tail::tail(
         p,
         &dynamodb,
@@ -132,7 +136,7 @@ pub async fn tail(
     outln!(
         "applied {} stream record(s) of {} in {secs:.2} s; {} shard(s) read to their end",
         summary.items,
-        opts.table,
+        printable(&opts.table),
         summary.parts_done
     );
     outln!();
@@ -198,8 +202,9 @@ pub async fn run(p: &Pipeline, aws: &aws_config::SdkConfig, job: &Job) -> Result
 fn print_summary(table: &str, s: &BackfillSummary) {
     let secs = s.elapsed.as_secs_f64();
     outln!(
-        "backfilled {} item(s) of {table} in {secs:.2} s ({:.0} items/s): {} part(s) done, {} already done earlier",
+        "backfilled {} item(s) of {} in {secs:.2} s ({:.0} items/s): {} part(s) done, {} already done earlier",
         s.items,
+        printable(table),
         s.items as f64 / secs.max(1e-9),
         s.parts_done,
         s.parts_skipped

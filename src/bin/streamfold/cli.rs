@@ -21,12 +21,13 @@ pub struct Cli {
 
 #[derive(clap::Args, Clone)]
 pub struct Common {
-    /// Database URL (sqlite://FILE is created if missing).
-    #[arg(long, env = "DATABASE_URL", default_value = config::DEFAULT_DATABASE_URL)]
+    /// Database URL (sqlite://FILE is created if missing). Its value from
+    /// the environment is never shown by --help: it may hold a password.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = config::DEFAULT_DATABASE_URL)]
     database_url: String,
     /// AWS Secrets Manager secret (RDS credentials JSON) to build the
     /// database URL from, instead of --database-url.
-    #[arg(long, env = "DATABASE_SECRET_ARN")]
+    #[arg(long, env = "DATABASE_SECRET_ARN", hide_env_values = true)]
     database_secret_arn: Option<String>,
     /// Folder of DynamoDB-JSON identity items (<table suffix>.jsonl).
     #[arg(long, default_value = config::DEFAULT_DIRECTORY)]

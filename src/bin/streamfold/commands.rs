@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use std::time::Instant;
 use streamfold::bench::suite::SuiteOptions;
 use streamfold::pipeline;
+use streamfold::printable::printable;
 use streamfold::redact::redact_url;
 use streamfold::report::publish::ReportPublisher;
 use streamfold::sources::export::ExportChoice;
@@ -45,8 +46,9 @@ pub async fn replay(args: ReplayArgs) -> Result<()> {
             last_progress = Instant::now();
             let secs = started.elapsed().as_secs_f64();
             eprintln!(
-                "… {records} records in {batches} batches ({:.0} records/s), now at {place}",
-                records as f64 / secs.max(1e-9)
+                "… {records} records in {batches} batches ({:.0} records/s), now at {}",
+                records as f64 / secs.max(1e-9),
+                printable(&place)
             );
         }
     })
@@ -88,7 +90,7 @@ pub async fn replay(args: ReplayArgs) -> Result<()> {
     outln!();
     print_totals(&p.store).await?;
     for e in &replayed.unreadable {
-        eprintln!("not applied: {e}");
+        eprintln!("not applied: {}", printable(&e.to_string()));
     }
     if let Some(e) = replayed.stopped {
         let again = "run the same command again: the batches already applied are \
@@ -101,7 +103,7 @@ pub async fn replay(args: ReplayArgs) -> Result<()> {
             ),
             _ => format!("the events before it are applied, none from it on; {again}"),
         };
-        bail!("{e}\nreplay stopped there: {hint}");
+        bail!("{e}; replay stopped there: {hint}");
     }
     if !replayed.unreadable.is_empty() {
         bail!(

@@ -3,10 +3,13 @@
 //! subcommand, `setup` assembles the configuration and pipeline once,
 //! `print` formats summaries, `rejects` and `bench` are the larger
 //! subcommands, `backfill` the backfill and tail front ends. `main` only
-//! installs logging and dispatches.
+//! installs logging and dispatches. Record-derived text reaches the
+//! terminal only through `streamfold::printable` (summaries, listings,
+//! error messages, and the text log's field formatter).
 
 use clap::Parser;
 use cli::{Cli, Command};
+use streamfold::printable::printable;
 
 /// Print to stdout; a closed pipe (`streamfold … | head`) ends the program
 /// quietly instead of panicking.
@@ -46,6 +49,7 @@ async fn main() -> std::process::ExitCode {
     streamfold::store::connect::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(streamfold::logging::filter("error"))
+        .fmt_fields(streamfold::logging::escaped_fields())
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
@@ -54,7 +58,7 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("streamfold: error: {}", error_chain(&e));
+            eprintln!("streamfold: error: {}", printable(&error_chain(&e)));
             std::process::ExitCode::FAILURE
         }
     }

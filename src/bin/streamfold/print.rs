@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use streamfold::pipeline::{self, BatchReport};
+use streamfold::printable::{Printable, printable};
 use streamfold::store::Store;
 
 pub fn print_counts(report: &BatchReport) {
@@ -19,7 +20,7 @@ pub fn print_counts(report: &BatchReport) {
     let row = |name: &str, c: &pipeline::Counts| {
         outln!(
             "{:<22} {:>9} {:>9} {:>10} {:>8} {:>9} {:>13}",
-            name,
+            printable(name),
             c.read,
             c.applied,
             c.unchanged,
@@ -55,10 +56,11 @@ pub fn print_rejections(rejected: &[(String, streamfold::pipeline::Rejection)]) 
     );
     for (place, r) in rejected.iter().take(30) {
         outln!(
-            "  {place} record {} ({}): {}",
+            "  {} record {} ({}): {}",
+            printable(place),
             r.index + 1,
-            r.meta,
-            r.reason
+            Printable(&r.meta),
+            printable(&r.reason)
         );
     }
     if rejected.len() > 30 {

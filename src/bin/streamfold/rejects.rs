@@ -4,6 +4,12 @@ use crate::cli::RejectsAction;
 use crate::print::print_counts;
 use crate::setup::open;
 use anyhow::{Context, Result, bail};
+use streamfold::printable::printable;
+
+/// An optional text as printed: escaped, or `default`.
+fn or<'a>(text: &'a Option<String>, default: &'a str) -> std::borrow::Cow<'a, str> {
+    printable(text.as_deref().unwrap_or(default))
+}
 
 pub async fn run(action: RejectsAction) -> Result<()> {
     match action {
@@ -19,10 +25,10 @@ pub async fn run(action: RejectsAction) -> Result<()> {
                     "#{} {} source {} event {} sequence {}: {}",
                     r.id,
                     r.rejected_at,
-                    r.source.as_deref().unwrap_or("unknown"),
-                    r.event_id.as_deref().unwrap_or("?"),
-                    r.sequence_number.as_deref().unwrap_or("?"),
-                    r.reason
+                    or(&r.source, "unknown"),
+                    or(&r.event_id, "?"),
+                    or(&r.sequence_number, "?"),
+                    printable(&r.reason)
                 );
             }
         }
@@ -34,13 +40,15 @@ pub async fn run(action: RejectsAction) -> Result<()> {
                 bail!("no quarantined record #{id}");
             };
             outln!("record #{}, quarantined {}", r.id, r.rejected_at);
-            outln!("source:   {}", r.source.as_deref().unwrap_or("unknown"));
-            outln!("event:    {}", r.event_id.as_deref().unwrap_or("?"));
-            outln!("sequence: {}", r.sequence_number.as_deref().unwrap_or("?"));
-            outln!("reason:   {}", r.reason);
+            outln!("source:   {}", or(&r.source, "unknown"));
+            outln!("event:    {}", or(&r.event_id, "?"));
+            outln!("sequence: {}", or(&r.sequence_number, "?"));
+            outln!("reason:   {}", printable(&r.reason));
+            // JSON escapes control characters in strings; text that is not
+            // JSON is escaped whole (its newlines too).
             let pretty = serde_json::from_str::<serde_json::Value>(&raw)
                 .and_then(|v| serde_json::to_string_pretty(&v))
-                .unwrap_or(raw);
+                .unwrap_or_else(|_| printable(&raw).into_owned());
             outln!("{pretty}");
         }
         RejectsAction::Retry { common, ids, all } => {
@@ -77,7 +85,7 @@ pub async fn run(action: RejectsAction) -> Result<()> {
                 r.still_rejected.len()
             );
             for (id, reason) in r.still_rejected.iter().take(30) {
-                outln!("  #{id}: {reason}");
+                outln!("  #{id}: {}", printable(reason));
             }
             if r.retried > 0 {
                 outln!();

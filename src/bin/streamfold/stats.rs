@@ -8,6 +8,7 @@ use anyhow::{Result, bail};
 use chrono_tz::Tz;
 use streamfold::domain::Integration;
 use streamfold::heatmap::{self, Panel};
+use streamfold::printable::{Printable, printable};
 use streamfold::resolve::{AnyDirectory, Directory, pick_time_zone};
 
 /// `streamfold stats`.
@@ -29,7 +30,7 @@ pub async fn run(args: StatsArgs) -> Result<()> {
             outln!();
             outln!("top users by events counted:");
             for (i, (user, n)) in users.iter().enumerate() {
-                outln!("{:>4}. {user:<24} {n:>10}", i + 1);
+                outln!("{:>4}. {:<24} {n:>10}", i + 1, Printable(user));
             }
         }
         return Ok(());
@@ -86,7 +87,7 @@ pub async fn run(args: StatsArgs) -> Result<()> {
             panels.push(panel);
         }
     }
-    let title = format!("heatmap of {slack_id}");
+    let title = format!("heatmap of {}", printable(&slack_id));
     for p in &panels {
         outln!(
             "{title}, {} (rows: day of week, columns: hour, time zone {})",
