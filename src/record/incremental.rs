@@ -20,7 +20,11 @@
 //! it is a TTL expiry, which the stream would have skipped: an export does
 //! not mark those, so with `ttl_attribute` a delete whose `OldImage` holds
 //! that attribute at or before the write time is taken as one, and the
-//! state before it (`OldImage`) stays counted.
+//! state before it (`OldImage`) stays counted. That line states the item at
+//! the window's *start*, so it carries the version of the window's start
+//! (ARCHITECTURE.md, "Versions", claim 6): it replaces what the ledger held
+//! from before the window, and loses to every stream record of the window
+//! that did arrive (a later state of the item).
 
 use crate::domain::Version;
 use crate::record::snapshot::INCREMENTAL_EVENT_SOURCE;
@@ -33,6 +37,8 @@ use std::collections::HashMap;
 pub struct Window<'a> {
     /// The source table (its name routes the records to their normaliser).
     pub table: &'a str,
+    /// `exportFromTime` in whole epoch seconds (rounded down).
+    pub start_secs: i64,
     /// `exportToTime` in whole epoch seconds (rounded down).
     pub end_secs: i64,
     /// The table's TTL attribute, if it has one.
@@ -123,14 +129,17 @@ pub fn incremental_record(
     })?;
     let write_micros = integer(l.metadata.write_timestamp_micros)
         .ok_or_else(|| format!("{id}: Metadata.WriteTimestampMicros is not a whole number"))?;
-    let version = Version::incremental_export(window.end_secs, write_micros);
+    let mut version = Version::incremental_export(window.end_secs, write_micros);
     let (name, new, old) = match (l.new_image, l.old_image) {
         (Some(new), old) => (
             if old.is_some() { "MODIFY" } else { "INSERT" },
             Some(new),
             old,
         ),
+        // The state at the window's start: at the window's end it would beat
+        // the stream records of the window that did arrive.
         (None, old) if is_ttl_expiry(old, window.ttl_attribute, write_micros) => {
+            version = Version::incremental_export(window.start_secs, write_micros);
             ("INSERT", old, None)
         }
         (None, old) => ("REMOVE", None, old),
@@ -166,6 +175,7 @@ mod tests {
 
     const WINDOW: Window<'static> = Window {
         table: "icarus-prod-github_events",
+        start_secs: 1_709_996_400,
         end_secs: 1_710_003_600,
         ttl_attribute: Some("ttl"),
     };
@@ -206,6 +216,15 @@ mod tests {
         assert_eq!(expired["eventName"], "INSERT");
         assert_eq!(expired["dynamodb"]["NewImage"]["ttl"]["N"], "1709999999");
         assert!(expired["dynamodb"]["OldImage"].is_null());
+        // It states the item at the window's start, and carries that time.
+        assert_eq!(
+            expired["dynamodb"]["StreamfoldVersion"],
+            Version::incremental_export(1_709_996_400, 1_710_000_000_000_000).to_hex()
+        );
+        assert_eq!(
+            delete["dynamodb"]["StreamfoldVersion"],
+            Version::incremental_export(1_710_003_600, 1_710_000_000_000_000).to_hex()
+        );
         // Without OldImage (a NEW_IMAGE export) a delete cannot be told apart.
         let keys_only = record(
             r#"{"Metadata":{"WriteTimestampMicros":{"N":"1710000000000000"}},"Keys":{"id":{"S":"a"}}}"#,

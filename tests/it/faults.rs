@@ -93,12 +93,28 @@ async fn deliver_counting_retries(h: &Harness, events: &[String]) -> (u64, u64) 
     (failures, retries)
 }
 
+/// Totals and heatmaps. Reads are not retried by the store; a pooled
+/// connection the injector cut just before may fail one, so a read that
+/// fails is tried again on another connection (a few times).
 async fn summary(h: &Harness) -> (streamfold::store::Totals, Vec<Vec<(u8, u8, i64)>>) {
+    let mut last = None;
+    for _ in 0..5 {
+        match try_summary(h).await {
+            Ok(s) => return s,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("reads failed five times: {last:?}")
+}
+
+async fn try_summary(
+    h: &Harness,
+) -> Result<(streamfold::store::Totals, Vec<Vec<(u8, u8, i64)>>), streamfold::store::StoreError> {
     let mut maps = Vec::new();
     for u in ["U01ALICE", "U02BOB", "U03CAROL", "acct-1001", "acct-1002"] {
-        maps.push(h.p.store.heatmap(u, None).await.unwrap());
+        maps.push(h.p.store.heatmap(u, None).await?);
     }
-    (h.p.store.totals().await.unwrap(), maps)
+    Ok((h.p.store.totals().await?, maps))
 }
 
 /// Faults of one kind while 1,500 generated records (30 batches, with

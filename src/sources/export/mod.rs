@@ -223,8 +223,8 @@ pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 enum LineFormat {
     /// `{"Item": …}`: a snapshot, keyed by the table's key attributes.
     Snapshot { key_names: Vec<String> },
-    /// An incremental-export line of the window ending at `end_secs`.
-    Incremental { end_secs: i64 },
+    /// An incremental-export line of the window [`start_secs`, `end_secs`).
+    Incremental { start_secs: i64, end_secs: i64 },
 }
 
 /// One export, ready to read: how its lines become records, its objects
@@ -257,7 +257,7 @@ fn prepare<'s>(
                 .collect(),
         },
         Some(inc) => {
-            let (_, end_secs) = summary.window().ok_or_else(|| {
+            let (start_secs, end_secs) = summary.window().ok_or_else(|| {
                 BackfillError::Inconsistent("an incremental export without its window".into())
             })?;
             if summary.output_view.as_deref() == Some("NEW_IMAGE") {
@@ -272,7 +272,10 @@ fn prepare<'s>(
                     }
                 ));
             }
-            LineFormat::Incremental { end_secs }
+            LineFormat::Incremental {
+                start_secs,
+                end_secs,
+            }
         }
     };
     if let Some(format) = &summary.output_format
@@ -738,9 +741,13 @@ fn line_record(ctx: &FileContext<'_>, id: &str, line: &str) -> Result<Box<RawVal
                 .map_err(|e| format!("{id}: not an {{\"Item\": …}} line: {e}"))?;
             snapshot_record(&ctx.opts.table, key_names, parsed.item, id)
         }
-        LineFormat::Incremental { end_secs } => {
+        LineFormat::Incremental {
+            start_secs,
+            end_secs,
+        } => {
             let window = Window {
                 table: &ctx.opts.table,
+                start_secs: *start_secs,
                 end_secs: *end_secs,
                 ttl_attribute: ctx
                     .opts
