@@ -198,8 +198,26 @@ pub(crate) async fn unless_refused<T>(
     };
     Err(super::StoreError::Connect {
         url: crate::redact::redact_url(url),
-        reason: crate::redact::scrub(&reason, url),
+        reason: crate::redact::scrub(&with_tls_hint(reason), url),
     })
+}
+
+/// A failed certificate check, with what to do about it.
+fn with_tls_hint(reason: String) -> String {
+    if reason.contains("UnknownIssuer") || reason.contains("unknown issuer") {
+        format!(
+            "{reason}; the server's certificate is not signed by a trusted CA: give its CA \
+             bundle with --db-ca-file / DATABASE_CA_FILE (RDS and Aurora: AWS's global \
+             bundle; README, \"TLS\")"
+        )
+    } else if reason.contains("NotValidForName") || reason.contains("not valid for name") {
+        format!(
+            "{reason}; the certificate does not name the host in the URL: connect by the \
+             name the certificate carries (the RDS endpoint, not an IP or a CNAME)"
+        )
+    } else {
+        reason
+    }
 }
 
 #[cfg(test)]
