@@ -1,9 +1,12 @@
 //! The heatmap as a PNG image (plotters, bitmap backend): panels side by
-//! side, each a grid of day of week × hour shaded by count on one shared
-//! scale, with its integration, time zone, counts, row and column totals,
-//! and a legend of the scale under them. Text needs a TrueType font: `STREAMFOLD_FONT`, else the
-//! first of the usual system sans-serif fonts found; without one the image
-//! is drawn without text (and the caller is told).
+//! side (at most 1920 pixels wide, so three integrations fit a screen),
+//! each a grid of day of week × hour shaded on one shared scale of even
+//! bins, with its integration, time zone, counts, per-day and per-hour
+//! totals and its total; the period the data covers under the title; a
+//! legend of the bins. Text needs a TrueType font: `STREAMFOLD_FONT`, else
+//! the first of the usual system sans-serif fonts found; without one the
+//! image is drawn without text (and the caller is told which font is
+//! missing). Glyphs are placed by their own metrics (`text`).
 
 use super::{DAYS, Panel, grid, totals};
 use plotters::prelude::*;
@@ -28,172 +31,311 @@ const FONT_CANDIDATES: [&str; 6] = [
     "/Library/Fonts/Arial.ttf",
 ];
 
-/// Register a sans-serif font once; whether one is available.
-fn font_available() -> bool {
-    static FONT: OnceLock<bool> = OnceLock::new();
-    *FONT.get_or_init(|| {
-        let from_env = std::env::var("STREAMFOLD_FONT").ok();
-        for path in from_env.iter().map(String::as_str).chain(FONT_CANDIDATES) {
-            if let Ok(bytes) = std::fs::read(path) {
-                // Registered fonts live as long as the process.
-                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-                if register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
-                    return true;
-                }
-            }
+/// The font text is drawn in, loaded once: `STREAMFOLD_FONT`, else the
+/// first usual system font found. `Err` says why there is none (a
+/// `STREAMFOLD_FONT` that cannot be read is named).
+fn font() -> &'static Result<ab_glyph::FontRef<'static>, String> {
+    static FONT: OnceLock<Result<ab_glyph::FontRef<'static>, String>> = OnceLock::new();
+    FONT.get_or_init(|| {
+        let load = |path: &str| -> Result<ab_glyph::FontRef<'static>, String> {
+            let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+            // Loaded once, kept for the process.
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            let font = ab_glyph::FontRef::try_from_slice(bytes)
+                .map_err(|_| format!("{path}: not a TrueType / OpenType font"))?;
+            register_font("sans-serif", FontStyle::Normal, bytes)
+                .map_err(|_| format!("{path}: the font cannot be used"))?;
+            Ok(font)
+        };
+        if let Ok(path) = std::env::var("STREAMFOLD_FONT") {
+            return load(&path).map_err(|e| format!("STREAMFOLD_FONT={e}"));
         }
-        false
+        FONT_CANDIDATES
+            .iter()
+            .find_map(|p| load(p).ok())
+            .ok_or_else(|| {
+                "no TrueType font found among the usual system fonts (set \
+                 STREAMFOLD_FONT=/path/to/font.ttf)"
+                    .to_string()
+            })
     })
 }
 
-const CELL_W: i32 = 32;
-const CELL_H: i32 = 30;
+/// Widest image, so that three panels side by side fit a common screen.
+const MAX_WIDTH: i32 = 1920;
+/// Cell width with one or two panels.
+const CELL_W_MAX: i32 = 32;
 /// Left of each panel's grid: the day names.
 const DAY_LABELS: i32 = 44;
 /// Right of each panel's grid: the row totals.
-const ROW_TOTALS: i32 = 60;
-const PANEL_W: i32 = DAY_LABELS + 24 * CELL_W + ROW_TOTALS;
+const ROW_TOTALS: i32 = 64;
 const GAP: i32 = 28;
 const MARGIN: i32 = 16;
-/// Top of the grids: the title, the panel labels and the hour labels above.
-const TOP: i32 = 96;
-const GRID_H: i32 = 7 * CELL_H;
-const HEIGHT: u32 = (TOP + GRID_H + 100) as u32;
+/// Top of the grids: the title, the period, the panel labels and the hour
+/// labels above.
+const TOP: i32 = 112;
+/// Below the grids: the column totals, the legend.
+const BOTTOM: i32 = 104;
 
-/// Image width for `panels` side by side.
-fn width(panels: usize) -> u32 {
-    (2 * MARGIN + panels.max(1) as i32 * PANEL_W + (panels.max(1) as i32 - 1) * GAP) as u32
+/// The geometry of `n` panels side by side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    cell_w: i32,
+    cell_h: i32,
+    panel_w: i32,
+    width: u32,
+    height: u32,
 }
 
-/// Colour of a cell: light grey when empty, then light to dark blue.
-fn shade(n: i64, max: i64) -> RGBColor {
-    if n <= 0 || max <= 0 {
+impl Layout {
+    fn of(panels: usize) -> Layout {
+        let n = panels.max(1) as i32;
+        let room = (MAX_WIDTH - 2 * MARGIN - (n - 1) * GAP) / n - DAY_LABELS - ROW_TOTALS;
+        let cell_w = (room / 24).clamp(18, CELL_W_MAX);
+        let cell_h = (cell_w * 15 / 16).max(18);
+        let panel_w = DAY_LABELS + 24 * cell_w + ROW_TOTALS;
+        Layout {
+            cell_w,
+            cell_h,
+            panel_w,
+            width: (2 * MARGIN + n * panel_w + (n - 1) * GAP) as u32,
+            height: (TOP + 7 * cell_h + BOTTOM) as u32,
+        }
+    }
+}
+
+/// The colour scale: equal bins of a round width (1, 2 or 5 × 10^k), at
+/// most eight, from 1 to the largest count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Bins {
+    step: i64,
+    count: i64,
+}
+
+impl Bins {
+    fn of(max: i64) -> Bins {
+        let max = max.max(1);
+        let mut step = 1i64;
+        'search: loop {
+            for m in [1, 2, 5] {
+                if step.saturating_mul(m).saturating_mul(8) >= max {
+                    step = step.saturating_mul(m);
+                    break 'search;
+                }
+            }
+            step = step.saturating_mul(10);
+        }
+        Bins {
+            step,
+            count: (max + step - 1) / step,
+        }
+    }
+
+    /// 1-based bin of a count (0 for none).
+    fn of_count(&self, n: i64) -> i64 {
+        if n <= 0 {
+            0
+        } else {
+            ((n - 1) / self.step + 1).min(self.count)
+        }
+    }
+
+    fn label(&self, bin: i64) -> String {
+        let (lo, hi) = ((bin - 1) * self.step + 1, bin * self.step);
+        if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}–{hi}")
+        }
+    }
+}
+
+/// Colour of a bin: light grey when empty, then light to dark blue.
+fn shade(bin: i64, bins: &Bins) -> RGBColor {
+    if bin <= 0 {
         return RGBColor(242, 242, 242);
     }
-    let t = (n as f64 / max as f64).clamp(0.0, 1.0);
+    let t = if bins.count <= 1 {
+        1.0
+    } else {
+        (bin - 1) as f64 / (bins.count - 1) as f64
+    };
     let mix = |a: u8, b: u8| (f64::from(a) + (f64::from(b) - f64::from(a)) * t).round() as u8;
     RGBColor(mix(198, 8), mix(219, 48), mix(239, 107))
 }
 
-/// Draw `panels` side by side to `path`, under `title`, on one colour
-/// scale (the largest cell of any panel is the darkest), each with its
-/// time zone, row and column totals, and one legend of the scale. Returns
-/// whether the text could be drawn.
-pub fn render_png(panels: &[Panel], title: &str, path: &Path) -> Result<bool, PngError> {
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// Text at `at` in `size` px, glyph by glyph: plotters' ab_glyph drawing
+/// drops each glyph's left side bearing ("T ue", "time z one"), so each
+/// glyph is placed at its pen position plus its bearing here.
+fn text(
+    root: &Area<'_>,
+    font: &ab_glyph::FontRef<'static>,
+    s: &str,
+    size: u32,
+    colour: &RGBColor,
+    at: (i32, i32),
+) -> Result<(), String> {
+    use ab_glyph::{Font, ScaleFont};
+    let scaled = font.as_scaled(size as f32);
+    let style = ("sans-serif", size).into_font().color(colour);
+    let mut pen = 0f32;
+    let mut prev = None;
+    let mut buf = [0u8; 4];
+    for c in s.chars() {
+        let id = scaled.glyph_id(c);
+        if let Some(p) = prev {
+            pen += scaled.kern(p, id);
+        }
+        prev = Some(id);
+        if let Some(outline) = scaled.outline_glyph(scaled.scaled_glyph(c)) {
+            let bearing = outline.px_bounds().min.x;
+            root.draw_text(
+                c.encode_utf8(&mut buf),
+                &style,
+                (at.0 + (pen + bearing).round() as i32, at.1),
+            )
+            .map_err(|e| e.to_string())?;
+        }
+        pen += scaled.h_advance(id);
+    }
+    Ok(())
+}
+
+/// Draw `panels` side by side to `path`, under `title` and `subtitle` (the
+/// period the data covers), on one colour scale of even bins, each with
+/// its time zone, per-day and per-hour totals and its total, and one
+/// legend. Returns `Err` in `Ok` when no font could be loaded: the image is
+/// then drawn without text, and the reason says which font is missing.
+pub fn render_png(
+    panels: &[Panel],
+    title: &str,
+    subtitle: Option<&str>,
+    path: &Path,
+) -> Result<Result<(), String>, PngError> {
     let err = |e: &dyn std::fmt::Display| PngError {
         path: path.display().to_string(),
         reason: e.to_string(),
     };
-    let labelled = font_available();
+    let font = font().as_ref();
+    let layout = Layout::of(panels.len());
+    let Layout {
+        cell_w,
+        cell_h,
+        panel_w,
+        ..
+    } = layout;
+    let grid_h = 7 * cell_h;
     let grids: Vec<[[i64; 24]; 7]> = panels.iter().map(|p| grid(&p.cells)).collect();
     let max = grids.iter().flatten().flatten().copied().max().unwrap_or(0);
-    let root = BitMapBackend::new(path, (width(panels.len()), HEIGHT)).into_drawing_area();
+    let bins = Bins::of(max);
+    let root = BitMapBackend::new(path, (layout.width, layout.height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let font = |size: u32, colour: &RGBColor| ("sans-serif", size).into_font().color(colour);
     let grey = RGBColor(90, 90, 90);
+    let count_size = if cell_w >= 28 { 12 } else { 10 };
     for (i, (panel, grid)) in panels.iter().zip(&grids).enumerate() {
-        let left = MARGIN + i as i32 * (PANEL_W + GAP);
+        let left = MARGIN + i as i32 * (panel_w + GAP);
         let x0 = left + DAY_LABELS;
         for (d, row) in grid.iter().enumerate() {
             for (h, &n) in row.iter().enumerate() {
-                let x = x0 + h as i32 * CELL_W;
-                let y = TOP + d as i32 * CELL_H;
+                let x = x0 + h as i32 * cell_w;
+                let y = TOP + d as i32 * cell_h;
+                let bin = bins.of_count(n);
                 root.draw(&Rectangle::new(
-                    [(x + 1, y + 1), (x + CELL_W - 1, y + CELL_H - 1)],
-                    shade(n, max).filled(),
+                    [(x + 1, y + 1), (x + cell_w - 1, y + cell_h - 1)],
+                    shade(bin, &bins).filled(),
                 ))
                 .map_err(|e| err(&e))?;
-                if labelled && n > 0 {
-                    let colour = if n * 2 > max { WHITE } else { BLACK };
-                    root.draw_text(&n.to_string(), &font(12, &colour), (x + 5, y + 9))
-                        .map_err(|e| err(&e))?;
+                if let Ok(f) = font
+                    && n > 0
+                {
+                    let colour = if bin * 2 > bins.count { WHITE } else { BLACK };
+                    text(
+                        &root,
+                        f,
+                        &n.to_string(),
+                        count_size,
+                        &colour,
+                        (x + 4, y + cell_h / 2 - 6),
+                    )
+                    .map_err(|e| err(&e))?;
                 }
             }
         }
-        if !labelled {
-            continue;
-        }
+        let Ok(f) = font else { continue };
+        let t = |s: &str, size: u32, colour: &RGBColor, at: (i32, i32)| {
+            text(&root, f, s, size, colour, at).map_err(|e| err(&e))
+        };
         let (rows, cols) = totals(grid);
         let total: i64 = rows.iter().sum();
-        root.draw_text(
+        t(
             &format!("{} — time zone {}", panel.label, panel.time_zone),
-            &font(17, &BLACK),
+            17,
+            &BLACK,
             (left, TOP - 46),
-        )
-        .map_err(|e| err(&e))?;
+        )?;
+        let right = x0 + 24 * cell_w + 8;
+        t("per day", 12, &grey, (right, TOP - 20))?;
         for (d, day) in DAYS.iter().enumerate() {
-            root.draw_text(day, &font(14, &BLACK), (left, TOP + d as i32 * CELL_H + 8))
-                .map_err(|e| err(&e))?;
-            root.draw_text(
-                &rows[d].to_string(),
-                &font(13, &grey),
-                (x0 + 24 * CELL_W + 8, TOP + d as i32 * CELL_H + 9),
-            )
-            .map_err(|e| err(&e))?;
+            let y = TOP + d as i32 * cell_h + cell_h / 2 - 7;
+            t(day, 14, &BLACK, (left, y))?;
+            t(&rows[d].to_string(), 13, &grey, (right, y))?;
         }
-        root.draw_text("day", &font(12, &grey), (x0 + 24 * CELL_W + 8, TOP - 20))
-            .map_err(|e| err(&e))?;
         for h in 0..24 {
-            let x = x0 + h * CELL_W + 8;
-            root.draw_text(&h.to_string(), &font(13, &BLACK), (x, TOP - 20))
-                .map_err(|e| err(&e))?;
-            root.draw_text(
+            let x = x0 + h * cell_w + 4;
+            t(&h.to_string(), 12, &BLACK, (x, TOP - 20))?;
+            t(
                 &cols[h as usize].to_string(),
-                &font(12, &grey),
-                (x - 4, TOP + GRID_H + 8),
-            )
-            .map_err(|e| err(&e))?;
+                11,
+                &grey,
+                (x, TOP + grid_h + 8),
+            )?;
         }
-        root.draw_text(
-            &total.to_string(),
-            &font(13, &BLACK),
-            (x0 + 24 * CELL_W + 8, TOP + GRID_H + 8),
-        )
-        .map_err(|e| err(&e))?;
-        root.draw_text("hour", &font(12, &grey), (left, TOP + GRID_H + 8))
-            .map_err(|e| err(&e))?;
+        t("per hour", 12, &grey, (left - 4, TOP + grid_h + 8))?;
+        t(
+            &format!("total {total}"),
+            13,
+            &BLACK,
+            (right, TOP + grid_h + 8),
+        )?;
     }
-    if labelled {
-        root.draw_text(title, &font(21, &BLACK), (MARGIN, 12))
-            .map_err(|e| err(&e))?;
-        legend(&root, max, TOP + GRID_H + 40).map_err(|e| err(&e))?;
+    if let Ok(f) = font {
+        text(&root, f, title, 21, &BLACK, (MARGIN, 12)).map_err(|e| err(&e))?;
+        if let Some(sub) = subtitle {
+            text(&root, f, sub, 14, &grey, (MARGIN, 42)).map_err(|e| err(&e))?;
+        }
+        legend(&root, f, &bins, max, TOP + grid_h + 40).map_err(|e| err(&e))?;
     }
     root.present().map_err(|e| err(&e))?;
-    Ok(labelled)
+    Ok(font.map(|_| ()).map_err(|e| e.clone()))
 }
 
-/// The colour scale: empty, then eight steps from 1 to `max` events per
-/// cell, each swatch labelled with the count it stands for.
+/// The colour scale: none, then each bin with the counts it holds.
 fn legend(
-    root: &DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>,
+    root: &Area<'_>,
+    font: &ab_glyph::FontRef<'static>,
+    bins: &Bins,
     max: i64,
     y: i32,
 ) -> Result<(), String> {
-    let e = |e: DrawingAreaErrorKind<_>| e.to_string();
-    const STEPS: i64 = 8;
-    const SWATCH: i32 = 44;
-    let black = ("sans-serif", 13).into_font().color(&BLACK);
-    root.draw_text("events per cell:", &black, (MARGIN, y + 4))
-        .map_err(e)?;
-    let x0 = MARGIN + 112;
-    let mut values = vec![0];
-    if max > 0 {
-        values.extend((1..=STEPS).map(|k| (max * k + STEPS - 1) / STEPS));
-        values.dedup();
-    }
-    for (i, &v) in values.iter().enumerate() {
-        let x = x0 + i as i32 * SWATCH;
+    const SWATCH: i32 = 64;
+    text(root, font, "events per cell:", 13, &BLACK, (MARGIN, y + 4))?;
+    let x0 = MARGIN + 116;
+    let shown = if max > 0 { bins.count } else { 0 };
+    for bin in 0..=shown {
+        let x = x0 + bin as i32 * SWATCH;
         root.draw(&Rectangle::new(
             [(x, y), (x + SWATCH - 2, y + 18)],
-            shade(v, max).filled(),
+            shade(bin, bins).filled(),
         ))
-        .map_err(e)?;
-        let label = if v == 0 {
+        .map_err(|e| e.to_string())?;
+        let label = if bin == 0 {
             "none".to_string()
         } else {
-            format!("≤{v}")
+            bins.label(bin)
         };
-        root.draw_text(&label, &black, (x + 2, y + 24)).map_err(e)?;
+        text(root, font, &label, 13, &BLACK, (x + 2, y + 24))?;
     }
     Ok(())
 }
@@ -219,22 +361,87 @@ mod tests {
     }
 
     #[test]
-    fn panels_sit_side_by_side_on_one_scale() {
+    fn panels_sit_side_by_side_within_a_screen() {
         let dir = tempfile::tempdir().unwrap();
         let one = dir.path().join("one.png");
-        render_png(&[panel("GitHub", &[(0, 9, 4), (6, 23, 1)])], "t", &one).unwrap();
-        assert_eq!(size(&one), (width(1), HEIGHT));
+        let _text = render_png(
+            &[panel("GitHub", &[(0, 9, 4), (6, 23, 1)])],
+            "t",
+            None,
+            &one,
+        )
+        .unwrap();
+        let l1 = Layout::of(1);
+        assert_eq!(size(&one), (l1.width, l1.height));
         let three = dir.path().join("three.png");
         let panels = [
             panel("GitHub", &[(0, 9, 4)]),
             panel("Dropbox", &[(1, 10, 2)]),
             panel("e-mail", &[]),
         ];
-        render_png(&panels, "t", &three).unwrap();
-        assert_eq!(size(&three), (width(3), HEIGHT));
-        assert_eq!(width(3) - width(1), 2 * (PANEL_W + GAP) as u32);
-        assert_eq!(shade(0, 4), RGBColor(242, 242, 242));
-        assert_eq!(shade(4, 4), RGBColor(8, 48, 107));
-        assert!(shade(1, 4).0 > shade(4, 4).0);
+        // Drawn with or without a font: the size is the same.
+        let _text = render_png(&panels, "t", Some("events from a to b"), &three).unwrap();
+        let l3 = Layout::of(3);
+        assert_eq!(size(&three), (l3.width, l3.height));
+        // Three integrations fit a 1920-pixel screen, and stay readable.
+        assert!(l3.width <= MAX_WIDTH as u32 && l3.cell_w >= 18, "{l3:?}");
+        assert!(l1.width <= MAX_WIDTH as u32 && l1.cell_w == CELL_W_MAX);
+    }
+
+    #[test]
+    fn legend_bins_are_even_and_round() {
+        for (max, step, count) in [
+            (1, 1, 1),
+            (8, 1, 8),
+            (9, 2, 5),
+            (20, 5, 4),
+            (41, 10, 5),
+            (400, 50, 8),
+        ] {
+            assert_eq!(Bins::of(max), Bins { step, count }, "max {max}");
+        }
+        let b = Bins::of(20);
+        assert_eq!(
+            (b.label(1), b.label(4)),
+            ("1–5".to_string(), "16–20".to_string())
+        );
+        assert_eq!(
+            (
+                b.of_count(0),
+                b.of_count(1),
+                b.of_count(5),
+                b.of_count(6),
+                b.of_count(20)
+            ),
+            (0, 1, 1, 2, 4)
+        );
+        assert_eq!(Bins::of(3).label(2), "2");
+        assert_eq!(shade(0, &b), RGBColor(242, 242, 242));
+        assert_eq!(shade(4, &b), RGBColor(8, 48, 107));
+        assert!(shade(1, &b).0 > shade(4, &b).0);
+    }
+
+    #[test]
+    fn glyphs_keep_their_side_bearings() {
+        use ab_glyph::{Font, ScaleFont};
+        // Where a font is installed: the pen advances by each glyph's
+        // advance, and a glyph sits at pen + its bearing, so "Tue" draws
+        // 'u' right after 'T' (as the font's metrics say), not a gap later.
+        let Ok(f) = font() else { return };
+        let s = f.as_scaled(14.0);
+        let t = s.scaled_glyph('T');
+        let bearing_u = s
+            .outline_glyph(s.scaled_glyph('u'))
+            .unwrap()
+            .px_bounds()
+            .min
+            .x;
+        let pen_u = s.h_advance(t.id) + s.kern(t.id, s.glyph_id('u'));
+        assert!(bearing_u > 0.0 && pen_u > 0.0);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("t.png");
+        render_png(&[panel("Tue", &[(2, 1, 1)])], "time zone", None, &out)
+            .unwrap()
+            .unwrap();
     }
 }

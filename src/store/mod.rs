@@ -251,6 +251,16 @@ impl Store {
         dispatch!(self, s => s.heatmap(slack_id, integration).await)
     }
 
+    /// First and last event time (epoch seconds) of a subject's counted
+    /// activity still in the ledger, or `None` when it has none.
+    pub async fn event_span(
+        &self,
+        slack_id: &str,
+        integration: Option<&str>,
+    ) -> Result<Option<(i64, i64)>, StoreError> {
+        dispatch!(self, s => s.event_span(slack_id, integration).await)
+    }
+
     /// Unattributed activity rows, in identity order, after `after`.
     pub async fn unattributed_activity(
         &self,

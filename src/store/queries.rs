@@ -19,6 +19,20 @@ pub fn heatmap(f: Flavor) -> String {
     )
 }
 
+/// First and last event time (epoch seconds) of a subject's counted
+/// activity in the ledger (live rows; compacted rows are gone).
+pub fn event_span(f: Flavor) -> String {
+    format!(
+        "SELECT {}, {} FROM activity_ledger
+          WHERE state = 1 AND subject = {} AND ({} IS NULL OR integration = {})",
+        f.as_int("MIN(event_at)"),
+        f.as_int("MAX(event_at)"),
+        f.p(1),
+        f.text_param(2),
+        f.text_param(3),
+    )
+}
+
 pub fn unattributed_activity(f: Flavor) -> String {
     format!(
         "SELECT id, version, {}, {}, event_at FROM activity_ledger
@@ -159,6 +173,22 @@ macro_rules! common_methods {
             .fetch_all(&self.pool)
             .await?;
             rows.iter().map(super::rows::cell).collect()
+        }
+
+        pub async fn event_span(
+            &self,
+            slack_id: &str,
+            integration: Option<&str>,
+        ) -> Result<Option<(i64, i64)>, StoreError> {
+            let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(
+                &super::queries::event_span(<$d as super::dialect::Dialect>::FLAVOR),
+            )
+            .bind(slack_id)
+            .bind(integration)
+            .bind(integration)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(first.zip(last))
         }
 
         pub async fn unattributed_activity(

@@ -11,6 +11,7 @@ mod dropbox_identity;
 mod export_hostile;
 mod export_prefix;
 mod faults;
+mod heatmap_png;
 mod kinesis;
 mod lambda;
 mod llm_exact;

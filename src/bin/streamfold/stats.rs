@@ -97,12 +97,26 @@ pub async fn run(args: StatsArgs) -> Result<()> {
         out!("{}", heatmap::render(&p.cells));
     }
     if let Some(path) = png {
-        let labelled = heatmap::png::render_png(&panels, &title, &path)?;
+        let code = match integration.as_deref() {
+            Some("all") | None => None,
+            Some(code) => Some(code),
+        };
+        let period = store
+            .event_span(&slack_id, code)
+            .await?
+            .map(|(first, last)| {
+                let day = |t: i64| {
+                    chrono::DateTime::from_timestamp(t, 0).map_or_else(
+                        || t.to_string(),
+                        |d| d.format("%Y-%m-%d %H:%M UTC").to_string(),
+                    )
+                };
+                format!("events from {} to {}", day(first), day(last))
+            });
+        let text = heatmap::png::render_png(&panels, &title, period.as_deref(), &path)?;
         outln!("wrote {}", path.display());
-        if !labelled {
-            eprintln!(
-                "no TrueType font found (set STREAMFOLD_FONT=/path/to/font.ttf): the image has no text"
-            );
+        if let Err(why) = text {
+            eprintln!("{why}: the image has no text");
         }
     }
     Ok(())
