@@ -59,6 +59,15 @@ pub fn emf_documents(report: &BatchReport, timing: &BatchTiming, now: DateTime<U
                 ("EventTimeFallbacks", "Count", c.time_fallback as f64),
             ],
         );
+        // A DynamoDB stream mapping delivers one table's records: its
+        // source's lag is the mapping's (the dashboard's per-mapping age).
+        if let Some(oldest) = report.oldest_record {
+            let lag = (now - oldest).num_milliseconds().max(0) as f64;
+            d["IteratorAge"] = json!(lag);
+            d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array_mut()
+                .map(|m| m.push(json!({"Name": "IteratorAge", "Unit": "Milliseconds"})));
+        }
         d["Source"] = json!(source);
         docs.push(d);
     }
@@ -107,6 +116,49 @@ pub fn emf_documents(report: &BatchReport, timing: &BatchTiming, now: DateTime<U
     }
     docs.push(document(now, &[], &batch));
     docs
+}
+
+/// The EMF document of one backfill work item (a Distributed Map child's
+/// invocation), from the task's answer: `items` read and `applied`, with
+/// dimension `Task` (`export_file` or `scan_segment`).
+pub fn backfill_document(task: &str, answer: &Value, now: DateTime<Utc>) -> Value {
+    let number = |k: &str| answer.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    let mut d = document(
+        now,
+        &["Task"],
+        &[
+            ("BackfillItemsRead", "Count", number("items")),
+            ("BackfillItemsApplied", "Count", number("applied")),
+        ],
+    );
+    d["Task"] = json!(task);
+    d
+}
+
+/// Every metric name the code emits in namespace `streamfold` (the
+/// dashboard may chart these and no others: a test holds it to them).
+pub fn metric_names() -> std::collections::BTreeSet<String> {
+    let mut report = BatchReport::default();
+    report
+        .by_source
+        .insert("github_events".into(), Default::default());
+    let now = Utc::now();
+    report.oldest_record = Some(now);
+    let timing = BatchTiming {
+        cache_hits: 1,
+        ..BatchTiming::default()
+    };
+    let mut docs = emf_documents(&report, &timing, now);
+    docs.push(backfill_document("export_file", &json!({}), now));
+    docs.iter()
+        .flat_map(|d| {
+            d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|m| m["Name"].as_str().map(str::to_string))
+        .collect()
 }
 
 #[cfg(test)]

@@ -118,15 +118,25 @@ async fn run_task(
     if let Some(file) = &task.export_file {
         let s3 = streamfold::sources::export::s3_client(config().await);
         let outcome = run_export_file(p, Some(&s3), file, deadline).await?;
-        return Ok(serde_json::to_value(outcome)?);
+        return Ok(with_metrics("export_file", serde_json::to_value(outcome)?));
     }
     if let Some(segment) = &task.scan_segment {
         let dynamodb = aws_sdk_dynamodb::Client::new(config().await);
         let outcome = run_scan_segment(p, &dynamodb, segment, deadline).await?;
-        return Ok(serde_json::to_value(outcome)?);
+        return Ok(with_metrics("scan_segment", serde_json::to_value(outcome)?));
     }
     let report = streamfold::sources::scheduled::run(&p.store, task, deadline).await?;
     Ok(serde_json::to_value(report)?)
+}
+
+/// A backfill task's answer, after printing its progress as EMF
+/// (`BackfillItemsRead`, `BackfillItemsApplied`).
+fn with_metrics(task: &str, answer: serde_json::Value) -> serde_json::Value {
+    println!(
+        "{}",
+        streamfold::metrics::backfill_document(task, &answer, chrono::Utc::now())
+    );
+    answer
 }
 
 /// The invocation loop: each event through `handle`, then its EMF metrics

@@ -27,7 +27,7 @@ pub const KINESIS_EVENT_SOURCE: &str = "streamfold:kinesis";
 /// (`sources::export`); it carries its timed version as Kinesis records do.
 pub const INCREMENTAL_EVENT_SOURCE: &str = "streamfold:incremental-export";
 
-/// Key attributes of each source table (seeds `000_*`, `003_*`). A Scan
+/// Key attributes of each source table (docs/DESIGN.md, appendix). A Scan
 /// checks them against `DescribeTable`.
 pub fn key_attributes(source: SourceKind) -> &'static [&'static str] {
     match source {

@@ -1,5 +1,5 @@
 //! LLM reports as the outside world sees them: the `LLMReportData` item
-//! (seed `003_*.txt` field names, plus `version`) as plain JSON with exact
+//! (the `LLMReportData` field names of docs/DESIGN.md, plus `version`) as plain JSON with exact
 //! decimal numbers (`streamfold llm-report`), and as a DynamoDB item
 //! (`publish`).
 

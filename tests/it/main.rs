@@ -7,6 +7,7 @@ mod bin;
 mod catch_up;
 mod cli;
 mod compaction;
+mod dashboard;
 mod dropbox_identity;
 mod export_hostile;
 mod export_prefix;
