@@ -64,9 +64,9 @@ pub fn emf_documents(report: &BatchReport, timing: &BatchTiming, now: DateTime<U
         if let Some(oldest) = report.oldest_record {
             let lag = (now - oldest).num_milliseconds().max(0) as f64;
             d["IteratorAge"] = json!(lag);
-            d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
-                .as_array_mut()
-                .map(|m| m.push(json!({"Name": "IteratorAge", "Unit": "Milliseconds"})));
+            if let Some(m) = d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array_mut() {
+                m.push(json!({"Name": "IteratorAge", "Unit": "Milliseconds"}));
+            }
         }
         d["Source"] = json!(source);
         docs.push(d);
