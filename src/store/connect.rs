@@ -57,6 +57,18 @@ impl TlsMode {
         matches!(self, TlsMode::Disable | TlsMode::Allow | TlsMode::Prefer)
     }
 
+    /// The mode as URLs spell it: PostgreSQL's name, then MySQL's.
+    pub fn names(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "disable / DISABLED",
+            TlsMode::Allow => "allow",
+            TlsMode::Prefer => "prefer / PREFERRED",
+            TlsMode::Require => "require / REQUIRED",
+            TlsMode::VerifyCa => "verify-ca / VERIFY_CA",
+            TlsMode::VerifyFull => "verify-full / VERIFY_IDENTITY",
+        }
+    }
+
     /// The modes that do not check the server's identity in full.
     pub fn skips_verification(self) -> bool {
         self != TlsMode::VerifyFull
@@ -102,19 +114,21 @@ pub fn tls_policy(
     if mode.can_be_plaintext() {
         if !allowances.plaintext {
             return Err(refuse(format!(
-                "TLS mode {mode:?} can fall back to plaintext to a non-loopback host; use \
+                "TLS mode {} can fall back to plaintext to a non-loopback host; use \
                  verify-full (MySQL: VERIFY_IDENTITY), or pass --allow-plaintext \
-                 (STREAMFOLD_DB_ALLOW_PLAINTEXT=1) to accept that"
+                 (STREAMFOLD_DB_ALLOW_PLAINTEXT=1) to accept that",
+                mode.names()
             )));
         }
         tracing::warn!(url = %redact_url(url), ?mode, "plaintext allowed to a non-loopback database host");
     } else if mode.skips_verification() {
         if !(allowances.unverified || allowances.plaintext) {
             return Err(refuse(format!(
-                "TLS mode {mode:?} does not verify the server's identity (a non-loopback \
+                "TLS mode {} does not verify the server's identity (a non-loopback \
                  host); use verify-full (MySQL: VERIFY_IDENTITY) with the server's CA \
                  (--db-ca-file), or pass --insecure-tls (STREAMFOLD_DB_INSECURE_TLS=1) to \
-                 accept that"
+                 accept that",
+                mode.names()
             )));
         }
         tracing::warn!(url = %redact_url(url), ?mode, "unverified TLS allowed to a non-loopback database host");
