@@ -129,6 +129,7 @@ pub async fn run_export_file(
             ttl_attribute: task.ttl_attribute.clone(),
         }),
         batch: task.batch,
+        max_batches: None,
     };
     let out = export_file_backfill(p, s3, &job, Some(stop_at(deadline))).await?;
     let outcome = TaskOutcome::from_summary(&out.summary, out.done, out.already_done);

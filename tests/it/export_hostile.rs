@@ -221,6 +221,7 @@ fn file_job(folder: &Path, name: &str, count: u64, batch: usize) -> FileJob {
         file: json!({"itemCount": count, "dataFileS3Key": key_of(name)}),
         incremental: None,
         batch,
+        max_batches: None,
     }
 }
 

@@ -15,13 +15,15 @@
 //! line that cannot be a record is quarantined (`file:line`, reason) with
 //! its batch. Data file keys are confined to the export (`keys`).
 //! Every file's item count is checked against the manifest, and the total
-//! against the summary, and its bytes against the manifest's `md5Checksum`;
-//! a completed file is checkpointed, so `--resume` skips it.
+//! against the summary, and its bytes against the manifest's `md5Checksum`,
+//! in a first pass over the file before any of its lines is applied
+//! (`verify`); a completed file is checkpointed, so `--resume` skips it.
 
 mod keys;
 mod lines;
 mod locate;
 mod objects;
+mod verify;
 
 pub use lines::{FILE_SLACK_BYTES, MAX_LINE_BYTES, max_inflated};
 pub use locate::ExportChoice;
@@ -390,7 +392,7 @@ async fn backfill_export(
                     ..BackfillSummary::default()
                 });
             }
-            backfill_file(ctx, f, resume_line(checkpoint), None)
+            backfill_file(ctx, f, From::from(checkpoint), None, None)
                 .await
                 .map(|(summary, _)| summary)
         }
@@ -447,13 +449,27 @@ async fn mark_finished_if_done(
     Ok(())
 }
 
-/// The line a file's checkpoint says was applied last (0: none).
-fn resume_line(checkpoint: Option<&Checkpoint>) -> u64 {
-    checkpoint
-        .and_then(|c| c.position.as_deref())
-        .and_then(|p| p.strip_prefix("line:"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+/// Where a data file's reading starts.
+#[derive(Clone, Copy, Debug)]
+struct Resume {
+    /// The line its checkpoint says was applied last (0: none).
+    after: u64,
+    /// An earlier run checked the file whole (`verify`) before it applied
+    /// anything: a file has a checkpoint only once it passed.
+    verified: bool,
+}
+
+impl From<Option<&Checkpoint>> for Resume {
+    fn from(checkpoint: Option<&Checkpoint>) -> Resume {
+        Resume {
+            after: checkpoint
+                .and_then(|c| c.position.as_deref())
+                .and_then(|p| p.strip_prefix("line:"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            verified: checkpoint.is_some(),
+        }
+    }
 }
 
 /// One data file of an export, the work of one Step Functions Distributed
@@ -468,6 +484,8 @@ pub struct FileJob {
     pub incremental: Option<IncrementalOptions>,
     /// Items per batch (one transaction each).
     pub batch: usize,
+    /// Stop, resumably, after this many batches (tests of resuming).
+    pub max_batches: Option<u64>,
 }
 
 /// What a file job did.
@@ -557,8 +575,14 @@ pub async fn export_file_backfill(
         format: &prepared.format,
         folder_key: &prepared.folder_key,
     };
-    let (mut summary, done) =
-        backfill_file(&ctx, &file, resume_line(checkpoint.as_ref()), deadline).await?;
+    let (mut summary, done) = backfill_file(
+        &ctx,
+        &file,
+        From::from(checkpoint.as_ref()),
+        deadline,
+        job.max_batches,
+    )
+    .await?;
     summary.elapsed = started.elapsed();
     Ok(FileOutcome {
         done,
@@ -601,21 +625,39 @@ fn checked_name<'f>(
 }
 
 /// Apply a data file's lines after `resume_after` (each batch's line saved
-/// as the file's checkpoint once committed). Returns whether the file is
-/// done: `false` when `deadline` passed first (its counts and checksum are
-/// checked by the run that reaches its end). The file is read within the
+/// as the file's checkpoint once committed), once the whole file has
+/// passed its checks (`verify`: md5, caps, item count). Returns whether
+/// the file is done: `false` when `deadline` passed first, in the checks,
+/// while passing over lines applied before, or while applying. The file is read within the
 /// caps of `lines` (a file past one is `BackfillError::Refused`), and the
 /// deadline and `stop` are looked at after every line, blank ones too.
 async fn backfill_file(
     ctx: &FileContext<'_>,
     file: &ManifestFile,
-    resume_after: u64,
+    resume: Resume,
     deadline: Option<Instant>,
+    max_batches: Option<u64>,
 ) -> Result<(BackfillSummary, bool), BackfillError> {
+    let resume_after = resume.after;
     let key = &file.data_file_s3_key;
     let name = checked_name(file, ctx.folder_key, || key.clone())?;
     let mut summary = BackfillSummary::default();
     ctx.observer.started(name, Some(file.item_count), 0);
+    // Every check first, then the lines: nothing of a file that fails one
+    // is applied (`verify`).
+    let expected = verify::Expected {
+        name,
+        key,
+        item_count: file.item_count,
+        md5: file.md5_checksum.as_deref(),
+    };
+    if !resume.verified {
+        if verify::verify(ctx.reader, &expected, deadline).await? == verify::Verified::OutOfTime {
+            return Ok((summary, false));
+        }
+        // Checked: the next run of this file need not check it again.
+        save_progress(ctx, key, 0, 0, false).await?;
+    }
     let raw = BufReader::with_capacity(
         256 * 1024,
         Md5Check::new(ctx.reader.open(&format!("data/{name}")).await?),
@@ -633,6 +675,7 @@ async fn backfill_file(
     let mut buf = Vec::new();
     let mut line_no = 0u64;
     let mut count = 0u64;
+    let mut batches = 0u64;
     loop {
         let more = lines.next_line(&mut buf).await.map_err(|e| match e {
             LineError::Io(e) => BackfillError::Read {
@@ -654,8 +697,12 @@ async fn backfill_file(
         let text = String::from_utf8_lossy(&buf);
         if !text.trim().is_empty() {
             count += 1;
-            // Lines before the checkpoint were applied by an earlier run.
+            // Lines before the checkpoint were applied by an earlier run;
+            // passing over them takes time too.
             if line_no <= resume_after {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok((summary, false));
+                }
                 continue;
             }
             // A line that cannot be a record is quarantined with its
@@ -682,6 +729,9 @@ async fn backfill_file(
                 }
             }
         } else if line_no <= resume_after {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok((summary, false));
+            }
             continue;
         }
         let full = records.len() + unreadable.len() >= batch || batch_bytes >= MAX_BATCH_BYTES;
@@ -693,7 +743,8 @@ async fn backfill_file(
             flush(ctx, name, &mut records, &mut unreadable, &mut summary).await?;
             batch_bytes = 0;
             save_progress(ctx, key, line_no, count, false).await?;
-            if late {
+            batches += 1;
+            if late || max_batches.is_some_and(|m| batches >= m) {
                 return Ok((summary, false));
             }
         }
@@ -711,11 +762,14 @@ async fn backfill_file(
     if let Some(want) = &file.md5_checksum
         && *want != md5
     {
-        return Err(BackfillError::Inconsistent(format!(
-            "{key}: md5Checksum in the manifest is {want}, the file's is {md5}: \
-             not the file the export wrote (its items read so far are applied \
-             as snapshots, which a correct re-run does not count twice)"
-        )));
+        // Verified before, changed since (the object was replaced while
+        // it was read): what was applied is snapshots, which a correct
+        // re-run does not count twice.
+        return Err(BackfillError::ChecksumMismatch {
+            file: key.to_string(),
+            want: want.clone(),
+            got: md5,
+        });
     }
     if count != file.item_count {
         return Err(BackfillError::Inconsistent(format!(
