@@ -160,6 +160,12 @@ pub struct BackfillSummary {
     /// run had completed them (`--resume`).
     pub parts_done: u64,
     pub parts_skipped: u64,
+    /// Pages (Scan) or batches (export) committed and checkpointed in
+    /// this run: what moved a checkpoint, even a page of no items.
+    pub pages: u64,
+    /// A stop (Ctrl-C, a deadline) cut a part short; what was committed
+    /// before it is counted here and checkpointed.
+    pub interrupted: bool,
     /// Outcome counts of the snapshot records.
     pub report: BatchReport,
     pub elapsed: Duration,
@@ -170,6 +176,8 @@ impl BackfillSummary {
         self.items += o.items;
         self.parts_done += o.parts_done;
         self.parts_skipped += o.parts_skipped;
+        self.pages += o.pages;
+        self.interrupted |= o.interrupted;
         self.report.merge(o.report);
     }
 }

@@ -847,6 +847,7 @@ async fn flush(
     summary.report.merge(report);
     let n = (records.len() + unreadable.len()) as u64;
     summary.items += n;
+    summary.pages += 1;
     ctx.observer.advanced(name, n);
     records.clear();
     unreadable.clear();
