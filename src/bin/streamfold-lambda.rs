@@ -123,16 +123,17 @@ async fn run_task(
     task: &streamfold::sources::scheduled::ScheduledTask,
     deadline: Instant,
 ) -> Result<serde_json::Value, Diagnostic> {
-    use streamfold::sources::backfill_task::{run_export_file, run_scan_segment};
+    use streamfold::sources::backfill_task::{run_export_file, run_export_plan, run_scan_segment};
     let set = [
         task.compact.is_some(),
+        task.export_plan.is_some(),
         task.export_file.is_some(),
         task.scan_segment.is_some(),
     ];
     if set.iter().filter(|s| **s).count() > 1 {
         return Err(named(
             error_names::INVALID_TASK,
-            "a {\"streamfold\": …} invocation names one task: compact, export_file or scan_segment",
+            "a {\"streamfold\": …} invocation names one task: compact, export_plan, export_file or scan_segment",
         ));
     }
     let json = |v: Result<serde_json::Value, serde_json::Error>| {
@@ -142,6 +143,13 @@ async fn run_task(
     // that stream batches do not pay for them at init.
     let config =
         || aws.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
+    if let Some(plan) = &task.export_plan {
+        let s3 = streamfold::sources::export::s3_client(config().await);
+        let plan = run_export_plan(p, Some(&s3), plan)
+            .await
+            .map_err(backfill_failure)?;
+        return json(serde_json::to_value(plan));
+    }
     if let Some(file) = &task.export_file {
         let s3 = streamfold::sources::export::s3_client(config().await);
         let outcome = run_export_file(p, Some(&s3), file, deadline)

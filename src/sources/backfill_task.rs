@@ -20,7 +20,9 @@
 //! committed is a no-op the second time (the ledger).
 
 use super::backfill::{BackfillError, Quiet};
-use super::export::{ExportLocation, FileJob, IncrementalOptions, export_file_backfill};
+use super::export::{
+    ExportLocation, ExportPlan, FileJob, IncrementalOptions, export_file_backfill, export_plan,
+};
 use super::scan::{ScanOptions, Segments, scan_backfill_until_stopped};
 use crate::pipeline::Pipeline;
 use serde::{Deserialize, Serialize};
@@ -52,6 +54,22 @@ pub struct ExportFileTask {
     /// Items per transaction.
     #[serde(default = "default_batch")]
     pub batch: usize,
+}
+
+/// The first step of an export backfill: check the export and say what
+/// the Map will read (`export::export_plan`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportPlanTask {
+    pub bucket: String,
+    /// The export's folder (`<prefix>/AWSDynamoDB/<export id>`) or the
+    /// prefix holding only it; a trailing `/` is allowed.
+    pub export_prefix: String,
+    pub table: String,
+    #[serde(default)]
+    pub incremental: bool,
+    #[serde(default)]
+    pub ttl_attribute: Option<String>,
 }
 
 /// One segment of a parallel Scan.
@@ -123,6 +141,33 @@ impl TaskOutcome {
             unattributed: t.unattributed,
         }
     }
+}
+
+/// Plan an export backfill: the export's folder and manifest key without
+/// a doubled `/`, its files, and how many an earlier run applied (said in
+/// the log and the execution's history: those work items read nothing).
+pub async fn run_export_plan(
+    p: &Pipeline,
+    s3: Option<&aws_sdk_s3::Client>,
+    task: &ExportPlanTask,
+) -> Result<ExportPlan, BackfillError> {
+    let location = ExportLocation::S3 {
+        bucket: task.bucket.clone(),
+        prefix: task.export_prefix.trim_matches('/').to_string(),
+    };
+    let incremental = task.incremental.then(|| IncrementalOptions {
+        ttl_attribute: task.ttl_attribute.clone(),
+    });
+    let plan = export_plan(p, s3, &location, &task.table, incremental).await?;
+    if plan.already_done_files > 0 {
+        tracing::warn!(table = %task.table, export = %plan.export,
+            files = plan.files, already_done_files = plan.already_done_files,
+            "an earlier run of this export applied some of its files whole: this run \
+             reads nothing of them (a re-run of an export changes nothing)");
+    }
+    tracing::info!(table = %task.table, export = %plan.export, files = plan.files,
+        items = plan.items, "export backfill planned");
+    Ok(plan)
 }
 
 /// Apply one export data file, stopping `MARGIN` before `deadline`.

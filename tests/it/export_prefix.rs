@@ -576,3 +576,95 @@ async fn a_corrupt_file_is_refused_before_any_line_with_a_stable_error_name() {
     // corrupt one's.
     assert_eq!(h.p.store.totals().await.unwrap().ledger_rows, 20);
 }
+
+/// The export state machine's first step, `export_plan`: an
+/// `export_prefix` typed with a trailing `/` (as the CLI accepts) gives
+/// the manifest's real key, not `…//manifest-files.json` (which S3
+/// answers with NoSuchKey), and the work items' export without it; a
+/// re-run of the same export says how many files an earlier run applied;
+/// an export of another table is refused at once, with a permanent name.
+#[tokio::test]
+async fn the_export_plan_takes_a_trailing_slash_and_says_what_is_done() {
+    use streamfold::sources::backfill_task::{
+        ExportFileTask, ExportPlanTask, run_export_file, run_export_plan,
+    };
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let s3 = s3_client(&moto.endpoint);
+    let bucket = "exports";
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let files = export_files("backfill", FIRST, TABLE, "2024-04-01T00:00:00.000Z");
+    upload(&s3, bucket, "backfill", &files).await;
+    let manifest = manifest_lines(&files);
+    let Some(h) = Harness::with_directory("sqlite", &fixture_directory()).await else {
+        return;
+    };
+    let plan_task = |prefix: &str, table: &str| ExportPlanTask {
+        bucket: bucket.into(),
+        export_prefix: prefix.into(),
+        table: table.into(),
+        incremental: false,
+        ttl_attribute: None,
+    };
+    for prefix in [
+        format!("backfill/AWSDynamoDB/{FIRST}/"),
+        format!("backfill/AWSDynamoDB/{FIRST}"),
+        "backfill/".to_string(),
+    ] {
+        let plan = run_export_plan(&h.p, Some(&s3), &plan_task(&prefix, TABLE))
+            .await
+            .unwrap();
+        assert_eq!(
+            plan.manifest_key,
+            format!("backfill/AWSDynamoDB/{FIRST}/manifest-files.json"),
+            "{prefix}"
+        );
+        assert_eq!(
+            plan.export,
+            format!("s3://{bucket}/backfill/AWSDynamoDB/{FIRST}")
+        );
+        assert_eq!(
+            (plan.files, plan.items, plan.already_done_files),
+            (3, 60, 0)
+        );
+        // The key the Map's ItemReader reads exists.
+        s3.get_object()
+            .bucket(&plan.bucket)
+            .key(&plan.manifest_key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let plan = run_export_plan(&h.p, Some(&s3), &plan_task("backfill/", TABLE))
+        .await
+        .unwrap();
+    let o = run_export_file(
+        &h.p,
+        Some(&s3),
+        &ExportFileTask {
+            export: plan.export.clone(),
+            table: TABLE.into(),
+            file: manifest[0].clone(),
+            incremental: false,
+            ttl_attribute: None,
+            batch: 100,
+        },
+        std::time::Instant::now() + std::time::Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
+    assert!(o.done && o.items == 20, "{o:?}");
+    let again = run_export_plan(&h.p, Some(&s3), &plan_task("backfill/", TABLE))
+        .await
+        .unwrap();
+    assert_eq!(again.already_done_files, 1, "{again:?}");
+    let err = run_export_plan(
+        &h.p,
+        Some(&s3),
+        &plan_task("backfill/", "icarus-prod-dropbox_file_changes"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_name(), "Streamfold.InvalidExport", "{err}");
+}

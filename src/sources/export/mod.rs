@@ -591,6 +591,105 @@ pub async fn export_file_backfill(
     })
 }
 
+/// What an export backfill on Step Functions will read: the first step of
+/// the export state machine (`sources::backfill_task::run_export_plan`),
+/// before its Map reads the manifest.
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct ExportPlan {
+    /// The export's folder as the work items name it, `s3://bucket/prefix`
+    /// (no trailing `/`, whatever the input had).
+    pub export: String,
+    pub bucket: String,
+    /// The key of its `manifest-files.json`, for the Map's `ItemReader`.
+    pub manifest_key: String,
+    /// Data files the manifest lists, and items.
+    pub files: u64,
+    pub items: u64,
+    /// Files an earlier run of this export applied whole: their work
+    /// items will read nothing (export checkpoints are keyed by the
+    /// export, whose files do not change).
+    pub already_done_files: u64,
+}
+
+/// Plan the backfill of the export at `location` (an `s3://` folder of
+/// one export, or a prefix holding exactly one of `table`'s): check it is
+/// `table`'s and readable, and say what its Map will read.
+pub async fn export_plan(
+    p: &Pipeline,
+    s3: Option<&aws_sdk_s3::Client>,
+    location: &ExportLocation,
+    table: &str,
+    incremental: Option<IncrementalOptions>,
+) -> Result<ExportPlan, BackfillError> {
+    let ExportLocation::S3 { bucket, .. } = location else {
+        return Err(BackfillError::Task(format!(
+            "export_plan: {} is not an s3:// location",
+            location.describe()
+        )));
+    };
+    let source = SourceKind::from_table_name(table).ok_or_else(|| BackfillError::Table {
+        table: table.to_string(),
+        reason: "not one of the four source tables".into(),
+    })?;
+    let opts = ExportOptions {
+        location: location.clone(),
+        choice: ExportChoice::Only,
+        table: table.to_string(),
+        parallel: 1,
+        batch: 1,
+        resume: true,
+        incremental,
+    };
+    let chosen = match &opts.incremental {
+        None => locate::locate(location, s3, table, &opts.choice).await?,
+        Some(_) => {
+            let mut all = locate::locate_incremental(location, s3, table).await?;
+            if all.len() != 1 {
+                return Err(BackfillError::Inconsistent(format!(
+                    "{} holds {} incremental exports: name one export's folder",
+                    location.describe(),
+                    all.len()
+                )));
+            }
+            all.remove(0)
+        }
+    };
+    let quiet = super::backfill::Quiet;
+    let prepared = prepare(&opts, source, chosen, s3, &quiet)?;
+    let text = prepared.reader.read_text(&prepared.manifest_name).await?;
+    let mut plan = ExportPlan {
+        export: prepared.reader.location.describe(),
+        bucket: bucket.clone(),
+        manifest_key: prepared.reader.resolve(&prepared.manifest_name),
+        ..ExportPlan::default()
+    };
+    let done: std::collections::HashSet<String> = p
+        .store
+        .checkpoints(&prepared.job)
+        .await?
+        .into_iter()
+        .filter(|c| c.done)
+        .map(|c| c.part)
+        .collect();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: ManifestFile = serde_json::from_str(line).map_err(|e| {
+            BackfillError::Inconsistent(format!("{}:{}: {e}", prepared.manifest_name, i + 1))
+        })?;
+        checked_name(&f, &prepared.folder_key, || {
+            format!("{}:{}", plan.manifest_key, i + 1)
+        })?;
+        plan.files += 1;
+        plan.items += f.item_count;
+        if done.contains(&part_name(&f.data_file_s3_key)) {
+            plan.already_done_files += 1;
+        }
+    }
+    Ok(plan)
+}
+
 /// Other files stop at their next batch once one has failed.
 fn stop_on_error(stop: &AtomicBool) {
     stop.store(true, Ordering::Relaxed);
