@@ -6,7 +6,10 @@ what cfn-lint does not know we require.
 - S3 object access is under the export prefix, never a whole bucket;
 - every role's trust policy pins `aws:SourceAccount`;
 - every state machine logs (LoggingConfiguration with a destination);
-- the function has a reserved concurrency.
+- the function has a reserved concurrency;
+- with SourceKmsKeyArn set, the function role (exports, streams) and the
+  state machine role (manifests) may kms:Decrypt with that key only,
+  and no role may kms:anything on `*`.
 
 Usage: python3 infra/check_policy.py EXPANDED.json
 """
@@ -44,7 +47,8 @@ def texts_statements(value):
 
 
 def main(path):
-    resources = json.load(open(path))["Resources"]
+    template = json.load(open(path))
+    resources = template["Resources"]
     problems = []
     for name, r in resources.items():
         kind = r["Type"]
@@ -64,6 +68,13 @@ def main(path):
                     for t in texts(st["Resource"]):
                         if "s3:::" in t and "${BackfillExportPrefix}/" not in t:
                             problems.append(f"{name}/{sid}: s3:GetObject beyond the export prefix ({t})")
+        if kind == "AWS::IAM::Role":
+            for st in statements(r):
+                actions = st.get("Action", [])
+                actions = [actions] if isinstance(actions, str) else actions
+                if any(a.startswith("kms:") for a in actions):
+                    if st.get("Resource") != {"Ref": "SourceKmsKeyArn"}:
+                        problems.append(f"{name}/{st.get('Sid')}: kms beyond SourceKmsKeyArn")
         if kind == "AWS::StepFunctions::StateMachine":
             logging = r["Properties"].get("LoggingConfiguration", {})
             if not logging.get("Destinations"):
@@ -71,6 +82,12 @@ def main(path):
         if kind == "AWS::Lambda::Function":
             if "ReservedConcurrentExecutions" not in r["Properties"]:
                 problems.append(f"{name}: no reserved concurrency")
+    if "SourceKmsKeyArn" not in template.get("Parameters", {}):
+        problems.append("no SourceKmsKeyArn parameter (customer-key encrypted exports and streams)")
+    for role, sid in [("FunctionRole", "DecryptSources"), ("BackfillStateMachineRole", "DecryptManifests")]:
+        found = [st for st in statements(resources.get(role, {"Properties": {}})) if st.get("Sid") == sid]
+        if not found or found[0].get("Action") != ["kms:Decrypt"]:
+            problems.append(f"{role}: no {sid} statement granting kms:Decrypt on SourceKmsKeyArn")
     for p in problems:
         print(f"policy check: {p}", file=sys.stderr)
     if problems:

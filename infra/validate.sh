@@ -2,7 +2,8 @@
 # Offline checks of the SAM template: `sam validate --lint`, cfn-lint on the
 # template, cfn-lint on the template expanded by aws-sam-translator, and
 # asl-validator on the Step Functions definitions (infra/*.asl.json), and
-# our own policy checks on the expanded template (infra/check_policy.py).
+# our own policy checks on the expanded template (infra/check_policy.py),
+# and behaviour checks of the state machines (infra/check_asl.py).
 # Usage: bash infra/validate.sh [TEMPLATE]   (needs .venv with aws-sam-cli,
 # cfn-lint and aws-sam-translator, and .tools/ with asl-validator; .ci/run
 # installs them)
@@ -28,4 +29,8 @@ asl="$PWD/.tools/node_modules/.bin/asl-validator"
 for d in ${ASL_DEFINITIONS:-infra/backfill-export.asl.json infra/backfill-scan.asl.json}; do
   "$asl" --json-path "$d"
 done
+# What the definitions do (retries, the no-progress bound, children's
+# outputs, the manifest key, the Scan's run and capacity): a small
+# interpreter of the child loops (infra/check_asl.py).
+"$venv/bin/python" infra/check_asl.py ${ASL_DEFINITIONS:-infra/backfill-export.asl.json infra/backfill-scan.asl.json}
 echo "template OK: $template"

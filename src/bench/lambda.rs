@@ -179,6 +179,9 @@ pub struct Invocations {
     /// Per invocation: handler latency minus SQL time, ms (from EMF).
     pub overhead_ms: Vec<f64>,
     pub errors: usize,
+    /// Per invocation, in order: whether it failed (`POST …/error`) and the
+    /// body posted (the response, or the error's `errorType` and message).
+    pub answers: Vec<(bool, String)>,
 }
 
 /// Run `events` through one `streamfold-lambda` process, one invocation
@@ -211,6 +214,19 @@ pub async fn invoke(
         match tokio::time::timeout(wait, calls.recv()).await {
             Ok(Some(Call::Next(stream, _))) => {
                 if sent == events.len() {
+                    // The last answer may arrive after this request.
+                    while out.answers.len() < sent {
+                        match tokio::time::timeout(wait, calls.recv()).await {
+                            Ok(Some(Call::Result { error, body })) => {
+                                if error || body.contains("\"itemIdentifier\"") {
+                                    out.errors += 1;
+                                }
+                                out.answers.push((error, body));
+                            }
+                            Ok(Some(Call::Next(..))) => {}
+                            _ => return Err(std::io::Error::other("the function never answered")),
+                        }
+                    }
                     // All done: read the peak before stopping the process.
                     if let Some(pid) = pid
                         && let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -232,6 +248,7 @@ pub async fn invoke(
                 if error || body.contains("\"itemIdentifier\"") {
                     out.errors += 1;
                 }
+                out.answers.push((error, body));
             }
             Ok(None) => return Err(std::io::Error::other("the fake Runtime API stopped")),
             Err(_) => {

@@ -4,7 +4,7 @@
 //! invocation; each invocation is one `run_batch` through
 //! `sources::lambda::handle`.
 
-use lambda_runtime::{Error, LambdaEvent, service_fn};
+use lambda_runtime::{Diagnostic, Error, LambdaEvent, service_fn};
 use std::time::Instant;
 use streamfold::config::LambdaConfig;
 use streamfold::metrics::{BatchTiming, emf_documents};
@@ -13,8 +13,10 @@ use streamfold::record::lambda_event::OwnedRawEvent;
 use streamfold::report::publish::ReportPublisher;
 use streamfold::resolve::dynamo::DynamoDirectory;
 use streamfold::resolve::local::LocalDirectory;
+use streamfold::sources::backfill::{BackfillError, error_names, store_error_name};
 use streamfold::sources::lambda::Invocation;
 use streamfold::sources::lambda::handle;
+use streamfold::sources::scheduled::ScheduledError;
 use streamfold::store::Store;
 
 #[tokio::main]
@@ -92,41 +94,80 @@ async fn sdk_config(cache: &mut Option<aws_config::SdkConfig>) -> aws_config::Sd
     }
 }
 
+/// A failure with its stable name (`error_names`), the `errorType` that
+/// Step Functions' Retry and Catch match (infra/README, "Errors").
+fn named(name: &str, message: impl std::fmt::Display) -> Diagnostic {
+    Diagnostic {
+        error_type: name.to_string(),
+        error_message: message.to_string(),
+    }
+}
+
+fn backfill_failure(e: BackfillError) -> Diagnostic {
+    tracing::error!(error_type = e.error_name(), error = %e, "backfill task failed");
+    named(e.error_name(), e)
+}
+
+fn scheduled_failure(e: ScheduledError) -> Diagnostic {
+    let name = match &e {
+        ScheduledError::Store(s) => store_error_name(s),
+        ScheduledError::Empty | ScheduledError::TooRecent(_) => error_names::INVALID_TASK,
+    };
+    named(name, e)
+}
+
 /// A `{"streamfold": …}` invocation: exactly one task.
 async fn run_task(
     p: &Pipeline,
     aws: &tokio::sync::OnceCell<aws_config::SdkConfig>,
     task: &streamfold::sources::scheduled::ScheduledTask,
     deadline: Instant,
-) -> Result<serde_json::Value, Error> {
-    use streamfold::sources::backfill_task::{run_export_file, run_scan_segment};
+) -> Result<serde_json::Value, Diagnostic> {
+    use streamfold::sources::backfill_task::{run_export_file, run_export_plan, run_scan_segment};
     let set = [
         task.compact.is_some(),
+        task.export_plan.is_some(),
         task.export_file.is_some(),
         task.scan_segment.is_some(),
     ];
     if set.iter().filter(|s| **s).count() > 1 {
-        return Err(
-            "a {\"streamfold\": …} invocation names one task: compact, export_file or scan_segment"
-                .into(),
-        );
+        return Err(named(
+            error_names::INVALID_TASK,
+            "a {\"streamfold\": …} invocation names one task: compact, export_plan, export_file or scan_segment",
+        ));
     }
+    let json = |v: Result<serde_json::Value, serde_json::Error>| {
+        v.map_err(|e| named(error_names::INVALID_TASK, e))
+    };
     // SDK clients for backfill work are built on its first invocation, so
     // that stream batches do not pay for them at init.
     let config =
         || aws.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
+    if let Some(plan) = &task.export_plan {
+        let s3 = streamfold::sources::export::s3_client(config().await);
+        let plan = run_export_plan(p, Some(&s3), plan)
+            .await
+            .map_err(backfill_failure)?;
+        return json(serde_json::to_value(plan));
+    }
     if let Some(file) = &task.export_file {
         let s3 = streamfold::sources::export::s3_client(config().await);
-        let outcome = run_export_file(p, Some(&s3), file, deadline).await?;
-        return Ok(with_metrics("export_file", serde_json::to_value(outcome)?));
+        let outcome = run_export_file(p, Some(&s3), file, deadline)
+            .await
+            .map_err(backfill_failure)?;
+        return json(serde_json::to_value(outcome)).map(|a| with_metrics("export_file", a));
     }
     if let Some(segment) = &task.scan_segment {
         let dynamodb = aws_sdk_dynamodb::Client::new(config().await);
-        let outcome = run_scan_segment(p, &dynamodb, segment, deadline).await?;
-        return Ok(with_metrics("scan_segment", serde_json::to_value(outcome)?));
+        let outcome = run_scan_segment(p, &dynamodb, segment, deadline)
+            .await
+            .map_err(backfill_failure)?;
+        return json(serde_json::to_value(outcome)).map(|a| with_metrics("scan_segment", a));
     }
-    let report = streamfold::sources::scheduled::run(&p.store, task, deadline).await?;
-    Ok(serde_json::to_value(report)?)
+    let report = streamfold::sources::scheduled::run(&p.store, task, deadline)
+        .await
+        .map_err(scheduled_failure)?;
+    json(serde_json::to_value(report))
 }
 
 /// A backfill task's answer, after printing its progress as EMF
@@ -157,16 +198,18 @@ async fn serve(p: &Pipeline, publisher: Option<&ReportPublisher>) -> Result<(), 
                 return run_task(p, aws, &task, deadline).await;
             }
             let Some(records) = payload.records else {
-                return Err(
+                return Err(named(
+                    error_names::INVALID_TASK,
                     "the event is neither a stream batch ({\"Records\": [...]}) nor a \
-                            scheduled task ({\"streamfold\": {...}})"
-                        .into(),
-                );
+                     scheduled task ({\"streamfold\": {...}})",
+                ));
             };
             let batch = OwnedRawEvent { records };
             let started = Instant::now();
             let (hits_before, misses_before) = cache(&p.directory);
-            let (response, report) = handle(p, publisher, &batch).await?;
+            let (response, report) = handle(p, publisher, &batch)
+                .await
+                .map_err(|e| named(error_names::TRANSIENT, e))?;
             if let Some(r) = report {
                 let (hits, misses) = cache(&p.directory);
                 let timing = BatchTiming {
@@ -179,7 +222,7 @@ async fn serve(p: &Pipeline, publisher: Option<&ReportPublisher>) -> Result<(), 
                     println!("{doc}");
                 }
             }
-            Ok::<_, Error>(serde_json::to_value(response)?)
+            serde_json::to_value(response).map_err(|e| named(error_names::TRANSIENT, e))
         },
     ))
     .await

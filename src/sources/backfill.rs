@@ -20,6 +20,17 @@ pub enum BackfillError {
     Read { what: String, reason: String },
     #[error("export is inconsistent: {0}")]
     Inconsistent(String),
+    /// A data file whose bytes are not those its manifest's `md5Checksum`
+    /// names: found before any of its lines was applied.
+    #[error(
+        "{file}: md5Checksum in the manifest is {want}, the file's is {got}: not the file \
+         the export wrote; none of its lines was applied"
+    )]
+    ChecksumMismatch {
+        file: String,
+        want: String,
+        got: String,
+    },
     #[error("{part}: {source}")]
     Batch {
         part: String,
@@ -59,6 +70,71 @@ pub enum BackfillError {
     },
 }
 
+/// The stable error names a backfill task fails with (the Lambda's
+/// `errorType`, which Step Functions' `Retry` and `Catch` match): only
+/// [`TRANSIENT`] is worth retrying; every other name is permanent, and the
+/// state machines fail the work item at once (infra/README, "Errors").
+pub mod error_names {
+    /// A read, a lookup or the database failed in a way a later attempt may
+    /// not (network, throttling, a dropped connection, a lock conflict).
+    pub const TRANSIENT: &str = "Streamfold.Transient";
+    /// A data file's bytes differ from its manifest's `md5Checksum`.
+    pub const CHECKSUM_MISMATCH: &str = "Streamfold.ChecksumMismatch";
+    /// The export contradicts itself or its caps: a malformed manifest,
+    /// item counts that disagree, a key outside the export, a refused file.
+    pub const INVALID_EXPORT: &str = "Streamfold.InvalidExport";
+    /// The task cannot run as given: not a source table, a segment out of
+    /// range, a local path, an export of another table, bad JSON.
+    pub const INVALID_TASK: &str = "Streamfold.InvalidTask";
+    /// The function's environment refuses the work whatever the input: a
+    /// database schema not migrated, a URL or TLS setting refused, the
+    /// secret unreadable.
+    pub const ENVIRONMENT: &str = "Streamfold.Environment";
+    /// Every name, for documentation and tests.
+    pub const ALL: [&str; 5] = [
+        TRANSIENT,
+        CHECKSUM_MISMATCH,
+        INVALID_EXPORT,
+        INVALID_TASK,
+        ENVIRONMENT,
+    ];
+}
+
+/// The error name (`error_names`) of a store failure.
+pub fn store_error_name(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::UnsupportedUrl(_)
+        | StoreError::Insecure { .. }
+        | StoreError::SchemaOutdated { .. }
+        | StoreError::UnsupportedServer { .. }
+        | StoreError::Secret(_)
+        | StoreError::BackfillUnfinished { .. } => error_names::ENVIRONMENT,
+        // A refused connection is also what a failover looks like.
+        _ => error_names::TRANSIENT,
+    }
+}
+
+impl BackfillError {
+    /// This error's stable name (`error_names`): what Step Functions sees.
+    pub fn error_name(&self) -> &'static str {
+        use error_names::*;
+        match self {
+            BackfillError::Read { .. } | BackfillError::Interrupted => TRANSIENT,
+            BackfillError::ChecksumMismatch { .. } => CHECKSUM_MISMATCH,
+            BackfillError::Inconsistent(_)
+            | BackfillError::KeyRefused { .. }
+            | BackfillError::Refused { .. }
+            | BackfillError::FilesRefused { .. } => INVALID_EXPORT,
+            BackfillError::Table { .. } | BackfillError::Task(_) => INVALID_TASK,
+            BackfillError::Store(e) => store_error_name(e),
+            BackfillError::Batch { source, .. } => match source {
+                PipelineError::Store(e) => store_error_name(e),
+                PipelineError::Directory(_) => TRANSIENT,
+            },
+        }
+    }
+}
+
 /// Receives progress (the CLI draws bars; tests ignore it).
 pub trait Observer: Send + Sync {
     /// A part (segment, data file) starts; `expected` items if known.
@@ -84,6 +160,12 @@ pub struct BackfillSummary {
     /// run had completed them (`--resume`).
     pub parts_done: u64,
     pub parts_skipped: u64,
+    /// Pages (Scan) or batches (export) committed and checkpointed in
+    /// this run: what moved a checkpoint, even a page of no items.
+    pub pages: u64,
+    /// A stop (Ctrl-C, a deadline) cut a part short; what was committed
+    /// before it is counted here and checkpointed.
+    pub interrupted: bool,
     /// Outcome counts of the snapshot records.
     pub report: BatchReport,
     pub elapsed: Duration,
@@ -94,6 +176,8 @@ impl BackfillSummary {
         self.items += o.items;
         self.parts_done += o.parts_done;
         self.parts_skipped += o.parts_skipped;
+        self.pages += o.pages;
+        self.interrupted |= o.interrupted;
         self.report.merge(o.report);
     }
 }

@@ -20,8 +20,10 @@
 //! committed is a no-op the second time (the ledger).
 
 use super::backfill::{BackfillError, Quiet};
-use super::export::{ExportLocation, FileJob, IncrementalOptions, export_file_backfill};
-use super::scan::{ScanOptions, Segments, scan_backfill};
+use super::export::{
+    ExportLocation, ExportPlan, FileJob, IncrementalOptions, export_file_backfill, export_plan,
+};
+use super::scan::{ScanOptions, Segments, scan_backfill_until_stopped};
 use crate::pipeline::Pipeline;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -54,6 +56,22 @@ pub struct ExportFileTask {
     pub batch: usize,
 }
 
+/// The first step of an export backfill: check the export and say what
+/// the Map will read (`export::export_plan`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportPlanTask {
+    pub bucket: String,
+    /// The export's folder (`<prefix>/AWSDynamoDB/<export id>`) or the
+    /// prefix holding only it; a trailing `/` is allowed.
+    pub export_prefix: String,
+    pub table: String,
+    #[serde(default)]
+    pub incremental: bool,
+    #[serde(default)]
+    pub ttl_attribute: Option<String>,
+}
+
 /// One segment of a parallel Scan.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,9 +79,20 @@ pub struct ScanSegmentTask {
     pub table: String,
     pub segment: u32,
     pub total_segments: u32,
-    /// Read capacity units per second for this segment.
+    /// The backfill run (the Step Functions execution's name): a new run
+    /// scans anew, the same run goes on from its checkpoints
+    /// (`scan::job_name`). Without it, the CLI's job of the table.
+    #[serde(default)]
+    pub run: Option<String>,
+    /// Read capacity units per second: of the whole backfill when
+    /// `concurrency` is given (each segment takes its share), else of this
+    /// segment.
     #[serde(default)]
     pub max_rcu: Option<f64>,
+    /// Segments scanned at once (the Map's MaxConcurrency), sharing
+    /// `max_rcu`.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
     /// Items per Scan page.
     #[serde(default)]
     pub page_size: Option<i32>,
@@ -73,12 +102,20 @@ fn default_batch() -> usize {
     1000
 }
 
-/// What one invocation did: the state machine loops while `done` is false.
+/// What one invocation did, committed work only, also when it stopped
+/// for its deadline: the state machine loops while `done` is false and
+/// fails the work item after `progressed` was false a few times in a row.
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
 pub struct TaskOutcome {
     pub done: bool,
-    /// An earlier invocation had finished the work: nothing was read.
+    /// An earlier invocation (of this run) had finished the work: nothing
+    /// was read.
     pub already_done: bool,
+    /// A checkpoint moved: a page or batch was committed, or the work
+    /// finished.
+    pub progressed: bool,
+    /// Scan pages (export: batches) committed.
+    pub pages: u64,
     pub items: u64,
     pub applied: u64,
     pub unchanged: u64,
@@ -94,6 +131,8 @@ impl TaskOutcome {
         TaskOutcome {
             done,
             already_done,
+            progressed: done || s.pages > 0 || s.items > 0,
+            pages: s.pages,
             items: s.items,
             applied: t.applied,
             unchanged: t.unchanged,
@@ -102,6 +141,33 @@ impl TaskOutcome {
             unattributed: t.unattributed,
         }
     }
+}
+
+/// Plan an export backfill: the export's folder and manifest key without
+/// a doubled `/`, its files, and how many an earlier run applied (said in
+/// the log and the execution's history: those work items read nothing).
+pub async fn run_export_plan(
+    p: &Pipeline,
+    s3: Option<&aws_sdk_s3::Client>,
+    task: &ExportPlanTask,
+) -> Result<ExportPlan, BackfillError> {
+    let location = ExportLocation::S3 {
+        bucket: task.bucket.clone(),
+        prefix: task.export_prefix.trim_matches('/').to_string(),
+    };
+    let incremental = task.incremental.then(|| IncrementalOptions {
+        ttl_attribute: task.ttl_attribute.clone(),
+    });
+    let plan = export_plan(p, s3, &location, &task.table, incremental).await?;
+    if plan.already_done_files > 0 {
+        tracing::warn!(table = %task.table, export = %plan.export,
+            files = plan.files, already_done_files = plan.already_done_files,
+            "an earlier run of this export applied some of its files whole: this run \
+             reads nothing of them (a re-run of an export changes nothing)");
+    }
+    tracing::info!(table = %task.table, export = %plan.export, files = plan.files,
+        items = plan.items, "export backfill planned");
+    Ok(plan)
 }
 
 /// Apply one export data file, stopping `MARGIN` before `deadline`.
@@ -129,9 +195,17 @@ pub async fn run_export_file(
             ttl_attribute: task.ttl_attribute.clone(),
         }),
         batch: task.batch,
+        max_batches: None,
     };
     let out = export_file_backfill(p, s3, &job, Some(stop_at(deadline))).await?;
     let outcome = TaskOutcome::from_summary(&out.summary, out.done, out.already_done);
+    if out.already_done {
+        // Export checkpoints are keyed by the export, not by the run: its
+        // files do not change, so a re-run would change nothing.
+        tracing::warn!(table = %task.table, export = %task.export,
+            "this data file was applied whole by an earlier run of this export: \
+             nothing read, nothing applied (a re-run of an export is a no-op)");
+    }
     tracing::info!(table = %task.table, export = %task.export, done = outcome.done,
         already_done = outcome.already_done, items = outcome.items, applied = outcome.applied,
         "backfill of an export data file");
@@ -153,11 +227,12 @@ pub async fn run_scan_segment(
             total: task.total_segments,
         },
         resume: true,
-        max_rcu: task.max_rcu,
+        max_rcu: segment_rcu(task),
         max_items_per_sec: None,
         page_size: task.page_size,
         consistent_read: false,
         max_pages: None,
+        run: task.run.clone(),
     };
     let stop = Arc::new(AtomicBool::new(false));
     let timer = {
@@ -168,19 +243,61 @@ pub async fn run_scan_segment(
             stop.store(true, Ordering::Relaxed);
         })
     };
-    let result = scan_backfill(p, dynamodb, &opts, &Quiet, &stop).await;
+    let result = scan_backfill_until_stopped(p, dynamodb, &opts, &Quiet, &stop).await;
     timer.abort();
-    let outcome = match result {
-        Ok(s) => TaskOutcome::from_summary(&s, true, s.parts_skipped > 0 && s.items == 0),
-        // Stopped for the deadline after a committed page: resumable.
-        Err(BackfillError::Interrupted) => TaskOutcome::default(),
-        Err(e) => return Err(e),
-    };
+    // Stopped for the deadline: what it committed before is counted, and
+    // the next invocation goes on from there.
+    let s = result?;
+    let outcome = TaskOutcome::from_summary(
+        &s,
+        !s.interrupted,
+        s.parts_skipped > 0 && s.items == 0 && s.pages == 0,
+    );
     tracing::info!(table = %task.table, segment = task.segment, total = task.total_segments,
-        done = outcome.done, items = outcome.items, "backfill of a Scan segment");
+        run = task.run.as_deref().unwrap_or(""), done = outcome.done,
+        already_done = outcome.already_done, pages = outcome.pages, items = outcome.items,
+        applied = outcome.applied, "backfill of a Scan segment");
     Ok(outcome)
+}
+
+/// This segment's read capacity: its share of the whole backfill's
+/// `max_rcu` when the task says how many segments run at once.
+fn segment_rcu(task: &ScanSegmentTask) -> Option<f64> {
+    let rcu = task.max_rcu?;
+    let at_once = task
+        .concurrency
+        .unwrap_or(1)
+        .clamp(1, task.total_segments.max(1));
+    Some(rcu / f64::from(at_once))
 }
 
 fn stop_at(deadline: Instant) -> Instant {
     deadline.checked_sub(MARGIN).unwrap_or(deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(max_rcu: Option<f64>, concurrency: Option<u32>, total: u32) -> ScanSegmentTask {
+        ScanSegmentTask {
+            table: "t".into(),
+            segment: 0,
+            total_segments: total,
+            run: None,
+            max_rcu,
+            concurrency,
+            page_size: None,
+        }
+    }
+
+    #[test]
+    fn the_backfill_rcu_is_shared_by_the_segments_scanned_at_once() {
+        assert_eq!(segment_rcu(&task(None, Some(4), 16)), None);
+        assert_eq!(segment_rcu(&task(Some(100.0), None, 16)), Some(100.0));
+        assert_eq!(segment_rcu(&task(Some(100.0), Some(4), 16)), Some(25.0));
+        // Fewer segments than children: each segment runs at once.
+        assert_eq!(segment_rcu(&task(Some(100.0), Some(8), 2)), Some(50.0));
+        assert_eq!(segment_rcu(&task(Some(100.0), Some(0), 2)), Some(100.0));
+    }
 }

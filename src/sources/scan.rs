@@ -46,6 +46,10 @@ pub struct ScanOptions {
     pub consistent_read: bool,
     /// Stop each segment after this many pages (for tests of `--resume`).
     pub max_pages: Option<u64>,
+    /// The backfill run this Scan belongs to (a Step Functions execution's
+    /// name): part of its checkpoint job, so that a new run starts over
+    /// and only the same run goes on (`job_name`).
+    pub run: Option<String>,
 }
 
 /// Segments for a table of `size_bytes`: one per 256 MiB, 1 to 16.
@@ -54,12 +58,15 @@ pub fn auto_segments(size_bytes: i64) -> u32 {
     (size_bytes.max(0) / per + 1).clamp(1, 16) as u32
 }
 
-/// The checkpoint job of a Scan: a table split into `total` segments.
-pub fn job_name(table: &str, total: u32) -> String {
-    crate::bounds::key(
-        &format!("scan:{table}:{total}"),
-        crate::bounds::CHECKPOINT_JOB,
-    )
+/// The checkpoint job of a Scan: a table split into `total` segments, in
+/// the run `run` (a Step Functions execution's name) if any. The CLI's
+/// Scan has no run: without `--resume` it starts its job over.
+pub fn job_name(table: &str, total: u32, run: Option<&str>) -> String {
+    let name = match run {
+        Some(run) => format!("scan:{table}:{total}:{run}"),
+        None => format!("scan:{table}:{total}"),
+    };
+    crate::bounds::key(&name, crate::bounds::CHECKPOINT_JOB)
 }
 
 fn key_to_json(key: &HashMap<String, AttributeValue>) -> Result<String, String> {
@@ -72,8 +79,25 @@ fn key_from_json(text: &str) -> Result<HashMap<String, AttributeValue>, String> 
     Ok(item.into())
 }
 
-/// Backfill `opts.table` by Scan through `p`.
+/// Backfill `opts.table` by Scan through `p`; a stop is
+/// `BackfillError::Interrupted`.
 pub async fn scan_backfill(
+    p: &Pipeline,
+    client: &Client,
+    opts: &ScanOptions,
+    observer: &dyn Observer,
+    stop: &AtomicBool,
+) -> Result<BackfillSummary, BackfillError> {
+    let s = scan_backfill_until_stopped(p, client, opts, observer, stop).await?;
+    if s.interrupted {
+        return Err(BackfillError::Interrupted);
+    }
+    Ok(s)
+}
+
+/// Backfill `opts.table` by Scan through `p`; a stop answers what was
+/// committed before it, with `interrupted` set.
+pub async fn scan_backfill_until_stopped(
     p: &Pipeline,
     client: &Client,
     opts: &ScanOptions,
@@ -136,7 +160,7 @@ pub async fn scan_backfill(
     let per_segment = desc
         .item_count()
         .map(|n| (n.max(0) as u64).div_ceil(u64::from(total)));
-    let job = job_name(&opts.table, total);
+    let job = job_name(&opts.table, total, opts.run.as_deref());
     let done: HashMap<String, Checkpoint> = if opts.resume {
         p.store
             .checkpoints(&job)
@@ -239,7 +263,8 @@ async fn scan_segment(
     let mut pages = 0u64;
     loop {
         if ctx.stop.load(Ordering::Relaxed) || ctx.opts.max_pages.is_some_and(|m| pages >= m) {
-            return Err(BackfillError::Interrupted);
+            summary.interrupted = true;
+            return Ok(summary);
         }
         let page = ctx
             .client
@@ -258,6 +283,7 @@ async fn scan_segment(
                 reason: crate::aws_error::describe(&e),
             })?;
         pages += 1;
+        summary.pages += 1;
         let items = page.items();
         let mut records: Vec<Box<RawValue>> = Vec::with_capacity(items.len());
         let mut unreadable = Vec::new();

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 #[serde(deny_unknown_fields)]
 pub struct ScheduledTask {
     pub compact: Option<CompactTask>,
+    /// The export state machine's first step (`sources::backfill_task`).
+    pub export_plan: Option<crate::sources::backfill_task::ExportPlanTask>,
     /// A Distributed Map child's export data file (`sources::backfill_task`).
     pub export_file: Option<crate::sources::backfill_task::ExportFileTask>,
     /// A Distributed Map child's Scan segment (`sources::backfill_task`).

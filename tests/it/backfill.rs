@@ -231,9 +231,9 @@ mod scan {
     use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
     use streamfold::sources::scan::{ScanOptions, Segments, job_name, scan_backfill};
 
-    const ITEMS: usize = 240;
+    pub(super) const ITEMS: usize = 240;
 
-    async fn seed(c: &aws_sdk_dynamodb::Client) {
+    pub(super) async fn seed(c: &aws_sdk_dynamodb::Client) {
         crate::moto::create_id_table(c, TABLE, false).await;
         let items: Vec<WriteRequest> = (0..ITEMS)
             .map(|i| {
@@ -273,6 +273,7 @@ mod scan {
             page_size: Some(10),
             consistent_read: false,
             max_pages,
+            run: None,
         }
     }
 
@@ -296,7 +297,11 @@ mod scan {
         .await
         .unwrap_err();
         assert!(matches!(err, BackfillError::Interrupted), "{err}");
-        let saved = h.p.store.checkpoints(&job_name(TABLE, 4)).await.unwrap();
+        let saved =
+            h.p.store
+                .checkpoints(&job_name(TABLE, 4, None))
+                .await
+                .unwrap();
         assert_eq!(saved.len(), 4);
         let first: i64 = saved.iter().map(|c| c.items).sum();
         assert!(first > 0 && first < ITEMS as i64, "{saved:?}");
@@ -311,7 +316,11 @@ mod scan {
         assert_eq!(s.parts_done, 4);
         let live: BTreeMap<usize, String> = (0..ITEMS).map(|i| (i, ts(i))).collect();
         assert_truth(&h, &live).await;
-        let saved = h.p.store.checkpoints(&job_name(TABLE, 4)).await.unwrap();
+        let saved =
+            h.p.store
+                .checkpoints(&job_name(TABLE, 4, None))
+                .await
+                .unwrap();
         assert!(saved.iter().all(|c| c.done));
 
         // A full rerun without --resume, and one distributed segment: the
@@ -367,7 +376,9 @@ mod scan {
             table: TABLE.into(),
             segment,
             total_segments: 3,
+            run: Some("exec-1".into()),
             max_rcu: None,
+            concurrency: None,
             page_size: Some(10),
         };
         let later = std::time::Instant::now() + std::time::Duration::from_secs(600);
@@ -388,11 +399,108 @@ mod scan {
             assert!(o.done && o.already_done && o.items == 0, "{o:?}");
         }
         assert!(items < ITEMS as u64 + 1 && items > 0, "{items}");
-        let saved = h.p.store.checkpoints(&job_name(TABLE, 3)).await.unwrap();
+        let saved =
+            h.p.store
+                .checkpoints(&job_name(TABLE, 3, Some("exec-1")))
+                .await
+                .unwrap();
         assert_eq!(saved.len(), 3);
         assert!(saved.iter().all(|c| c.done), "{saved:?}");
         assert_eq!(saved.iter().map(|c| c.items).sum::<i64>(), ITEMS as i64);
         let live: BTreeMap<usize, String> = (0..ITEMS).map(|i| (i, ts(i))).collect();
+        assert_truth(&h, &live).await;
+    }
+}
+
+/// What a Scan invocation answers is what it committed, also when its
+/// deadline stopped it: the answers of every invocation of a segment add
+/// up to the segment's items (before, a stopped invocation answered 0
+/// items whatever it had committed, and the state machine could not see
+/// progress). A new run (another execution's name) scans the table anew;
+/// the same run goes on, and finds its segments done.
+#[cfg(test)]
+mod scan_runs {
+    use super::*;
+    use streamfold::sources::backfill_task::{MARGIN, ScanSegmentTask, run_scan_segment};
+    use streamfold::sources::scan::job_name;
+
+    #[tokio::test]
+    async fn stopped_invocations_report_what_they_committed_and_runs_are_apart() {
+        let Some(moto) = crate::moto::Moto::start() else {
+            return;
+        };
+        let c = crate::moto::dynamodb_client(&moto.endpoint);
+        scan::seed(&c).await;
+        let Some(h) = Harness::new("sqlite").await else {
+            return;
+        };
+        let task = |segment, run: &str| ScanSegmentTask {
+            table: TABLE.into(),
+            segment,
+            total_segments: 2,
+            run: Some(run.into()),
+            max_rcu: None,
+            concurrency: None,
+            page_size: Some(2),
+        };
+        // Each invocation has 250 ms before its stop: a few pages.
+        let short = || std::time::Instant::now() + MARGIN + std::time::Duration::from_millis(250);
+        let mut reported = 0;
+        let mut stopped_with_work = 0;
+        for segment in 0..2 {
+            let mut invocations = 0;
+            loop {
+                invocations += 1;
+                assert!(invocations < 500, "segment {segment} never finished");
+                let o = run_scan_segment(&h.p, &c, &task(segment, "exec-1"), short())
+                    .await
+                    .unwrap();
+                reported += o.items;
+                assert_eq!(o.progressed, o.done || o.pages > 0, "{o:?}");
+                if o.done {
+                    break;
+                }
+                if o.items > 0 {
+                    stopped_with_work += 1;
+                }
+            }
+        }
+        assert!(
+            stopped_with_work > 0,
+            "no invocation was stopped after a page"
+        );
+        let saved =
+            h.p.store
+                .checkpoints(&job_name(TABLE, 2, Some("exec-1")))
+                .await
+                .unwrap();
+        assert!(saved.iter().all(|c| c.done), "{saved:?}");
+        assert_eq!(
+            reported,
+            scan::ITEMS as u64,
+            "the answers add up to the items"
+        );
+        let live: BTreeMap<usize, String> = (0..scan::ITEMS).map(|i| (i, ts(i))).collect();
+        assert_truth(&h, &live).await;
+
+        let later = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        // The same run again: its segments are done.
+        let o = run_scan_segment(&h.p, &c, &task(0, "exec-1"), later)
+            .await
+            .unwrap();
+        assert!(o.done && o.already_done && o.items == 0, "{o:?}");
+        // A new run, months later: it scans, it does not answer from the
+        // old run's checkpoints; what it reads changes nothing.
+        let mut items = 0;
+        for segment in 0..2 {
+            let o = run_scan_segment(&h.p, &c, &task(segment, "exec-2"), later)
+                .await
+                .unwrap();
+            assert!(o.done && !o.already_done, "{o:?}");
+            assert_eq!(o.applied, 0, "{o:?}");
+            items += o.items;
+        }
+        assert_eq!(items, scan::ITEMS as u64);
         assert_truth(&h, &live).await;
     }
 }

@@ -221,6 +221,7 @@ fn file_job(folder: &Path, name: &str, count: u64, batch: usize) -> FileJob {
         file: json!({"itemCount": count, "dataFileS3Key": key_of(name)}),
         incremental: None,
         batch,
+        max_batches: None,
     }
 }
 
@@ -480,4 +481,83 @@ async fn bad_lines_are_quarantined_mysql() {
 #[tokio::test]
 async fn bad_lines_are_quarantined_postgres() {
     bad_lines_are_quarantined("postgres").await
+}
+
+/// By hand (`cargo test --release --test it what_the_check_pass_costs --
+/// --ignored --nocapture`): the cost of checking a 200,000-item data file
+/// whole before applying it (md5, caps, count: `export::verify`), as the
+/// difference between applying it unchecked (a file whose checkpoint says
+/// it was checked) and checked, and of passing over all its lines on a
+/// resumed invocation.
+#[tokio::test]
+#[ignore]
+async fn what_the_check_pass_costs() {
+    use streamfold::store::checkpoints::Checkpoint;
+    let n = 200_000;
+    let root = tempfile::tempdir().unwrap();
+    let folder = write_export(
+        root.path(),
+        &[("big.json.gz", lines(&items("b", n)), n as u64)],
+    );
+    let job = file_job(&folder, "big.json.gz", n as u64, 1000);
+    let later = Some(Instant::now() + Duration::from_secs(3600));
+    let export_job = |_: &Harness| {
+        streamfold::sources::export::job_name(
+            TABLE,
+            &format!("arn:aws:dynamodb:us-east-1:123456789012:table/{TABLE}/export/{ID}"),
+        )
+    };
+    let mut took = Vec::new();
+    for checked_before in [true, false] {
+        let h = Harness::with_directory("sqlite", &fixture_directory())
+            .await
+            .unwrap();
+        if checked_before {
+            let jobs = [export_job(&h)];
+            for j in jobs {
+                h.p.store
+                    .save_checkpoint(
+                        &j,
+                        &Checkpoint {
+                            part: streamfold::sources::export::part_name(&key_of("big.json.gz")),
+                            position: Some("line:0".into()),
+                            items: 0,
+                            done: false,
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        let t = Instant::now();
+        let o = export_file_backfill(&h.p, None, &job, later).await.unwrap();
+        took.push(t.elapsed());
+        assert!(o.done && o.summary.items == n as u64, "{o:?}");
+        // Resumed at the last line: every line passed over, one applied.
+        let j = export_job(&h);
+        h.p.store
+            .save_checkpoint(
+                &j,
+                &Checkpoint {
+                    part: streamfold::sources::export::part_name(&key_of("big.json.gz")),
+                    position: Some(format!("line:{}", n - 1)),
+                    items: n as i64 - 1,
+                    done: false,
+                },
+            )
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let o = export_file_backfill(&h.p, None, &job, later).await.unwrap();
+        took.push(t.elapsed());
+        assert!(o.done && o.summary.items == 1, "{o:?}");
+    }
+    println!(
+        "{n} items: applied unchecked {:?}, checked then applied {:?} (the check: {:?}); \
+         resumed at the last line {:?}",
+        took[0],
+        took[2],
+        took[2].saturating_sub(took[0]),
+        took[1]
+    );
 }

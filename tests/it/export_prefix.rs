@@ -237,7 +237,10 @@ async fn a_data_file_whose_md5_differs_is_named() {
     .await
     .unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, BackfillError::Inconsistent(_)), "{msg}");
+    assert!(
+        matches!(err, BackfillError::ChecksumMismatch { .. }),
+        "{msg}"
+    );
     assert!(
         msg.contains(&bad_key) && msg.contains("md5Checksum"),
         "{msg}"
@@ -401,20 +404,42 @@ async fn distributed_map_children_apply_each_file_once() {
         batch,
     };
     let later = std::time::Instant::now() + std::time::Duration::from_secs(600);
-    // Child 1 is out of time at once: it applies the line it read (the
-    // deadline is looked at after every line), not done.
+    // Child 1 is out of time at once: the file is checked whole before any
+    // line is applied, and the deadline is looked at after every line of
+    // that check: nothing applied, not done.
     let out_of_time = std::time::Instant::now();
     let o = run_export_file(&h.p, Some(&s3), &task(&manifest[0], 7), out_of_time)
         .await
         .unwrap();
-    assert!(!o.done && o.items == 1, "{o:?}");
-    let mut applied = o.applied + o.unattributed;
-    // The state machine invokes it again: it goes on after line 1.
+    assert!(!o.done && o.items == 0, "{o:?}");
+    assert_eq!(h.p.store.totals().await.unwrap().ledger_rows, 0);
+    // Its next invocation applies one batch of 7 and is stopped.
+    let job = streamfold::sources::export::FileJob {
+        export: ExportLocation::parse(&task(&manifest[0], 7).export).unwrap(),
+        table: TABLE.into(),
+        file: manifest[0].clone(),
+        incremental: None,
+        batch: 7,
+        max_batches: Some(1),
+    };
+    let o = streamfold::sources::export::export_file_backfill(&h.p, Some(&s3), &job, Some(later))
+        .await
+        .unwrap();
+    assert!(!o.done && o.summary.items == 7, "{o:?}");
+    let mut applied = o.summary.report.total().applied + o.summary.report.total().unattributed;
+    // The next is out of time while passing over the 7 lines applied
+    // before: it applies nothing more (the deadline is looked at while
+    // passing over lines too).
+    let o = run_export_file(&h.p, Some(&s3), &task(&manifest[0], 7), out_of_time)
+        .await
+        .unwrap();
+    assert!(!o.done && o.items == 0, "{o:?}");
+    // The state machine invokes it again: it goes on after line 7.
     let o = run_export_file(&h.p, Some(&s3), &task(&manifest[0], 7), later)
         .await
         .unwrap();
     assert!(o.done && !o.already_done, "{o:?}");
-    assert_eq!(o.items, 20 - 1, "went on after its checkpoint");
+    assert_eq!(o.items, 20 - 7, "went on after its checkpoint");
     applied += o.applied + o.unattributed;
     let o = run_export_file(&h.p, Some(&s3), &task(&manifest[1], 7), later)
         .await
@@ -466,4 +491,180 @@ async fn distributed_map_children_apply_each_file_once() {
     assert!(cli.total().await > 0);
     let cli_applied = cli.p.store.totals().await.unwrap().ledger_rows;
     assert_eq!(applied as i64, cli_applied, "every item applied once");
+}
+
+/// The manifest's lines of `files` (an export made by `export_files`).
+fn manifest_lines(files: &[(String, Vec<u8>)]) -> Vec<Value> {
+    files
+        .iter()
+        .find(|(k, _)| k.ends_with("manifest-files.json"))
+        .map(|(_, b)| {
+            String::from_utf8(b.clone())
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect()
+        })
+        .unwrap()
+}
+
+/// The real `streamfold-lambda`, invoked with `export_file` work items as
+/// a Distributed Map child does, on an export in S3 (moto) whose second
+/// file's bytes differ from its manifest's md5: that child fails with the
+/// stable name `Streamfold.ChecksumMismatch` (which the state machine does
+/// not retry) and nothing of that file is counted; a task that cannot run
+/// is `Streamfold.InvalidTask`; the good file is applied.
+#[tokio::test]
+async fn a_corrupt_file_is_refused_before_any_line_with_a_stable_error_name() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let s3 = s3_client(&moto.endpoint);
+    let bucket = "exports";
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let files = export_files("backfill", FIRST, TABLE, "2024-04-01T00:00:00.000Z");
+    upload(&s3, bucket, "backfill", &files).await;
+    let manifest = manifest_lines(&files);
+    let mut corrupt = manifest[1].clone();
+    corrupt["md5Checksum"] = json!("AAAAAAAAAAAAAAAAAAAAAA==");
+    let Some(h) = Harness::with_directory("sqlite", &fixture_directory()).await else {
+        return;
+    };
+    let task = |file: &Value, export: &str| {
+        json!({"streamfold": {"export_file": {
+            "export": export, "table": TABLE, "file": file, "batch": 7}}})
+        .to_string()
+    };
+    let export = format!("s3://{bucket}/backfill/AWSDynamoDB/{FIRST}");
+    let events = [
+        task(&corrupt, &export),
+        task(&manifest[0], &export),
+        task(&manifest[0], "/etc"),
+    ];
+    let mut env = streamfold::bench::lambda::lambda_env(
+        std::path::Path::new(h.db.url.trim_start_matches("sqlite://")),
+        h.dir.path(),
+    );
+    env.push(("AWS_ENDPOINT_URL", moto.endpoint.clone()));
+    let out = streamfold::bench::lambda::invoke(
+        std::path::Path::new(env!("CARGO_BIN_EXE_streamfold-lambda")),
+        &env,
+        &events,
+    )
+    .await
+    .unwrap();
+    let answers: Vec<(bool, Value)> = out
+        .answers
+        .iter()
+        .map(|(e, b)| (*e, serde_json::from_str(b).unwrap()))
+        .collect();
+    assert_eq!(answers.len(), 3, "{answers:?}");
+    let (failed, body) = &answers[0];
+    assert!(failed, "{body}");
+    assert_eq!(body["errorType"], "Streamfold.ChecksumMismatch", "{body}");
+    let message = body["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains(manifest[1]["dataFileS3Key"].as_str().unwrap()),
+        "{message}"
+    );
+    let (failed, body) = &answers[1];
+    assert!(!failed && body["done"] == true, "{body}");
+    let (failed, body) = &answers[2];
+    assert!(failed, "{body}");
+    assert_eq!(body["errorType"], "Streamfold.InvalidTask", "{body}");
+    // Only the good file's 20 items reached the ledger: none of the
+    // corrupt one's.
+    assert_eq!(h.p.store.totals().await.unwrap().ledger_rows, 20);
+}
+
+/// The export state machine's first step, `export_plan`: an
+/// `export_prefix` typed with a trailing `/` (as the CLI accepts) gives
+/// the manifest's real key, not `…//manifest-files.json` (which S3
+/// answers with NoSuchKey), and the work items' export without it; a
+/// re-run of the same export says how many files an earlier run applied;
+/// an export of another table is refused at once, with a permanent name.
+#[tokio::test]
+async fn the_export_plan_takes_a_trailing_slash_and_says_what_is_done() {
+    use streamfold::sources::backfill_task::{
+        ExportFileTask, ExportPlanTask, run_export_file, run_export_plan,
+    };
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let s3 = s3_client(&moto.endpoint);
+    let bucket = "exports";
+    s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let files = export_files("backfill", FIRST, TABLE, "2024-04-01T00:00:00.000Z");
+    upload(&s3, bucket, "backfill", &files).await;
+    let manifest = manifest_lines(&files);
+    let Some(h) = Harness::with_directory("sqlite", &fixture_directory()).await else {
+        return;
+    };
+    let plan_task = |prefix: &str, table: &str| ExportPlanTask {
+        bucket: bucket.into(),
+        export_prefix: prefix.into(),
+        table: table.into(),
+        incremental: false,
+        ttl_attribute: None,
+    };
+    for prefix in [
+        format!("backfill/AWSDynamoDB/{FIRST}/"),
+        format!("backfill/AWSDynamoDB/{FIRST}"),
+        "backfill/".to_string(),
+    ] {
+        let plan = run_export_plan(&h.p, Some(&s3), &plan_task(&prefix, TABLE))
+            .await
+            .unwrap();
+        assert_eq!(
+            plan.manifest_key,
+            format!("backfill/AWSDynamoDB/{FIRST}/manifest-files.json"),
+            "{prefix}"
+        );
+        assert_eq!(
+            plan.export,
+            format!("s3://{bucket}/backfill/AWSDynamoDB/{FIRST}")
+        );
+        assert_eq!(
+            (plan.files, plan.items, plan.already_done_files),
+            (3, 60, 0)
+        );
+        // The key the Map's ItemReader reads exists.
+        s3.get_object()
+            .bucket(&plan.bucket)
+            .key(&plan.manifest_key)
+            .send()
+            .await
+            .unwrap();
+    }
+    let plan = run_export_plan(&h.p, Some(&s3), &plan_task("backfill/", TABLE))
+        .await
+        .unwrap();
+    let o = run_export_file(
+        &h.p,
+        Some(&s3),
+        &ExportFileTask {
+            export: plan.export.clone(),
+            table: TABLE.into(),
+            file: manifest[0].clone(),
+            incremental: false,
+            ttl_attribute: None,
+            batch: 100,
+        },
+        std::time::Instant::now() + std::time::Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
+    assert!(o.done && o.items == 20, "{o:?}");
+    let again = run_export_plan(&h.p, Some(&s3), &plan_task("backfill/", TABLE))
+        .await
+        .unwrap();
+    assert_eq!(again.already_done_files, 1, "{again:?}");
+    let err = run_export_plan(
+        &h.p,
+        Some(&s3),
+        &plan_task("backfill/", "icarus-prod-dropbox_file_changes"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error_name(), "Streamfold.InvalidExport", "{err}");
 }

@@ -143,7 +143,7 @@ pub async fn long_checkpoint_keys_fit(engine: &str) {
     let arn = format!("arn:aws:dynamodb:us-east-1:123456789012:table/{table}/export/0170-abc");
     let jobs = [
         streamfold::sources::export::job_name(&table, &arn),
-        streamfold::sources::scan::job_name(&table, 16),
+        streamfold::sources::scan::job_name(&table, 16, None),
         streamfold::sources::tail::job_name(&format!("{arn}/stream/2024")),
     ];
     let part = streamfold::sources::export::part_name(&format!("{}/data/f1.json.gz", s(1000, "p")));

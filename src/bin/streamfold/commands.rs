@@ -297,6 +297,7 @@ pub async fn backfill(args: BackfillArgs) -> Result<()> {
             page_size,
             consistent_read,
             max_pages: None,
+            run: None,
         }),
     };
     let p = pipeline_for(lookups, &cfg, &aws).await?;

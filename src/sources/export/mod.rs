@@ -15,13 +15,15 @@
 //! line that cannot be a record is quarantined (`file:line`, reason) with
 //! its batch. Data file keys are confined to the export (`keys`).
 //! Every file's item count is checked against the manifest, and the total
-//! against the summary, and its bytes against the manifest's `md5Checksum`;
-//! a completed file is checkpointed, so `--resume` skips it.
+//! against the summary, and its bytes against the manifest's `md5Checksum`,
+//! in a first pass over the file before any of its lines is applied
+//! (`verify`); a completed file is checkpointed, so `--resume` skips it.
 
 mod keys;
 mod lines;
 mod locate;
 mod objects;
+mod verify;
 
 pub use lines::{FILE_SLACK_BYTES, MAX_LINE_BYTES, max_inflated};
 pub use locate::ExportChoice;
@@ -393,7 +395,7 @@ async fn backfill_export(
                     ..BackfillSummary::default()
                 });
             }
-            backfill_file(ctx, f, resume_line(checkpoint), None)
+            backfill_file(ctx, f, From::from(checkpoint), None, None)
                 .await
                 .map(|(summary, _)| summary)
         }
@@ -450,13 +452,27 @@ async fn mark_finished_if_done(
     Ok(())
 }
 
-/// The line a file's checkpoint says was applied last (0: none).
-fn resume_line(checkpoint: Option<&Checkpoint>) -> u64 {
-    checkpoint
-        .and_then(|c| c.position.as_deref())
-        .and_then(|p| p.strip_prefix("line:"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+/// Where a data file's reading starts.
+#[derive(Clone, Copy, Debug)]
+struct Resume {
+    /// The line its checkpoint says was applied last (0: none).
+    after: u64,
+    /// An earlier run checked the file whole (`verify`) before it applied
+    /// anything: a file has a checkpoint only once it passed.
+    verified: bool,
+}
+
+impl From<Option<&Checkpoint>> for Resume {
+    fn from(checkpoint: Option<&Checkpoint>) -> Resume {
+        Resume {
+            after: checkpoint
+                .and_then(|c| c.position.as_deref())
+                .and_then(|p| p.strip_prefix("line:"))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+            verified: checkpoint.is_some(),
+        }
+    }
 }
 
 /// One data file of an export, the work of one Step Functions Distributed
@@ -471,6 +487,8 @@ pub struct FileJob {
     pub incremental: Option<IncrementalOptions>,
     /// Items per batch (one transaction each).
     pub batch: usize,
+    /// Stop, resumably, after this many batches (tests of resuming).
+    pub max_batches: Option<u64>,
 }
 
 /// What a file job did.
@@ -560,14 +578,119 @@ pub async fn export_file_backfill(
         format: &prepared.format,
         folder_key: &prepared.folder_key,
     };
-    let (mut summary, done) =
-        backfill_file(&ctx, &file, resume_line(checkpoint.as_ref()), deadline).await?;
+    let (mut summary, done) = backfill_file(
+        &ctx,
+        &file,
+        From::from(checkpoint.as_ref()),
+        deadline,
+        job.max_batches,
+    )
+    .await?;
     summary.elapsed = started.elapsed();
     Ok(FileOutcome {
         done,
         already_done: false,
         summary,
     })
+}
+
+/// What an export backfill on Step Functions will read: the first step of
+/// the export state machine (`sources::backfill_task::run_export_plan`),
+/// before its Map reads the manifest.
+#[derive(Clone, Debug, Default, serde::Serialize, PartialEq, Eq)]
+pub struct ExportPlan {
+    /// The export's folder as the work items name it, `s3://bucket/prefix`
+    /// (no trailing `/`, whatever the input had).
+    pub export: String,
+    pub bucket: String,
+    /// The key of its `manifest-files.json`, for the Map's `ItemReader`.
+    pub manifest_key: String,
+    /// Data files the manifest lists, and items.
+    pub files: u64,
+    pub items: u64,
+    /// Files an earlier run of this export applied whole: their work
+    /// items will read nothing (export checkpoints are keyed by the
+    /// export, whose files do not change).
+    pub already_done_files: u64,
+}
+
+/// Plan the backfill of the export at `location` (an `s3://` folder of
+/// one export, or a prefix holding exactly one of `table`'s): check it is
+/// `table`'s and readable, and say what its Map will read.
+pub async fn export_plan(
+    p: &Pipeline,
+    s3: Option<&aws_sdk_s3::Client>,
+    location: &ExportLocation,
+    table: &str,
+    incremental: Option<IncrementalOptions>,
+) -> Result<ExportPlan, BackfillError> {
+    let ExportLocation::S3 { bucket, .. } = location else {
+        return Err(BackfillError::Task(format!(
+            "export_plan: {} is not an s3:// location",
+            location.describe()
+        )));
+    };
+    let source = SourceKind::from_table_name(table).ok_or_else(|| BackfillError::Table {
+        table: table.to_string(),
+        reason: "not one of the four source tables".into(),
+    })?;
+    let opts = ExportOptions {
+        location: location.clone(),
+        choice: ExportChoice::Only,
+        table: table.to_string(),
+        parallel: 1,
+        batch: 1,
+        resume: true,
+        incremental,
+    };
+    let chosen = match &opts.incremental {
+        None => locate::locate(location, s3, table, &opts.choice).await?,
+        Some(_) => {
+            let mut all = locate::locate_incremental(location, s3, table).await?;
+            if all.len() != 1 {
+                return Err(BackfillError::Inconsistent(format!(
+                    "{} holds {} incremental exports: name one export's folder",
+                    location.describe(),
+                    all.len()
+                )));
+            }
+            all.remove(0)
+        }
+    };
+    let quiet = super::backfill::Quiet;
+    let prepared = prepare(&opts, source, chosen, s3, &quiet)?;
+    let text = prepared.reader.read_text(&prepared.manifest_name).await?;
+    let mut plan = ExportPlan {
+        export: prepared.reader.location.describe(),
+        bucket: bucket.clone(),
+        manifest_key: prepared.reader.resolve(&prepared.manifest_name),
+        ..ExportPlan::default()
+    };
+    let done: std::collections::HashSet<String> = p
+        .store
+        .checkpoints(&prepared.job)
+        .await?
+        .into_iter()
+        .filter(|c| c.done)
+        .map(|c| c.part)
+        .collect();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: ManifestFile = serde_json::from_str(line).map_err(|e| {
+            BackfillError::Inconsistent(format!("{}:{}: {e}", prepared.manifest_name, i + 1))
+        })?;
+        checked_name(&f, &prepared.folder_key, || {
+            format!("{}:{}", plan.manifest_key, i + 1)
+        })?;
+        plan.files += 1;
+        plan.items += f.item_count;
+        if done.contains(&part_name(&f.data_file_s3_key)) {
+            plan.already_done_files += 1;
+        }
+    }
+    Ok(plan)
 }
 
 /// Other files stop at their next batch once one has failed.
@@ -604,21 +727,39 @@ fn checked_name<'f>(
 }
 
 /// Apply a data file's lines after `resume_after` (each batch's line saved
-/// as the file's checkpoint once committed). Returns whether the file is
-/// done: `false` when `deadline` passed first (its counts and checksum are
-/// checked by the run that reaches its end). The file is read within the
+/// as the file's checkpoint once committed), once the whole file has
+/// passed its checks (`verify`: md5, caps, item count). Returns whether
+/// the file is done: `false` when `deadline` passed first, in the checks,
+/// while passing over lines applied before, or while applying. The file is read within the
 /// caps of `lines` (a file past one is `BackfillError::Refused`), and the
 /// deadline and `stop` are looked at after every line, blank ones too.
 async fn backfill_file(
     ctx: &FileContext<'_>,
     file: &ManifestFile,
-    resume_after: u64,
+    resume: Resume,
     deadline: Option<Instant>,
+    max_batches: Option<u64>,
 ) -> Result<(BackfillSummary, bool), BackfillError> {
+    let resume_after = resume.after;
     let key = &file.data_file_s3_key;
     let name = checked_name(file, ctx.folder_key, || key.clone())?;
     let mut summary = BackfillSummary::default();
     ctx.observer.started(name, Some(file.item_count), 0);
+    // Every check first, then the lines: nothing of a file that fails one
+    // is applied (`verify`).
+    let expected = verify::Expected {
+        name,
+        key,
+        item_count: file.item_count,
+        md5: file.md5_checksum.as_deref(),
+    };
+    if !resume.verified {
+        if verify::verify(ctx.reader, &expected, deadline).await? == verify::Verified::OutOfTime {
+            return Ok((summary, false));
+        }
+        // Checked: the next run of this file need not check it again.
+        save_progress(ctx, key, 0, 0, false).await?;
+    }
     let raw = BufReader::with_capacity(
         256 * 1024,
         Md5Check::new(ctx.reader.open(&format!("data/{name}")).await?),
@@ -636,6 +777,7 @@ async fn backfill_file(
     let mut buf = Vec::new();
     let mut line_no = 0u64;
     let mut count = 0u64;
+    let mut batches = 0u64;
     loop {
         let more = lines.next_line(&mut buf).await.map_err(|e| match e {
             LineError::Io(e) => BackfillError::Read {
@@ -657,8 +799,12 @@ async fn backfill_file(
         let text = String::from_utf8_lossy(&buf);
         if !text.trim().is_empty() {
             count += 1;
-            // Lines before the checkpoint were applied by an earlier run.
+            // Lines before the checkpoint were applied by an earlier run;
+            // passing over them takes time too.
             if line_no <= resume_after {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok((summary, false));
+                }
                 continue;
             }
             // A line that cannot be a record is quarantined with its
@@ -685,6 +831,9 @@ async fn backfill_file(
                 }
             }
         } else if line_no <= resume_after {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok((summary, false));
+            }
             continue;
         }
         let full = records.len() + unreadable.len() >= batch || batch_bytes >= MAX_BATCH_BYTES;
@@ -696,7 +845,8 @@ async fn backfill_file(
             flush(ctx, name, &mut records, &mut unreadable, &mut summary).await?;
             batch_bytes = 0;
             save_progress(ctx, key, line_no, count, false).await?;
-            if late {
+            batches += 1;
+            if late || max_batches.is_some_and(|m| batches >= m) {
                 return Ok((summary, false));
             }
         }
@@ -714,11 +864,14 @@ async fn backfill_file(
     if let Some(want) = &file.md5_checksum
         && *want != md5
     {
-        return Err(BackfillError::Inconsistent(format!(
-            "{key}: md5Checksum in the manifest is {want}, the file's is {md5}: \
-             not the file the export wrote (its items read so far are applied \
-             as snapshots, which a correct re-run does not count twice)"
-        )));
+        // Verified before, changed since (the object was replaced while
+        // it was read): what was applied is snapshots, which a correct
+        // re-run does not count twice.
+        return Err(BackfillError::ChecksumMismatch {
+            file: key.to_string(),
+            want: want.clone(),
+            got: md5,
+        });
     }
     if count != file.item_count {
         return Err(BackfillError::Inconsistent(format!(
@@ -800,6 +953,7 @@ async fn flush(
     summary.report.merge(report);
     let n = (records.len() + unreadable.len()) as u64;
     summary.items += n;
+    summary.pages += 1;
     ctx.observer.advanced(name, n);
     records.clear();
     unreadable.clear();

@@ -30,7 +30,7 @@ impl Objects<'_> {
 
     /// The full key or path of `name` inside the location (a relative key
     /// that `keys` has checked, or a fixed name).
-    fn resolve(&self, name: &str) -> String {
+    pub(super) fn resolve(&self, name: &str) -> String {
         match &self.location {
             ExportLocation::Dir(dir) => dir.join(name).display().to_string(),
             ExportLocation::S3 { prefix, .. } if prefix.is_empty() => name.to_string(),
