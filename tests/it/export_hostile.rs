@@ -473,11 +473,13 @@ async fn bad_lines_are_quarantined_sqlite() {
 }
 
 #[tokio::test]
+#[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]
 async fn bad_lines_are_quarantined_mysql() {
     bad_lines_are_quarantined("mysql").await
 }
 
 #[tokio::test]
+#[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]
 async fn bad_lines_are_quarantined_postgres() {
     bad_lines_are_quarantined("postgres").await
 }
