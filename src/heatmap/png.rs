@@ -32,8 +32,7 @@ const FONT_CANDIDATES: [&str; 6] = [
 ];
 
 /// The font text is drawn in, loaded once: `STREAMFOLD_FONT`, else the
-/// first usual system font found. `Err` says why there is none (a
-/// `STREAMFOLD_FONT` that cannot be read is named).
+/// first usual system font found. `Err` says why there is none.
 fn font() -> &'static Result<ab_glyph::FontRef<'static>, String> {
     static FONT: OnceLock<Result<ab_glyph::FontRef<'static>, String>> = OnceLock::new();
     FONT.get_or_init(|| {
@@ -47,12 +46,14 @@ fn font() -> &'static Result<ab_glyph::FontRef<'static>, String> {
                 .map_err(|_| format!("{path}: the font cannot be used"))?;
             Ok(font)
         };
-        if let Ok(path) = std::env::var("STREAMFOLD_FONT") {
-            return load(&path).map_err(|e| format!("STREAMFOLD_FONT={e}"));
-        }
-        FONT_CANDIDATES
-            .iter()
-            .find_map(|p| load(p).ok())
+        // A `STREAMFOLD_FONT` that cannot be used is said by the command
+        // (`stats`), which then falls back to the usual system fonts.
+        let chosen = std::env::var("STREAMFOLD_FONT")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .and_then(|p| load(&p).ok());
+        chosen
+            .or_else(|| FONT_CANDIDATES.iter().find_map(|p| load(p).ok()))
             .ok_or_else(|| {
                 "no TrueType font found among the usual system fonts (set \
                  STREAMFOLD_FONT=/path/to/font.ttf)"

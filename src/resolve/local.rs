@@ -64,13 +64,18 @@ impl LocalDirectory {
         // A folder that is not there is a mistake (a wrong --directory, or a
         // run outside the repository), not an empty directory: without this
         // every actor would silently stay unattributed.
-        if !dir.is_dir() {
-            return Err(DirectoryError::Io {
+        if dir.is_file() {
+            return Err(DirectoryError::Folder {
                 path: dir.display().to_string(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "the directory folder does not exist (pass --directory FOLDER of <table>.jsonl identity files)",
-                ),
+                reason: "is a file, not a folder (pass --directory FOLDER of <table>.jsonl \
+                         identity files)",
+            });
+        }
+        if !dir.is_dir() {
+            return Err(DirectoryError::Folder {
+                path: dir.display().to_string(),
+                reason: "the folder does not exist (pass --directory FOLDER of <table>.jsonl \
+                         identity files)",
             });
         }
         let mut d = LocalDirectory::default();

@@ -24,6 +24,8 @@ pub enum DirectoryError {
         line: usize,
         reason: String,
     },
+    #[error("directory folder {path}: {reason}")]
+    Folder { path: String, reason: &'static str },
     #[error("cannot read directory file {path}: {source}")]
     Io {
         path: String,

@@ -90,16 +90,21 @@ pub struct Replayed {
     /// The failure that stopped the replay: the event it names (file and
     /// line) is the first one not applied, and nothing after it was.
     pub stopped: Option<ReplayError>,
+    /// Stopped on request (`stop` set) after a whole batch: the place of the
+    /// first event not applied (file, line), if any was left.
+    pub interrupted: Option<(PathBuf, usize)>,
 }
 
 /// Replay files, calling `on_batch` after each applied batch with the file,
 /// the line (1 for `.json`) and the batch report. Stops at the first
 /// failure (or, with `KeepGoing`, at the first that is not an unreadable
-/// event), returning what was applied before it.
+/// event), returning what was applied before it; and before the next event
+/// once `stop` is set (Ctrl-C), a batch being applied whole or not at all.
 pub async fn replay(
     p: &Pipeline,
     files: &[PathBuf],
     on_unreadable: OnUnreadable,
+    stop: &std::sync::atomic::AtomicBool,
     mut on_batch: impl FnMut(&Path, usize, &BatchReport),
 ) -> Replayed {
     let mut out = Replayed::default();
@@ -127,6 +132,14 @@ pub async fn replay(
             ))
         };
         for event in events {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let line = match &event {
+                    Ok((line, _)) => *line,
+                    Err(_) => 1,
+                };
+                out.interrupted = Some((file.clone(), line));
+                return out;
+            }
             let result = match event {
                 Ok((line, text)) => apply_event(p, &name, line, &text)
                     .await

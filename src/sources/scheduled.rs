@@ -78,6 +78,7 @@ pub async fn run(
             chunk: c.chunk,
             announce: COMPACTION_ANNOUNCE,
             deadline: Some(deadline.checked_sub(MARGIN).unwrap_or(deadline)),
+            on_wait: None,
         })
         .await?;
     tracing::info!(

@@ -6,6 +6,11 @@
 pub enum StoreError {
     #[error("unsupported database URL {0} (expected sqlite:, mysql:, mariadb: or postgres:)")]
     UnsupportedUrl(String),
+    #[error(
+        "no such database: {path} does not exist (only commands that write, such as \
+         `streamfold replay` or `streamfold migrate`, create one)"
+    )]
+    NoSuchDatabase { path: String },
     #[error("cannot connect to database {url}: {reason}")]
     Connect { url: String, reason: String },
     #[error("database {url}: TLS settings refused: {reason}")]

@@ -45,15 +45,21 @@ impl SqliteStore {
             url: crate::redact::redact_url(url),
             reason: crate::redact::scrub(&e.to_string(), url),
         };
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let options = SqliteConnectOptions::from_str(url)
             .map_err(connect_err)?
-            .create_if_missing(true)
+            .create_if_missing(opts.create_if_missing)
             .journal_mode(SqliteJournalMode::Wal)
             // The ledger and the aggregates commit together: a transaction
             // lost to power failure is simply applied again by a re-run.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(30));
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let file = options.get_filename();
+        if !opts.create_if_missing && !in_memory && !file.exists() {
+            return Err(StoreError::NoSuchDatabase {
+                path: file.display().to_string(),
+            });
+        }
         // Switching a new database file to WAL takes an exclusive lock that
         // the busy timeout does not wait for: a second command opening the
         // same new file at that moment is told "database is locked". Wait

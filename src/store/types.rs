@@ -29,6 +29,10 @@ pub struct StoreOptions {
     /// How long the compaction horizon read from the database is trusted
     /// before it is read again (`store::compaction`).
     pub horizon_refresh: Duration,
+    /// Whether an SQLite file that is not there is created (and migrated).
+    /// `false` for the commands that only read: a mistyped path is then
+    /// `StoreError::NoSuchDatabase` instead of an empty new database.
+    pub create_if_missing: bool,
 }
 
 impl Default for StoreOptions {
@@ -41,6 +45,7 @@ impl Default for StoreOptions {
             ca_file: None,
             connect_timeout: Duration::from_secs(10),
             horizon_refresh: HORIZON_REFRESH,
+            create_if_missing: true,
         }
     }
 }

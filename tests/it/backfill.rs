@@ -124,8 +124,9 @@ pub async fn backfill_overlapping_the_stream_counts_once(engine: &str) {
 
 #[macro_export]
 macro_rules! backfill_tests {
-    ($engine:literal) => {
+    ($engine:literal $(, #[$attr:meta])*) => {
         #[tokio::test]
+        $(#[$attr])*
         async fn backfill_overlapping_the_stream_counts_once() {
             $crate::backfill::backfill_overlapping_the_stream_counts_once($engine).await
         }
@@ -278,6 +279,7 @@ mod scan {
     }
 
     #[tokio::test]
+    #[ignore = "needs STREAMFOLD_TEST_MOTO"]
     async fn parallel_scan_is_checkpointed_interrupted_and_resumed() {
         let Some(moto) = Moto::start() else { return };
         let c = crate::moto::dynamodb_client(&moto.endpoint);
@@ -364,6 +366,7 @@ mod scan {
     /// invocation goes on from the segment's checkpoint, and once done a
     /// segment is skipped; the counts are the truth.
     #[tokio::test]
+    #[ignore = "needs STREAMFOLD_TEST_MOTO"]
     async fn distributed_map_segments_go_on_from_their_checkpoints() {
         use streamfold::sources::backfill_task::{ScanSegmentTask, run_scan_segment};
         let Some(moto) = Moto::start() else { return };
@@ -425,6 +428,7 @@ mod scan_runs {
     use streamfold::sources::scan::job_name;
 
     #[tokio::test]
+    #[ignore = "needs STREAMFOLD_TEST_MOTO"]
     async fn stopped_invocations_report_what_they_committed_and_runs_are_apart() {
         let Some(moto) = crate::moto::Moto::start() else {
             return;

@@ -419,11 +419,13 @@ async fn ttl_expiries_lost_in_a_gap_keep_the_last_known_state_sqlite() {
 }
 
 #[tokio::test]
+#[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]
 async fn ttl_expiries_lost_in_a_gap_keep_the_last_known_state_mysql() {
     ttl_expiries_lost_in_a_gap_keep_the_last_known_state("mysql").await;
 }
 
 #[tokio::test]
+#[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]
 async fn ttl_expiries_lost_in_a_gap_keep_the_last_known_state_postgres() {
     ttl_expiries_lost_in_a_gap_keep_the_last_known_state("postgres").await;
 }
@@ -434,11 +436,13 @@ async fn incremental_export_restores_an_unbroken_run_sqlite() {
 }
 
 #[tokio::test]
+#[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]
 async fn incremental_export_restores_an_unbroken_run_mysql() {
     incremental_export_restores_an_unbroken_run("mysql").await;
 }
 
 #[tokio::test]
+#[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]
 async fn incremental_export_restores_an_unbroken_run_postgres() {
     incremental_export_restores_an_unbroken_run("postgres").await;
 }

@@ -126,6 +126,7 @@ fn options(horizon: i64, chunk: u32, announce: Duration) -> CompactOptions {
         chunk,
         announce,
         deadline: None,
+        on_wait: None,
     }
 }
 
@@ -452,20 +453,24 @@ pub async fn compaction_is_refused_beside_an_unfinished_backfill(engine: &str) {
 
 #[macro_export]
 macro_rules! compaction_tests {
-    ($engine:expr) => {
+    ($engine:expr $(, #[$attr:meta])*) => {
         #[tokio::test]
+        $(#[$attr])*
         async fn compaction_is_refused_beside_an_unfinished_backfill() {
             $crate::compaction::compaction_is_refused_beside_an_unfinished_backfill($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn compaction_keeps_counts_and_nothing_counts_twice() {
             $crate::compaction::compaction_keeps_counts_and_nothing_counts_twice($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn a_compaction_run_cut_short_resumes() {
             $crate::compaction::a_run_cut_short_resumes($engine).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $(#[$attr])*
         async fn compaction_beside_three_writers_counts_exactly() {
             $crate::compaction::compaction_beside_three_writers_counts_exactly($engine).await
         }

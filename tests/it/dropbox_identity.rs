@@ -216,13 +216,15 @@ pub async fn dropbox_remove_names_its_change(engine: &str) {
 
 #[macro_export]
 macro_rules! dropbox_identity_tests {
-    ($engine:literal) => {
+    ($engine:literal $(, #[$attr:meta])*) => {
         #[tokio::test]
+        $(#[$attr])*
         async fn dropbox_export_and_stream_agree_keyed_by_account() {
             $crate::dropbox_identity::dropbox_export_and_stream_agree_keyed_by_account($engine)
                 .await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn dropbox_export_and_stream_agree_keyed_by_account_and_time() {
             $crate::dropbox_identity::dropbox_export_and_stream_agree_keyed_by_account_and_time(
                 $engine,
@@ -230,6 +232,7 @@ macro_rules! dropbox_identity_tests {
             .await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn dropbox_remove_names_its_change() {
             $crate::dropbox_identity::dropbox_remove_names_its_change($engine).await
         }

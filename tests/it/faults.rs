@@ -178,21 +178,25 @@ async fn survives(engine: &str, kind: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]
 async fn mysql_survives_cut_connections() {
     survives("mysql", "proxy").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]
 async fn postgres_survives_cut_connections() {
     survives("postgres", "proxy").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]
 async fn mysql_survives_killed_sessions() {
     survives("mysql", "kill").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]
 async fn postgres_survives_killed_sessions() {
     survives("postgres", "kill").await;
 }
@@ -201,6 +205,7 @@ async fn postgres_survives_killed_sessions() {
 /// than the store's `lock_timeout`; the store retries with backoff and the
 /// batch lands once the lock is released, counted once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]
 async fn postgres_lock_timeouts_are_retried() {
     use sqlx::Connection;
     let Some(mut h) = Harness::with_directory("postgres", &support::fixture_directory()).await
@@ -356,6 +361,7 @@ impl Drop for PrivateMariaDb {
 /// and the counts equal a clean run's. Runs where the MariaDB tests run
 /// (`STREAMFOLD_TEST_MYSQL_URL`), on a private server of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]
 async fn mysql_server_crash_and_restart_mid_run() {
     if support::server_url("mysql").is_none() {
         return;

@@ -89,11 +89,13 @@ async fn kinesis_shape_counts_as_the_stream_shape_sqlite() {
 }
 
 #[tokio::test]
+#[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]
 async fn kinesis_shape_counts_as_the_stream_shape_mysql() {
     kinesis_shape_counts_as_the_stream_shape("mysql").await;
 }
 
 #[tokio::test]
+#[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]
 async fn kinesis_shape_counts_as_the_stream_shape_postgres() {
     kinesis_shape_counts_as_the_stream_shape("postgres").await;
 }

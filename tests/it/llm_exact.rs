@@ -404,12 +404,14 @@ pub async fn three_concurrent_writers(engine: &str) {
 
 #[macro_export]
 macro_rules! llm_exact_tests {
-    ($engine:literal) => {
+    ($engine:literal $(, #[$attr:meta])*) => {
         #[tokio::test]
+        $(#[$attr])*
         async fn llm_mixed_scales_and_zero_sums() {
             $crate::llm_exact::mixed_scales_and_zero_sums($engine).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+        $(#[$attr])*
         async fn llm_three_concurrent_writers() {
             $crate::llm_exact::three_concurrent_writers($engine).await
         }

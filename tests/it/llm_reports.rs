@@ -267,14 +267,16 @@ pub async fn reports_follow_corrections_removals_and_late_links(engine: &str) {
 
 #[macro_export]
 macro_rules! llm_report_tests {
-    ($engine:literal) => {
+    ($engine:literal $(, #[$attr:meta])*) => {
         use $crate::llm_reports as l;
 
         #[tokio::test]
+        $(#[$attr])*
         async fn fixture_reports_match_hand_computed() {
             l::fixture_reports_match_hand_computed($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn reports_follow_corrections_removals_and_late_links() {
             l::reports_follow_corrections_removals_and_late_links($engine).await
         }

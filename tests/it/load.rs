@@ -183,16 +183,19 @@ pub async fn a_batch_of_the_widest_rows_counts_once(engine: &str) {
 /// Run every load scenario as its own test against one engine.
 #[macro_export]
 macro_rules! load_tests {
-    ($engine:literal) => {
+    ($engine:literal $(, #[$attr:meta])*) => {
         #[tokio::test]
+        $(#[$attr])*
         async fn a_maximal_batch_is_a_handful_of_statements() {
             $crate::load::a_maximal_batch_is_a_handful_of_statements($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn a_batch_of_the_widest_rows_counts_once() {
             $crate::load::a_batch_of_the_widest_rows_counts_once($engine).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $(#[$attr])*
         async fn concurrent_consumers_agree_with_ground_truth() {
             $crate::load::concurrent_consumers_agree_with_ground_truth($engine).await
         }

@@ -1,5 +1,11 @@
 //! streamfold integration tests: real records through `run_batch` into real
 //! databases, and the `streamfold` binary on the fixtures.
+//!
+//! Tests that need a server (MySQL, PostgreSQL) or moto are
+//! `#[ignore = "needs VARIABLE"]`: `cargo test` lists them as ignored, not
+//! as passed; `cargo test -- --include-ignored` with the variables set runs
+//! them (README, "Try it"), and a variable unset or its server unreachable
+//! then fails them.
 
 mod backfill;
 mod bad_input;
@@ -13,6 +19,7 @@ mod export_hostile;
 mod export_prefix;
 mod faults;
 mod heatmap_png;
+mod ignored;
 mod kinesis;
 mod lambda;
 mod llm_exact;
@@ -28,6 +35,7 @@ mod redaction;
 mod rejects;
 mod safety_net;
 mod scenarios;
+mod scripting;
 mod secrets;
 mod support;
 mod tail;
@@ -49,27 +57,27 @@ mod sqlite {
 }
 
 mod mysql {
-    crate::scenario_tests!("mysql");
-    crate::load_tests!("mysql");
-    crate::llm_report_tests!("mysql");
-    crate::backfill_tests!("mysql");
-    crate::llm_exact_tests!("mysql");
-    crate::odd_value_tests!("mysql");
-    crate::safety_net_tests!("mysql");
-    crate::dropbox_identity_tests!("mysql");
-    crate::compaction_tests!("mysql");
-    crate::version_tests!("mysql");
+    crate::scenario_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
+    crate::load_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
+    crate::llm_report_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
+    crate::backfill_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
+    crate::llm_exact_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
+    crate::odd_value_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
+    crate::safety_net_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
+    crate::dropbox_identity_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
+    crate::compaction_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
+    crate::version_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
 }
 
 mod postgres {
-    crate::scenario_tests!("postgres");
-    crate::load_tests!("postgres");
-    crate::llm_report_tests!("postgres");
-    crate::backfill_tests!("postgres");
-    crate::llm_exact_tests!("postgres");
-    crate::odd_value_tests!("postgres");
-    crate::safety_net_tests!("postgres");
-    crate::dropbox_identity_tests!("postgres");
-    crate::compaction_tests!("postgres");
-    crate::version_tests!("postgres");
+    crate::scenario_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
+    crate::load_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
+    crate::llm_report_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
+    crate::backfill_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
+    crate::llm_exact_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
+    crate::odd_value_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
+    crate::safety_net_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
+    crate::dropbox_identity_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
+    crate::compaction_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
+    crate::version_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
 }

@@ -2,11 +2,12 @@
 //! Secrets Manager or S3: one server per test, the SDK configuration of
 //! its endpoint, and a simple table.
 
-use crate::support::skipped;
+use crate::support::not_set;
 
 /// A moto server (DynamoDB, Streams, Secrets Manager emulator) started for
 /// one test and killed with it. `STREAMFOLD_TEST_MOTO` names the
-/// `moto_server` executable; unset skips the test, set but failing fails it.
+/// `moto_server` executable; the tests that start one are
+/// `#[ignore = "needs STREAMFOLD_TEST_MOTO"]`, and run without it they fail.
 pub struct Moto {
     pub endpoint: String,
     child: std::process::Child,
@@ -15,8 +16,7 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Option<Moto> {
         let Ok(exe) = std::env::var("STREAMFOLD_TEST_MOTO") else {
-            skipped("STREAMFOLD_TEST_MOTO");
-            return None;
+            not_set("STREAMFOLD_TEST_MOTO");
         };
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

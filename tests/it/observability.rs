@@ -52,11 +52,12 @@ impl Write for Buffer {
 #[test]
 #[ignore = "run in its own process by batch_span_names_the_batch_and_its_outcome_without_item_contents"]
 fn capture_of_one_batch() {
-    assert_eq!(
-        std::env::var(CHILD).as_deref(),
-        Ok("1"),
-        "run alone, in its own process"
-    );
+    // `cargo test -- --include-ignored` (CI, and the README's server run)
+    // reaches it in the shared process too: there the test above has run
+    // it already, in its own process, so this one has nothing to do.
+    if std::env::var(CHILD).as_deref() != Ok("1") {
+        return;
+    }
     let buffer = Buffer::default();
     let writer = buffer.clone();
     let subscriber = tracing_subscriber::fmt()

@@ -387,16 +387,19 @@ pub async fn a_record_past_the_packet_limit_is_quarantined(engine: &str) {
 
 #[macro_export]
 macro_rules! odd_value_tests {
-    ($engine:literal) => {
+    ($engine:literal $(, #[$attr:meta])*) => {
         #[tokio::test]
+        $(#[$attr])*
         async fn a_record_past_the_packet_limit_is_quarantined() {
             $crate::odd_values::a_record_past_the_packet_limit_is_quarantined($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn odd_values_never_block_a_batch() {
             $crate::odd_values::odd_values_never_block_a_batch($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn a_sum_past_its_column_is_isolated() {
             $crate::odd_values::a_sum_past_its_column_is_isolated($engine).await
         }

@@ -444,11 +444,13 @@ async fn four_concurrent_migrations(engine: &str) {
 }
 
 #[tokio::test]
+#[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]
 async fn mysql_four_concurrent_migrations_on_an_empty_database() {
     four_concurrent_migrations("mysql").await;
 }
 
 #[tokio::test]
+#[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]
 async fn postgres_four_concurrent_migrations_on_an_empty_database() {
     four_concurrent_migrations("postgres").await;
 }

@@ -166,20 +166,24 @@ pub async fn long_checkpoint_keys_fit(engine: &str) {
 
 #[macro_export]
 macro_rules! safety_net_tests {
-    ($engine:literal) => {
+    ($engine:literal $(, #[$attr:meta])*) => {
         #[tokio::test]
+        $(#[$attr])*
         async fn an_unforeseen_refusal_isolates_one_record() {
             $crate::safety_net::an_unforeseen_refusal_isolates_one_record($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn a_missing_table_fails_the_batch_whole() {
             $crate::safety_net::a_missing_table_fails_the_batch_whole($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn lambda_answers_no_failure_for_a_refused_record() {
             $crate::safety_net::lambda_answers_no_failure_for_a_refused_record($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn long_checkpoint_keys_fit() {
             $crate::safety_net::long_checkpoint_keys_fit($engine).await
         }

@@ -395,57 +395,70 @@ pub async fn missing_event_time_falls_back_to_approximate_creation(engine: &str)
 /// Run every scenario as its own test against one engine.
 #[macro_export]
 macro_rules! scenario_tests {
-    ($engine:literal) => {
+    ($engine:literal $(, #[$attr:meta])*) => {
         use $crate::scenarios as s;
         #[tokio::test]
+        $(#[$attr])*
         async fn insert_counts_in_users_time_zone() {
             s::insert_counts_in_users_time_zone($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn redelivered_batch_changes_nothing() {
             s::redelivered_batch_changes_nothing($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn insert_redelivered_after_its_modify_is_ignored() {
             s::insert_redelivered_after_its_modify_is_ignored($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn modify_moves_the_count_only_when_the_time_changes() {
             s::modify_moves_the_count_only_when_the_time_changes($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn application_remove_retracts_and_ttl_remove_does_not() {
             s::application_remove_retracts_and_ttl_remove_does_not($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn one_batch_insert_modify_remove_nets_out() {
             s::one_batch_insert_modify_remove_nets_out($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn sequence_numbers_compare_numerically_beyond_u64() {
             s::sequence_numbers_compare_numerically_beyond_u64($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn unlinked_user_is_kept_and_counted_once_after_reattribute() {
             s::unlinked_user_is_kept_and_counted_once_after_reattribute($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn replay_after_link_counts_an_unattributed_event_once() {
             s::replay_after_link_counts_an_unattributed_event_once($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn conversations_count_for_the_account_in_its_zone() {
             s::conversations_count_for_the_account_in_its_zone($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn llm_requests_are_identified_by_generation() {
             s::llm_requests_are_identified_by_generation($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn malformed_records_are_quarantined_and_the_batch_goes_on() {
             s::malformed_records_are_quarantined_and_the_batch_goes_on($engine).await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn missing_event_time_falls_back_to_approximate_creation() {
             s::missing_event_time_falls_back_to_approximate_creation($engine).await
         }

@@ -16,8 +16,11 @@ pub struct TestDb {
     _dir: tempfile::TempDir,
 }
 
-/// Server URL for `engine` from the environment, or `None` to skip: the
-/// variable unset means "no server here"; set but unreachable fails the test.
+/// Server URL for `engine` from the environment (`None` for an engine
+/// without a server). The tests that call this for a server are
+/// `#[ignore = "needs VARIABLE"]`, so they run only when asked for
+/// (`--include-ignored`); then the variable unset fails the test (as does
+/// its server unreachable), rather than passing as "ok" without running.
 pub fn server_url(engine: &str) -> Option<String> {
     let var = match engine {
         "mysql" => "STREAMFOLD_TEST_MYSQL_URL",
@@ -26,50 +29,22 @@ pub fn server_url(engine: &str) -> Option<String> {
     };
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            skipped(var);
-            None
-        }
+        _ => not_set(var),
     }
 }
 
-/// Tests skipped because the variable naming their server is unset, per
-/// variable. libtest reports a skipped test as "ok", so the count is said
-/// at the end of the run (at process exit), where it cannot be missed.
-static SKIPPED: std::sync::Mutex<BTreeMap<&'static str, usize>> =
-    std::sync::Mutex::new(BTreeMap::new());
-
-/// Record that a test was skipped for want of `var`.
-pub fn skipped(var: &'static str) {
-    let mut counts = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
-    if counts.is_empty() {
-        // SAFETY: `say_skipped` is a plain `extern "C" fn` that takes no
-        // arguments and does not unwind; registering it has no other effect.
-        unsafe { libc::atexit(say_skipped) };
-    }
-    *counts.entry(var).or_default() += 1;
-}
-
-extern "C" fn say_skipped() {
-    let counts = SKIPPED.lock().unwrap_or_else(|e| e.into_inner());
-    let total: usize = counts.values().sum();
-    let each: Vec<String> = counts
-        .iter()
-        .map(|(v, n)| format!("{n} for want of {v}"))
-        .collect();
-    // Straight to file descriptor 2: at exit nothing captures it any more.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "\nSKIPPED: {total} server tests did not run ({}); they passed as \"ok\" above. \
-         Set the variables (README, \"Tests\") to run them.",
-        each.join(", ")
-    );
+/// A test that needs `var` was run without it: fail, naming it.
+pub fn not_set(var: &'static str) -> ! {
+    panic!(
+        "{var} is not set: this test needs it (such tests are #[ignore]d; \
+         `cargo test` runs them only with --include-ignored, README \"Try it\")"
+    )
 }
 
 static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
-/// `None` when the engine's server is not configured (test skipped).
+/// A migrated database of `engine` (always `Some`: a server engine whose
+/// variable is unset fails the test in `server_url`).
 pub async fn fresh_db(engine: &str) -> Option<TestDb> {
     let db = fresh_unmigrated_db(engine).await?;
     if db.admin.is_some() {
@@ -243,7 +218,7 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// `None` when the engine's server is not configured (test skipped).
+    /// A harness on `engine` (always `Some`; see `fresh_db`).
     pub async fn new(engine: &str) -> Option<Harness> {
         Harness::with_directory(engine, DIRECTORY).await
     }

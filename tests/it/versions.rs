@@ -172,13 +172,15 @@ fn millisecond(mut rec: Value) -> Value {
 
 #[macro_export]
 macro_rules! version_tests {
-    ($engine:literal) => {
+    ($engine:literal $(, #[$attr:meta])*) => {
         #[tokio::test]
+        $(#[$attr])*
         async fn a_record_without_a_clock_is_quarantined_not_applied_below() {
             $crate::versions::a_record_without_a_clock_is_quarantined_not_applied_below($engine)
                 .await
         }
         #[tokio::test]
+        $(#[$attr])*
         async fn kinesis_insert_and_remove_in_one_millisecond() {
             $crate::versions::kinesis_insert_and_remove_in_one_millisecond($engine).await
         }

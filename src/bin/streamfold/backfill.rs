@@ -3,12 +3,13 @@
 //! The work is the library's (`sources::scan`, `sources::export`,
 //! `sources::tail`).
 
-use crate::print::{print_counts, print_totals};
+use crate::cli::Output;
+use crate::print::{self, print_counts, print_totals};
+use crate::progress::{self, STOP, on_ctrl_c};
 use anyhow::Result;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use streamfold::pipeline::Pipeline;
 use streamfold::printable::printable;
 use streamfold::sources::backfill::{BackfillError, BackfillSummary, Observer};
@@ -29,8 +30,6 @@ impl Job {
         }
     }
 }
-
-static STOP: AtomicBool = AtomicBool::new(false);
 
 /// One bar per segment / data file: items, items/s, ETA.
 struct Bars {
@@ -59,13 +58,9 @@ impl Observer for Bars {
             Some(n) => ProgressBar::new(n.max(already)),
             None => ProgressBar::no_length(),
         };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>24} [{bar:30}] {human_pos}/{human_len} items {per_sec:>12} ETA {eta}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
+        bar.set_style(progress::bar_style(
+            "{prefix:>24} [{bar:30}] {human_pos}/{human_len} items {rate:>10} ETA {eta}",
+        ));
         bar.set_prefix(printable(part).into_owned());
         bar.set_position(already);
         let bar = self.multi.add(bar);
@@ -96,18 +91,6 @@ impl Observer for Bars {
             b.finish();
         }
     }
-}
-
-/// Stop after the current batch on the first Ctrl-C, abort on the second.
-fn on_ctrl_c() {
-    tokio::spawn(async {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("stopping after the current batch (Ctrl-C again to abort)…");
-            STOP.store(true, Ordering::Relaxed);
-            let _ = tokio::signal::ctrl_c().await;
-            std::process::exit(130);
-        }
-    });
 }
 
 /// `streamfold tail`.
@@ -146,7 +129,12 @@ pub async fn tail(
     Ok(())
 }
 
-pub async fn run(p: &Pipeline, aws: &aws_config::SdkConfig, job: &Job) -> Result<()> {
+pub async fn run(
+    p: &Pipeline,
+    aws: &aws_config::SdkConfig,
+    job: &Job,
+    output: Output,
+) -> Result<()> {
     on_ctrl_c();
     let bars = Bars::new();
     let result = match job {
@@ -172,15 +160,13 @@ pub async fn run(p: &Pipeline, aws: &aws_config::SdkConfig, job: &Job) -> Result
     let _ = bars.multi.clear();
     match result {
         Ok(summary) => {
-            print_summary(job.table(), &summary);
-            print_totals(&p.store).await?;
+            print_summary(p, job.table(), &summary, &[], output).await?;
             Ok(())
         }
         // Refused data files: the others were applied; say what they did,
         // then fail.
         Err(BackfillError::FilesRefused { summary, refused }) => {
-            print_summary(job.table(), &summary);
-            print_totals(&p.store).await?;
+            print_summary(p, job.table(), &summary, &refused, output).await?;
             anyhow::bail!(
                 "backfill of {}: {} data file(s) refused (nothing of them is \
                  checkpointed as done), the others applied:\n  {}",
@@ -189,27 +175,48 @@ pub async fn run(p: &Pipeline, aws: &aws_config::SdkConfig, job: &Job) -> Result
                 refused.join("\n  ")
             )
         }
-        Err(BackfillError::Interrupted) => {
-            anyhow::bail!(
-                "backfill of {} interrupted; rerun with --resume to continue",
-                job.table()
-            )
-        }
+        Err(BackfillError::Interrupted) => Err(progress::Interrupted(format!(
+            "backfill of {} interrupted; rerun with --resume to continue",
+            printable(job.table())
+        ))
+        .into()),
         Err(e) => Err(e.into()),
     }
 }
 
-fn print_summary(table: &str, s: &BackfillSummary) {
+/// The backfill's summary, as text or (`--json`) one object.
+async fn print_summary(
+    p: &Pipeline,
+    table: &str,
+    s: &BackfillSummary,
+    refused: &[String],
+    output: Output,
+) -> Result<()> {
     let secs = s.elapsed.as_secs_f64();
+    if output.json {
+        print::json(&serde_json::json!({
+            "table": table,
+            "items": s.items,
+            "seconds": secs,
+            "parts_done": s.parts_done,
+            "parts_skipped": s.parts_skipped,
+            "refused": refused,
+            "counts": print::counts_json(&s.report),
+            "totals": print::totals_json(&p.store).await?,
+        }));
+        return Ok(());
+    }
     outln!(
-        "backfilled {} item(s) of {} in {secs:.2} s ({:.0} items/s): {} part(s) done, {} already done earlier",
+        "backfilled {} item(s) of {} in {secs:.2} s ({}): {} part(s) done, {} already done earlier",
         s.items,
         printable(table),
-        s.items as f64 / secs.max(1e-9),
+        progress::rate(s.items as f64 / secs.max(1e-9)).replace("/s", " items/s"),
         s.parts_done,
         s.parts_skipped
     );
     outln!();
     print_counts(&s.report);
     outln!();
+    print_totals(&p.store).await?;
+    Ok(())
 }

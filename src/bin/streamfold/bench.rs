@@ -13,6 +13,12 @@ pub async fn suite(
     only: &dyn Fn(BenchRow) -> bool,
 ) -> Result<()> {
     use streamfold::bench::suite;
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build: its numbers mean nothing; build with \
+             `cargo build --release` and run target/release/streamfold bench"
+        );
+    }
     outln!(
         "bench: {} records in batches of {}, {} round(s), engine {}",
         opts.records,

@@ -1,6 +1,7 @@
 //! The argument schema of `streamfold` (clap derive): one `Args` struct per
-//! subcommand, the options every database command shares (`Common`) and
-//! how they become a `Config`.
+//! subcommand, the database options (`Db`) and lookup options (`Lookup`)
+//! each command takes only if it uses them, the `--json` switch (`Output`)
+//! and how they become a `Config`.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -19,22 +20,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Database options: every command that reads or writes the database.
 #[derive(clap::Args, Clone)]
-pub struct Common {
-    /// Database URL (sqlite://FILE is created if missing). Its value from
-    /// the environment is never shown by --help: it may hold a password.
+pub struct Db {
+    /// Database URL (sqlite://FILE is created if missing by the commands
+    /// that write; the commands that only read refuse a file that is not
+    /// there). Its value from the environment is never shown by --help: it
+    /// may hold a password.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = config::DEFAULT_DATABASE_URL)]
     database_url: String,
     /// AWS Secrets Manager secret (RDS credentials JSON) to build the
     /// database URL from, instead of --database-url.
     #[arg(long, env = "DATABASE_SECRET_ARN", hide_env_values = true)]
     database_secret_arn: Option<String>,
-    /// Folder of DynamoDB-JSON identity items (<table suffix>.jsonl).
-    #[arg(long, default_value = config::DEFAULT_DIRECTORY)]
-    directory: PathBuf,
-    /// Time zone for users without a valid one.
-    #[arg(long, env = "DEFAULT_TIMEZONE", default_value = "UTC")]
-    default_tz: String,
     /// Database connections in the pool.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 4)]
     max_connections: u32,
@@ -55,7 +53,41 @@ pub struct Common {
     db_ca_file: Option<PathBuf>,
 }
 
-impl Common {
+/// Lookup options: the commands that resolve identities or time zones
+/// (replay, stats, reattribute, rejects retry, backfill, tail).
+#[derive(clap::Args, Clone)]
+pub struct Lookup {
+    /// Folder of DynamoDB-JSON identity items (<table suffix>.jsonl).
+    #[arg(long, default_value = config::DEFAULT_DIRECTORY)]
+    directory: PathBuf,
+    /// Time zone for users without a valid one.
+    #[arg(long, env = "DEFAULT_TIMEZONE", default_value = "UTC")]
+    default_tz: String,
+}
+
+/// Both: the options of a command that folds records or draws heatmaps.
+#[derive(clap::Args, Clone)]
+pub struct Common {
+    #[command(flatten)]
+    pub db: Db,
+    #[command(flatten)]
+    pub lookup: Lookup,
+}
+
+/// `--json`, the one output switch of every summary (README, "Scripting";
+/// `print::json` prints it).
+#[derive(clap::Args, Clone, Copy, Debug, Default)]
+pub struct Output {
+    /// Print the summary as JSON on stdout instead of text (one object, or
+    /// JSON Lines for a listing; schemas in README, "Scripting"). Progress
+    /// and notes stay on stderr.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Db {
+    /// The configuration of a command that may create and migrate an
+    /// SQLite file, with the default lookups (unused by such a command).
     pub async fn config(&self) -> Result<Config> {
         let database_url = match &self.database_secret_arn {
             Some(arn) => {
@@ -67,8 +99,8 @@ impl Common {
         };
         Ok(Config {
             database_url,
-            directory: self.directory.clone(),
-            default_tz: config::parse_default_tz(&self.default_tz).map_err(anyhow::Error::msg)?,
+            directory: PathBuf::from(config::DEFAULT_DIRECTORY),
+            default_tz: chrono_tz::Tz::UTC,
             store: StoreOptions {
                 max_connections: self.max_connections,
                 allow_plaintext: self.allow_plaintext,
@@ -77,6 +109,37 @@ impl Common {
                 connect_timeout: std::time::Duration::from_secs(self.connect_timeout),
                 ..StoreOptions::default()
             },
+        })
+    }
+
+    /// The configuration of a command that only reads: an SQLite file
+    /// that is not there is an error, not created.
+    pub async fn read_only_config(&self) -> Result<Config> {
+        let mut cfg = self.config().await?;
+        cfg.store.create_if_missing = false;
+        Ok(cfg)
+    }
+}
+
+impl Common {
+    pub async fn config(&self) -> Result<Config> {
+        let cfg = self.db.config().await?;
+        self.lookup.apply(cfg)
+    }
+
+    /// As `config`, for a command that only reads.
+    pub async fn read_only_config(&self) -> Result<Config> {
+        let cfg = self.db.read_only_config().await?;
+        self.lookup.apply(cfg)
+    }
+}
+
+impl Lookup {
+    fn apply(&self, cfg: Config) -> Result<Config> {
+        Ok(Config {
+            directory: self.directory.clone(),
+            default_tz: config::parse_default_tz(&self.default_tz).map_err(anyhow::Error::msg)?,
+            ..cfg
         })
     }
 }
@@ -115,6 +178,28 @@ pub enum Command {
     /// item cannot retract what it counted. Resumable; safe beside running
     /// consumers.
     Compact(CompactArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell,
+    /// elvish) on stdout, e.g. `streamfold completions bash >
+    /// ~/.local/share/bash-completion/completions/streamfold`.
+    Completions(CompletionsArgs),
+    /// Write man pages: streamfold.1 and one per subcommand into --out, or
+    /// streamfold.1 alone on stdout.
+    Man(ManArgs),
+}
+
+#[derive(clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(clap::Args)]
+pub struct ManArgs {
+    /// Folder to write streamfold.1 and streamfold-<command>.1 into
+    /// (created if missing); without it, streamfold.1 goes to stdout.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -128,12 +213,16 @@ pub struct ReplayArgs {
     /// status says some were not applied) instead of stopping at the first.
     #[arg(long)]
     pub keep_going: bool,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 #[derive(clap::Args)]
 pub struct StatsArgs {
     #[command(flatten)]
     pub common: Common,
+    /// The user (Slack ID) whose heatmap to show; without it, the
+    /// database's totals and top users.
     #[arg(long)]
     pub slack_id: Option<String>,
     /// Only one integration: G (GitHub), D (Dropbox) or E (e-mail); or
@@ -150,6 +239,8 @@ pub struct StatsArgs {
     /// Without --slack-id: how many top users to list.
     #[arg(long, default_value_t = 10)]
     pub top: u32,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 #[derive(clap::Args)]
@@ -206,7 +297,7 @@ pub struct BenchArgs {
 #[derive(clap::Args)]
 pub struct LlmReportArgs {
     #[command(flatten)]
-    pub common: Common,
+    pub db: Db,
     /// Only this account.
     #[arg(long)]
     pub account: Option<String>,
@@ -235,6 +326,8 @@ pub struct BackfillArgs {
     /// Run only this segment (0-based) of --total-segments.
     #[arg(long, requires = "total_segments", conflicts_with = "export")]
     pub segment: Option<u32>,
+    /// With --segment: how many segments the table is divided into, across
+    /// every machine or invocation sharing it.
     #[arg(long, requires = "segment")]
     pub total_segments: Option<u32>,
     /// Continue from the checkpoints of an interrupted run.
@@ -286,6 +379,8 @@ pub struct BackfillArgs {
     /// DynamoDB tables named by ICARUS_TABLE_PREFIX / ACS_TABLE_PREFIX.
     #[arg(long, value_enum, default_value_t = Lookups::Local)]
     pub lookups: Lookups,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 #[derive(clap::Args)]
@@ -304,6 +399,8 @@ pub struct TailArgs {
     /// Stop after this many idle polling rounds (default: follow forever).
     #[arg(long)]
     pub until_idle: Option<u32>,
+    /// Where identities are resolved: the local --directory, or the
+    /// DynamoDB tables named by ICARUS_TABLE_PREFIX / ACS_TABLE_PREFIX.
     #[arg(long, value_enum, default_value_t = Lookups::Local)]
     pub lookups: Lookups,
 }
@@ -311,7 +408,7 @@ pub struct TailArgs {
 #[derive(clap::Args)]
 pub struct CompactArgs {
     #[command(flatten)]
-    pub common: Common,
+    pub db: Db,
     /// Drop rows whose event is older than this (e.g. 90d, 26weeks); at
     /// least 7 days, beyond the time items are still modified.
     #[arg(long, value_parser = parse_age)]
@@ -336,6 +433,8 @@ pub struct CompactArgs {
     /// horizon, will never be counted.
     #[arg(long, value_name = "JOB")]
     pub abandon_backfill: Vec<String>,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 fn parse_announce(s: &str) -> Result<std::time::Duration, String> {
@@ -366,7 +465,7 @@ fn parse_age(s: &str) -> Result<std::time::Duration, String> {
 #[derive(clap::Args)]
 pub struct MigrateArgs {
     #[command(flatten)]
-    pub common: Common,
+    pub db: Db,
 }
 
 /// Quarantined records: see them, and re-run them after a fix.
@@ -375,23 +474,31 @@ pub enum RejectsAction {
     /// List quarantined records and their reasons.
     List {
         #[command(flatten)]
-        common: Common,
+        db: Db,
+        /// List at most this many records, oldest first.
         #[arg(long, default_value_t = 100)]
         limit: u32,
+        #[command(flatten)]
+        output: Output,
     },
     /// Show one quarantined record: its reason and the raw record.
     Show {
         #[command(flatten)]
-        common: Common,
+        db: Db,
+        /// The record's id, as `rejects list` shows it (#ID).
         id: i64,
+        #[command(flatten)]
+        output: Output,
     },
     /// Re-run quarantined records (these ids, or --all); those applied now
     /// leave the quarantine, the others stay with their new reason.
     Retry {
         #[command(flatten)]
         common: Common,
+        /// Ids of the records to re-run, as `rejects list` shows them.
         #[arg(required_unless_present = "all")]
         ids: Vec<i64>,
+        /// Re-run every quarantined record.
         #[arg(long, conflicts_with = "ids")]
         all: bool,
     },
@@ -399,13 +506,17 @@ pub enum RejectsAction {
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum From {
+    /// The oldest record the shard still holds.
     TrimHorizon,
+    /// Only records written from now on.
     Latest,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Lookups {
+    /// The local --directory.
     Local,
+    /// The DynamoDB tables named by ICARUS_TABLE_PREFIX / ACS_TABLE_PREFIX.
     Dynamodb,
 }
 
@@ -430,4 +541,86 @@ pub enum BenchRow {
     Normalize,
     /// Init, peak RSS, per-invocation overhead (needs --lambda-bin).
     Lambda,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every argument of every subcommand, with the path to it, that has no
+    /// help text.
+    fn without_help(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            if help.trim().is_empty() {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            if sub.get_about().is_none() {
+                out.push(format!("{path} {} (the subcommand)", sub.get_name()));
+            }
+            without_help(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_has_a_description() {
+        let cmd = Cli::command();
+        cmd.clone().debug_assert();
+        let mut missing = Vec::new();
+        without_help(&cmd, "streamfold", &mut missing);
+        assert!(missing.is_empty(), "arguments without help: {missing:#?}");
+    }
+
+    /// Options of a subcommand, by long name.
+    fn longs(name: &[&str]) -> Vec<String> {
+        let mut cmd = Cli::command();
+        for n in name {
+            cmd = cmd.find_subcommand(n).unwrap().clone();
+        }
+        cmd.get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect()
+    }
+
+    #[test]
+    fn lookup_options_only_where_lookups_happen() {
+        for name in [
+            &["migrate"][..],
+            &["compact"],
+            &["llm-report"],
+            &["rejects", "list"],
+            &["rejects", "show"],
+        ] {
+            let l = longs(name);
+            assert!(l.contains(&"database-url".to_string()), "{name:?}: {l:?}");
+            assert!(
+                !l.contains(&"directory".to_string()) && !l.contains(&"default-tz".to_string()),
+                "{name:?} offers lookup options it does not use: {l:?}"
+            );
+        }
+        for name in [
+            &["replay"][..],
+            &["stats"],
+            &["reattribute"],
+            &["rejects", "retry"],
+            &["backfill"],
+            &["tail"],
+        ] {
+            let l = longs(name);
+            assert!(
+                l.contains(&"directory".to_string()) && l.contains(&"default-tz".to_string()),
+                "{name:?}: {l:?}"
+            );
+        }
+    }
 }

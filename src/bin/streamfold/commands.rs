@@ -2,7 +2,8 @@
 
 use crate::backfill;
 use crate::cli::*;
-use crate::print::{print_counts, print_rejections, print_totals};
+use crate::print::{self, print_counts, print_rejections, print_totals};
+use crate::progress;
 use crate::setup::{open, pipeline_for};
 use anyhow::{Context, Result, bail};
 use std::time::Instant;
@@ -22,14 +23,25 @@ pub async fn replay(args: ReplayArgs) -> Result<()> {
         common,
         paths,
         keep_going,
+        output,
     } = args;
     let cfg = common.config().await?;
     let p = open(&cfg).await?;
     let files = replay::event_files(&paths)?;
+    progress::on_ctrl_c();
     let started = Instant::now();
     let mut records = 0u64;
     let mut batches = 0usize;
-    let mut last_progress = Instant::now();
+    let mut every = progress::Every::new(std::time::Duration::from_secs(2));
+    // A bar on a terminal; a line every 2 s when stderr is piped.
+    let bar = progress::on_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(progress::bar_style(
+            "{spinner} {human_pos} records in {elapsed} ({rate}), now at {msg}",
+        ));
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        bar
+    });
     // Where each rejected record came from: (file:line, record).
     let mut rejected: Vec<(String, streamfold::pipeline::Rejection)> = Vec::new();
     let on_unreadable = if keep_going {
@@ -37,58 +49,110 @@ pub async fn replay(args: ReplayArgs) -> Result<()> {
     } else {
         replay::OnUnreadable::Stop
     };
-    let replayed = replay::replay(&p, &files, on_unreadable, |file, line, report| {
-        batches += 1;
-        records += report.total().read;
-        let place = format!("{}:{line}", file.display());
-        rejected.extend(report.rejections.iter().map(|r| (place.clone(), r.clone())));
-        if last_progress.elapsed().as_secs() >= 2 {
-            last_progress = Instant::now();
-            let secs = started.elapsed().as_secs_f64();
-            eprintln!(
-                "… {records} records in {batches} batches ({:.0} records/s), now at {}",
-                records as f64 / secs.max(1e-9),
-                printable(&place)
-            );
-        }
-    })
+    let replayed = replay::replay(
+        &p,
+        &files,
+        on_unreadable,
+        &progress::STOP,
+        |file, line, report| {
+            batches += 1;
+            let read = report.total().read;
+            records += read;
+            let place = format!("{}:{line}", file.display());
+            rejected.extend(report.rejections.iter().map(|r| (place.clone(), r.clone())));
+            match &bar {
+                Some(bar) => {
+                    bar.inc(read);
+                    bar.set_message(printable(&place).into_owned());
+                }
+                None if every.due() => {
+                    let secs = started.elapsed().as_secs_f64();
+                    eprintln!(
+                        "… {} records in {} batches ({}), now at {}",
+                        progress::thousands(records),
+                        progress::thousands(batches as u64),
+                        progress::rate(records as f64 / secs.max(1e-9)),
+                        printable(&place)
+                    );
+                }
+                None => {}
+            }
+        },
+    )
     .await;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     let total = &replayed.total;
     let secs = started.elapsed().as_secs_f64();
     let read = total.total().read;
-    let stopped = if replayed.stopped.is_some() {
-        " (stopped early: see below)"
+    let interrupted = replayed.interrupted.as_ref().map(|(file, line)| {
+        format!(
+            "replay interrupted before {}:{line}: the batches before it are applied; \
+             run the same command again to apply the rest (what was applied is \
+             recognised, not counted twice)",
+            printable(&file.display().to_string())
+        )
+    });
+    if output.json {
+        let stopped = replayed
+            .stopped
+            .as_ref()
+            .map(|e| e.to_string())
+            .or_else(|| interrupted.clone());
+        let unreadable: Vec<String> = replayed.unreadable.iter().map(|e| e.to_string()).collect();
+        print::json(&serde_json::json!({
+            "files": files.len(),
+            "batches": batches,
+            "seconds": secs,
+            "database": redact_url(&cfg.database_url),
+            "statements": total.statements,
+            "splits": total.splits,
+            "reports_changed": total.reports_changed,
+            "counts": print::counts_json(total),
+            "rejected": print::rejections_json(&rejected),
+            "unreadable": unreadable,
+            "interrupted": replayed.interrupted.is_some(),
+            "stopped": stopped,
+            "totals": print::totals_json(&p.store).await?,
+        }));
     } else {
-        ""
-    };
-    outln!(
-        "replayed {} file(s), {batches} batch(es), {read} record(s) in {secs:.2} s ({:.0} records/s) into {}{stopped}",
-        files.len(),
-        read as f64 / secs.max(1e-9),
-        redact_url(&cfg.database_url)
-    );
-    outln!(
-        "{} SQL statement(s), {:.1} per batch",
-        total.statements,
-        total.statements as f64 / batches.max(1) as f64
-    );
-    if total.splits > 0 {
+        let stopped = if replayed.stopped.is_some() {
+            " (stopped early: see below)"
+        } else if replayed.interrupted.is_some() {
+            " (interrupted: see below)"
+        } else {
+            ""
+        };
         outln!(
-            "{} batch split(s): the database refused some records, which were isolated and quarantined",
-            total.splits
+            "replayed {} file(s), {batches} batch(es), {read} record(s) in {secs:.2} s ({}) into {}{stopped}",
+            files.len(),
+            progress::rate(read as f64 / secs.max(1e-9)).replace("/s", " records/s"),
+            redact_url(&cfg.database_url)
         );
-    }
-    if total.reports_changed > 0 {
         outln!(
-            "{} LLM report change(s) (`streamfold llm-report` prints the reports)",
-            total.reports_changed
+            "{} SQL statement(s), {:.1} per batch",
+            total.statements,
+            total.statements as f64 / batches.max(1) as f64
         );
+        if total.splits > 0 {
+            outln!(
+                "{} batch split(s): the database refused some records, which were isolated and quarantined",
+                total.splits
+            );
+        }
+        if total.reports_changed > 0 {
+            outln!(
+                "{} LLM report change(s) (`streamfold llm-report` prints the reports)",
+                total.reports_changed
+            );
+        }
+        outln!();
+        print_counts(total);
+        print_rejections(&rejected);
+        outln!();
+        print_totals(&p.store).await?;
     }
-    outln!();
-    print_counts(total);
-    print_rejections(&rejected);
-    outln!();
-    print_totals(&p.store).await?;
     for e in &replayed.unreadable {
         eprintln!("not applied: {}", printable(&e.to_string()));
     }
@@ -104,6 +168,9 @@ pub async fn replay(args: ReplayArgs) -> Result<()> {
             _ => format!("the events before it are applied, none from it on; {again}"),
         };
         bail!("{e}; replay stopped there: {hint}");
+    }
+    if let Some(message) = interrupted {
+        return Err(progress::Interrupted(message).into());
     }
     if !replayed.unreadable.is_empty() {
         bail!(
@@ -192,13 +259,13 @@ pub async fn bench(args: BenchArgs) -> Result<()> {
 /// `streamfold llm-report`.
 pub async fn llm_report(args: LlmReportArgs) -> Result<()> {
     let LlmReportArgs {
-        common,
+        db,
         account,
         period,
         publish,
         table,
     } = args;
-    let cfg = common.config().await?;
+    let cfg = db.read_only_config().await?;
     let store = crate::setup::store(&cfg).await?;
     let filter = ReportFilter {
         account_id: account,
@@ -265,13 +332,31 @@ pub async fn backfill(args: BackfillArgs) -> Result<()> {
         parallel,
         batch,
         lookups,
+        output,
     } = args;
     let cfg = common.config().await?;
+    let location = export
+        .map(|e| streamfold::sources::export::ExportLocation::parse(&e).map_err(anyhow::Error::msg))
+        .transpose()?;
+    if let Some(streamfold::sources::export::ExportLocation::Dir(dir)) = &location {
+        if dir.is_file() {
+            bail!(
+                "--export {}: is a file, not an export folder (give the folder the export \
+                 was written to, or its AWSDynamoDB folder, or one export's folder)",
+                printable(&dir.display().to_string())
+            );
+        }
+        if !dir.exists() {
+            bail!(
+                "--export {}: no such folder",
+                printable(&dir.display().to_string())
+            );
+        }
+    }
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let job = match export {
+    let job = match location {
         Some(location) => backfill::Job::Export(streamfold::sources::export::ExportOptions {
-            location: streamfold::sources::export::ExportLocation::parse(&location)
-                .map_err(anyhow::Error::msg)?,
+            location,
             choice: match (latest, export_id) {
                 (_, Some(id)) => ExportChoice::Id(id),
                 (true, None) => ExportChoice::Latest,
@@ -301,7 +386,7 @@ pub async fn backfill(args: BackfillArgs) -> Result<()> {
         }),
     };
     let p = pipeline_for(lookups, &cfg, &aws).await?;
-    backfill::run(&p, &aws, &job).await?;
+    backfill::run(&p, &aws, &job, output).await?;
     Ok(())
 }
 
@@ -333,8 +418,8 @@ pub async fn tail(args: TailArgs) -> Result<()> {
 
 /// `streamfold migrate`.
 pub async fn migrate(args: MigrateArgs) -> Result<()> {
-    let MigrateArgs { common } = args;
-    let cfg = common.config().await?;
+    let MigrateArgs { db } = args;
+    let cfg = db.config().await?;
     let store = crate::setup::connect(&cfg).await?;
     let applied = store.migrate().await?;
     if applied.is_empty() {
@@ -356,15 +441,16 @@ pub async fn migrate(args: MigrateArgs) -> Result<()> {
 /// `streamfold compact`.
 pub async fn compact(args: CompactArgs) -> Result<()> {
     let CompactArgs {
-        common,
+        db,
         older_than,
         include_unattributed,
         chunk,
         announce_wait,
         max_time,
         abandon_backfill,
+        output,
     } = args;
-    let cfg = common.config().await?;
+    let cfg = db.config().await?;
     let store = crate::setup::store(&cfg).await?;
     for job in &abandon_backfill {
         let known = store.unfinished_backfills().await?;
@@ -387,6 +473,8 @@ pub async fn compact(args: CompactArgs) -> Result<()> {
             humantime::format_duration(announce_wait)
         );
     }
+    let (tell, waits) = tokio::sync::mpsc::unbounded_channel();
+    let countdown = tokio::spawn(progress::count_down(waits, announce_wait));
     let report = store
         .compact(&streamfold::store::compaction::CompactOptions {
             horizon,
@@ -394,8 +482,26 @@ pub async fn compact(args: CompactArgs) -> Result<()> {
             chunk,
             announce: announce_wait,
             deadline: max_time.map(|d| Instant::now() + d),
+            on_wait: Some(tell),
         })
-        .await?;
+        .await;
+    countdown.abort();
+    let _ = countdown.await;
+    let report = report?;
+    let now_horizon = store.compaction_horizon().await?.unwrap_or(report.horizon);
+    if output.json {
+        print::json(&serde_json::json!({
+            "run": report.run,
+            "resumed": report.resumed,
+            "horizon": at(report.horizon),
+            "activity_dropped": report.activity_dropped,
+            "llm_dropped": report.llm_dropped,
+            "finished": report.finished,
+            "skipped_before": at(now_horizon),
+            "totals": print::totals_json(&store).await?,
+        }));
+        return Ok(());
+    }
     outln!(
         "compaction run #{}{}: events before {} — dropped {} activity and {} LLM ledger row(s){}",
         report.run,
@@ -411,7 +517,7 @@ pub async fn compact(args: CompactArgs) -> Result<()> {
     );
     outln!(
         "from now on, a record of an event before {} whose ledger row is gone is skipped, not counted",
-        at(store.compaction_horizon().await?.unwrap_or(report.horizon))
+        at(now_horizon)
     );
     print_totals(&store).await?;
     Ok(())

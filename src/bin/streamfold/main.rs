@@ -1,9 +1,11 @@
 //! `streamfold` command line: a thin layer over the library, like
 //! ripgrep's. `cli` is the argument schema, `commands` runs each
 //! subcommand, `setup` assembles the configuration and pipeline once,
-//! `print` formats summaries, `rejects` and `bench` are the larger
-//! subcommands, `backfill` the backfill and tail front ends. `main` only
-//! installs logging and dispatches. Record-derived text reaches the
+//! `print` formats summaries (text, and `--json` through `print::json`),
+//! `progress` holds Ctrl-C, progress bars and rates, `rejects`, `stats` and
+//! `bench` are the larger subcommands, `backfill` the backfill and tail
+//! front ends, `docs` the completions and man pages. `main` only installs
+//! logging and dispatches. Record-derived text reaches the
 //! terminal only through `streamfold::printable` (summaries, listings,
 //! error messages, and the text log's field formatter).
 
@@ -39,7 +41,9 @@ mod backfill;
 mod bench;
 mod cli;
 mod commands;
+mod docs;
 mod print;
+mod progress;
 mod rejects;
 mod setup;
 mod stats;
@@ -59,7 +63,12 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("streamfold: error: {}", printable(&error_chain(&e)));
-            std::process::ExitCode::FAILURE
+            if e.downcast_ref::<progress::Interrupted>().is_some() {
+                // As a shell reports a command ended by SIGINT.
+                std::process::ExitCode::from(130)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
         }
     }
 }
@@ -94,5 +103,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tail(a) => commands::tail(a).await,
         Command::Migrate(a) => commands::migrate(a).await,
         Command::Compact(a) => commands::compact(a).await,
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
     }
 }

@@ -1,7 +1,7 @@
 //! `streamfold rejects`: list, show and re-run quarantined records.
 
 use crate::cli::RejectsAction;
-use crate::print::print_counts;
+use crate::print::{self, print_counts};
 use crate::setup::open;
 use anyhow::{Context, Result, bail};
 use streamfold::printable::printable;
@@ -13,10 +13,24 @@ fn or<'a>(text: &'a Option<String>, default: &'a str) -> std::borrow::Cow<'a, st
 
 pub async fn run(action: RejectsAction) -> Result<()> {
     match action {
-        RejectsAction::List { common, limit } => {
-            let cfg = common.config().await?;
+        RejectsAction::List { db, limit, output } => {
+            let cfg = db.read_only_config().await?;
             let store = crate::setup::store(&cfg).await?;
             let rows = store.rejects(limit).await?;
+            if output.json {
+                // JSON Lines: one object per quarantined record.
+                for r in rows {
+                    print::json(&serde_json::json!({
+                        "id": r.id,
+                        "rejected_at": r.rejected_at,
+                        "source": r.source,
+                        "event_id": r.event_id,
+                        "sequence_number": r.sequence_number,
+                        "reason": r.reason,
+                    }));
+                }
+                return Ok(());
+            }
             if rows.is_empty() {
                 outln!("no quarantined records");
             }
@@ -32,13 +46,28 @@ pub async fn run(action: RejectsAction) -> Result<()> {
                 );
             }
         }
-        RejectsAction::Show { common, id } => {
-            let cfg = common.config().await?;
+        RejectsAction::Show { db, id, output } => {
+            let cfg = db.read_only_config().await?;
             let store = crate::setup::store(&cfg).await?;
             let found = store.rejected_raw(id - 1, 1).await?;
             let Some((r, raw)) = found.into_iter().next().filter(|(r, _)| r.id == id) else {
                 bail!("no quarantined record #{id}");
             };
+            if output.json {
+                // The record itself when it is JSON, else its text.
+                let record = serde_json::from_str::<serde_json::Value>(&raw)
+                    .unwrap_or(serde_json::Value::String(raw));
+                print::json(&serde_json::json!({
+                    "id": r.id,
+                    "rejected_at": r.rejected_at,
+                    "source": r.source,
+                    "event_id": r.event_id,
+                    "sequence_number": r.sequence_number,
+                    "reason": r.reason,
+                    "record": record,
+                }));
+                return Ok(());
+            }
             outln!("record #{}, quarantined {}", r.id, r.rejected_at);
             outln!("source:   {}", or(&r.source, "unknown"));
             outln!("event:    {}", or(&r.event_id, "?"));

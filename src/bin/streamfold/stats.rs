@@ -3,7 +3,7 @@
 //! PNG, labelled with the time zone its buckets are in.
 
 use crate::cli::StatsArgs;
-use crate::print::print_totals;
+use crate::print::{self, print_totals};
 use anyhow::{Result, bail};
 use chrono_tz::Tz;
 use streamfold::domain::Integration;
@@ -20,10 +20,36 @@ pub async fn run(args: StatsArgs) -> Result<()> {
         png,
         top,
         lookups,
+        output,
     } = args;
-    let cfg = common.config().await?;
+    let cfg = common.read_only_config().await?;
+    if let Some(path) = &png
+        && let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty())
+        && !folder.is_dir()
+    {
+        bail!(
+            "cannot write {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        );
+    }
     let store = crate::setup::store(&cfg).await?;
     let Some(slack_id) = slack_id else {
+        if output.json {
+            let users = store.top_users(top).await?;
+            let top_users: Vec<serde_json::Value> = users
+                .iter()
+                .enumerate()
+                .map(|(i, (user, n))| {
+                    serde_json::json!({"rank": i + 1, "slack_id": user, "events": n})
+                })
+                .collect();
+            print::json(&serde_json::json!({
+                "totals": print::totals_json(&store).await?,
+                "top_users": top_users,
+            }));
+            return Ok(());
+        }
         print_totals(&store).await?;
         let users = store.top_users(top).await?;
         if !users.is_empty() {
@@ -35,16 +61,6 @@ pub async fn run(args: StatsArgs) -> Result<()> {
         }
         return Ok(());
     };
-    if let Some(path) = &png
-        && let Some(folder) = path.parent().filter(|f| !f.as_os_str().is_empty())
-        && !folder.is_dir()
-    {
-        bail!(
-            "cannot write {}: the folder {} does not exist",
-            path.display(),
-            folder.display()
-        );
-    }
     let directory = crate::setup::directory(lookups, &cfg).await?;
     let zones = Zones::of(&directory, &slack_id, cfg.default_tz).await?;
     let mut panels = Vec::new();
@@ -87,16 +103,60 @@ pub async fn run(args: StatsArgs) -> Result<()> {
             panels.push(panel);
         }
     }
+    let events: i64 = panels
+        .iter()
+        .flat_map(|p| p.cells.iter().map(|c| c.2))
+        .sum();
     let title = format!("heatmap of {}", printable(&slack_id));
-    for p in &panels {
-        outln!(
-            "{title}, {} (rows: day of week, columns: hour, time zone {})",
-            p.label,
-            p.time_zone
-        );
-        out!("{}", heatmap::render(&p.cells));
+    if output.json {
+        let panels_json: Vec<serde_json::Value> = panels
+            .iter()
+            .zip(panel_codes(integration.as_deref(), &panels))
+            .map(|(p, code)| {
+                serde_json::json!({
+                    "integration": code,
+                    "label": p.label,
+                    "time_zone": p.time_zone,
+                    "events": p.cells.iter().map(|c| c.2).sum::<i64>(),
+                    "cells": heatmap::grid(&p.cells),
+                })
+            })
+            .collect();
+        print::json(&serde_json::json!({
+            "slack_id": slack_id,
+            "events": events,
+            "panels": panels_json,
+            "png": png.as_ref().map(|p| p.display().to_string()),
+        }));
+    } else {
+        for p in &panels {
+            outln!(
+                "{title}, {} (rows: day of week, columns: hour, time zone {})",
+                p.label,
+                p.time_zone
+            );
+            if events == 0 {
+                continue;
+            }
+            out!("{}", heatmap::render(&p.cells));
+        }
+        if events == 0 {
+            let which = match integration.as_deref() {
+                Some(code @ ("G" | "D" | "E")) => Integration::from_code(code)
+                    .map(|i| format!("{} ", label(i)))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            outln!(
+                "no {which}events counted for {}: no such user in this database, or none of \
+                 their events is attributed to them yet (`streamfold reattribute` counts \
+                 events of users linked since)",
+                printable(&slack_id)
+            );
+        }
     }
     if let Some(path) = png {
+        font_said();
         let code = match integration.as_deref() {
             Some("all") | None => None,
             Some(code) => Some(code),
@@ -114,12 +174,51 @@ pub async fn run(args: StatsArgs) -> Result<()> {
                 format!("events from {} to {}", day(first), day(last))
             });
         let text = heatmap::png::render_png(&panels, &title, period.as_deref(), &path)?;
-        outln!("wrote {}", path.display());
+        if output.json {
+            eprintln!("wrote {}", path.display());
+        } else {
+            outln!("wrote {}", path.display());
+        }
         if let Err(why) = text {
             eprintln!("{why}: the image has no text");
         }
     }
     Ok(())
+}
+
+/// Say on stderr when `STREAMFOLD_FONT` names a file that cannot be read:
+/// the image is then drawn with a system font, if any.
+fn font_said() {
+    if let Some(path) = std::env::var_os("STREAMFOLD_FONT").filter(|p| !p.is_empty()) {
+        let shown = printable(&path.to_string_lossy()).into_owned();
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => {}
+            Ok(_) => eprintln!(
+                "STREAMFOLD_FONT={shown} is not a file: using a system font instead, if there is one"
+            ),
+            Err(e) => eprintln!(
+                "STREAMFOLD_FONT={shown} cannot be read ({e}): using a system font instead, if there is one"
+            ),
+        }
+    }
+}
+
+/// The integration code of each panel (`null` for all together).
+fn panel_codes(integration: Option<&str>, panels: &[Panel]) -> Vec<Option<&'static str>> {
+    panels
+        .iter()
+        .map(|p| match integration {
+            None => None,
+            _ => [
+                Integration::Github,
+                Integration::Dropbox,
+                Integration::Email,
+            ]
+            .into_iter()
+            .find(|&i| p.label == label(i))
+            .map(|i| i.code()),
+        })
+        .collect()
 }
 
 /// The time zones a subject's buckets were made in (DESIGN §2): GitHub and

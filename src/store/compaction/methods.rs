@@ -79,6 +79,11 @@ macro_rules! compaction_methods {
                     )
                 }
             };
+            if !wait.is_zero()
+                && let Some(tell) = &opts.on_wait
+            {
+                let _ = tell.send(wait);
+            }
             let mut finished = wait_until(wait, opts.deadline).await;
             for (i, ledger) in LEDGERS.iter().enumerate() {
                 if !finished {

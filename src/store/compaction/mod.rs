@@ -52,6 +52,9 @@ pub struct CompactOptions {
     pub announce: Duration,
     /// Stop (resumable) once this instant has passed.
     pub deadline: Option<Instant>,
+    /// Told how long the run is about to wait for its announcement, when
+    /// it waits at all (the command line counts it down).
+    pub on_wait: Option<tokio::sync::mpsc::UnboundedSender<Duration>>,
 }
 
 /// What a compaction run did.

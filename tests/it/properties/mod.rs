@@ -399,11 +399,13 @@ fn histories_fold_to_the_model_on_sqlite() {
 }
 
 #[test]
+#[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]
 fn histories_fold_to_the_model_on_mysql() {
     run("mysql");
 }
 
 #[test]
+#[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]
 fn histories_fold_to_the_model_on_postgres() {
     run("postgres");
 }
