@@ -1,6 +1,7 @@
 //! streamfold integration tests: real records through `run_batch` into real
 //! databases, and the `streamfold` binary on the fixtures.
 
+mod audit;
 mod backfill;
 mod bad_input;
 mod bin;
@@ -35,6 +36,7 @@ mod versions;
 
 mod sqlite {
     crate::scenario_tests!("sqlite");
+    crate::audit_tests!("sqlite");
     crate::load_tests!("sqlite");
     crate::llm_report_tests!("sqlite");
     crate::backfill_tests!("sqlite");
@@ -48,6 +50,7 @@ mod sqlite {
 
 mod mysql {
     crate::scenario_tests!("mysql");
+    crate::audit_tests!("mysql");
     crate::load_tests!("mysql");
     crate::llm_report_tests!("mysql");
     crate::backfill_tests!("mysql");
@@ -61,6 +64,7 @@ mod mysql {
 
 mod postgres {
     crate::scenario_tests!("postgres");
+    crate::audit_tests!("postgres");
     crate::load_tests!("postgres");
     crate::llm_report_tests!("postgres");
     crate::backfill_tests!("postgres");

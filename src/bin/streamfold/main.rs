@@ -35,6 +35,7 @@ macro_rules! out {
     }};
 }
 
+mod audit;
 mod backfill;
 mod bench;
 mod cli;
@@ -57,6 +58,10 @@ async fn main() -> std::process::ExitCode {
     setup::close_all().await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<audit::Differs>().is_some() => {
+            eprintln!("streamfold: {e}");
+            std::process::ExitCode::from(audit::DIFFERS)
+        }
         Err(e) => {
             eprintln!("streamfold: error: {}", printable(&error_chain(&e)));
             std::process::ExitCode::FAILURE
@@ -94,5 +99,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Tail(a) => commands::tail(a).await,
         Command::Migrate(a) => commands::migrate(a).await,
         Command::Compact(a) => commands::compact(a).await,
+        Command::Audit(a) => audit::run(a).await,
     }
 }

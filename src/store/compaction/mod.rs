@@ -30,10 +30,11 @@
 //! (`FOR UPDATE` on MySQL and PostgreSQL; SQLite has one writer), so a
 //! chunk's DELETE and a batch never interleave on one row.
 
+pub(crate) mod base;
 mod methods;
 
 use super::dialect::Flavor;
-pub(crate) use methods::{compaction_methods, horizon_guard};
+pub(crate) use methods::{compaction_methods, drop_activity_chunk, drop_llm_chunk, horizon_guard};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -170,22 +171,6 @@ pub(crate) fn chunk_end_sql(f: Flavor, ledger: &str, first: bool) -> String {
     format!(
         "SELECT id FROM (SELECT id FROM {ledger} {lower} ORDER BY id LIMIT {limit}) c
           ORDER BY id DESC LIMIT 1"
-    )
-}
-
-/// Delete the chunk's old rows. Parameters: (after,) end, horizon.
-pub(crate) fn delete_sql(f: Flavor, ledger: &str, first: bool, unattributed: bool) -> String {
-    let states = if unattributed { "1, 2" } else { "1" };
-    let (lower, n) = if first {
-        (String::new(), 1)
-    } else {
-        (format!("id > {} AND ", f.p(1)), 2)
-    };
-    format!(
-        "DELETE FROM {ledger} WHERE {lower}id <= {} AND state IN ({states})
-            AND event_at IS NOT NULL AND event_at < {}",
-        f.p(n),
-        f.p(n + 1)
     )
 }
 
