@@ -24,9 +24,11 @@
 //! **Protocol.** A run first records its horizon, then waits (`announce`)
 //! for every consumer to see it (each `Store` re-reads the horizon when its
 //! cached copy is older than `StoreOptions::horizon_refresh`), then deletes
-//! in chunks of the primary key order, one short autocommit statement each,
-//! saving its progress after each chunk so a run cut short (a Lambda's time
-//! limit) resumes where it stopped. A batch locks the ledger rows it checks
+//! in chunks of the primary key order, one short transaction each: the
+//! chunk's rows read under lock, the live ones' contributions added to the
+//! compaction bases (`base`: what `streamfold audit` adds back), the rows
+//! deleted by id and the progress saved, so a run cut short (a Lambda's
+//! time limit) resumes where it stopped. A batch locks the ledger rows it checks
 //! (`FOR UPDATE` on MySQL and PostgreSQL; SQLite has one writer), so a
 //! chunk's DELETE and a batch never interleave on one row.
 
