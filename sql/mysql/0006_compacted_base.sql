@@ -44,3 +44,12 @@ CREATE TABLE IF NOT EXISTS compacted_llm_base_functions (
     requests      BIGINT         NOT NULL,
     PRIMARY KEY (account_id, report_period, function_name)
 ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin;
+
+-- Runs up to this id may have dropped rows before the bases existed: their
+-- counts are in the aggregates but in no base, so an audit cannot
+-- recompute them (it says so, and `--fix` refuses).
+CREATE TABLE compacted_base_origin (
+    before_run BIGINT NOT NULL
+);
+INSERT INTO compacted_base_origin (before_run)
+SELECT COALESCE(MAX(id), 0) FROM ledger_compactions;

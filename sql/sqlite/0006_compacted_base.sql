@@ -44,3 +44,12 @@ CREATE TABLE compacted_llm_base_functions (
     requests      INTEGER        NOT NULL,
     PRIMARY KEY (account_id, report_period, function_name)
 ) WITHOUT ROWID;
+
+-- Runs up to this id may have dropped rows before the bases existed: their
+-- counts are in the aggregates but in no base, so an audit cannot
+-- recompute them (it says so, and `--fix` refuses).
+CREATE TABLE compacted_base_origin (
+    before_run BIGINT NOT NULL
+);
+INSERT INTO compacted_base_origin (before_run)
+SELECT COALESCE(MAX(id), 0) FROM ledger_compactions;

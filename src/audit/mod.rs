@@ -26,6 +26,12 @@ use crate::store::{Store, StoreError};
 pub enum AuditError {
     #[error("audit failed: {0}")]
     Store(#[from] StoreError),
+    #[error(
+        "refusing to repair: {0} compaction run(s) dropped ledger rows before this release kept \
+         their counts in base totals, so the recomputation lacks them and a repair would remove \
+         true counts"
+    )]
+    BasesIncomplete(i64),
 }
 
 /// Told how far an audit has got, for a progress display.
@@ -54,12 +60,21 @@ pub async fn audit(store: &Store, progress: &dyn Progress) -> Result<AuditReport
     let mut comparer = Comparer::new(progress);
     store.audit(&mut comparer).await?;
     progress.finish();
-    Ok(comparer.into_report(false))
+    let mut report = comparer.into_report(false);
+    report.runs_before_bases = store.runs_before_bases().await?;
+    Ok(report)
 }
 
 /// Audit again inside one transaction and repair what differs there; the
 /// report names what was repaired (`fixed`: the transaction committed).
+///
+/// Refused (`BasesIncomplete`) when a compaction dropped rows before the
+/// bases existed: those counts are true but cannot be recomputed.
 pub async fn fix(store: &Store, progress: &dyn Progress) -> Result<AuditReport, AuditError> {
+    let before = store.runs_before_bases().await?;
+    if before > 0 {
+        return Err(AuditError::BasesIncomplete(before));
+    }
     let (cells, parts) = store.audit_sizes().await?;
     progress.start(total(cells, parts));
     let mut comparer = Comparer::new(progress);

@@ -14,6 +14,10 @@ pub struct AuditReport {
     pub differences: Vec<Difference>,
     /// The differences were repaired (`--fix`) in a committed transaction.
     pub fixed: bool,
+    /// Compaction runs that dropped ledger rows before the compaction bases
+    /// existed: if not 0, counts they dropped show as stored > recomputed
+    /// without being wrong, and `--fix` is refused.
+    pub runs_before_bases: i64,
 }
 
 impl AuditReport {

@@ -197,6 +197,16 @@ pub fn sizes_sql(f: Flavor) -> String {
     )
 }
 
+/// How many compaction runs may have dropped rows before the bases
+/// existed (migration 0006): if any, the recomputation lacks their counts.
+pub fn runs_before_bases_sql(f: Flavor) -> String {
+    format!(
+        "SELECT {} FROM ledger_compactions c, compacted_base_origin o
+          WHERE c.id <= o.before_run AND (c.activity_dropped > 0 OR c.llm_dropped > 0)",
+        f.as_int("COUNT(*)")
+    )
+}
+
 fn corrupt(reason: &str) -> StoreError {
     StoreError::Corrupt {
         table: "llm_reports",
@@ -451,6 +461,16 @@ macro_rules! audit_methods {
             ))
             .fetch_one(&self.pool)
             .await?)
+        }
+
+        /// Compaction runs that dropped rows before the bases existed.
+        pub async fn runs_before_bases(&self) -> Result<i64, StoreError> {
+            let (n,): (i64,) = sqlx::query_as(&super::audit::runs_before_bases_sql(
+                <$d as super::dialect::Dialect>::FLAVOR,
+            ))
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(n)
         }
 
         /// In one transaction: stream the audit into `sink` again, then

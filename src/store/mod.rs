@@ -367,6 +367,12 @@ impl Store {
         dispatch!(self, s => s.audit_sizes().await)
     }
 
+    /// Compaction runs that dropped ledger rows before the compaction bases
+    /// existed (their counts cannot be recomputed).
+    pub async fn runs_before_bases(&self) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.runs_before_bases().await)
+    }
+
     /// In one transaction: audit into `sink`, then repair what differs.
     pub async fn audit_fix(
         &self,

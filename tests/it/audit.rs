@@ -256,6 +256,25 @@ pub async fn audit_names_tampered_values_and_survives_compaction(engine: &str) {
     // A repair with nothing to repair changes nothing.
     let again = streamfold::audit::fix(store, &NoProgress).await.unwrap();
     assert!(again.is_clean() && !again.fixed, "{again:?}");
+    assert_eq!(audit(store).await.runs_before_bases, 0);
+
+    // As if that compaction had run before the bases existed: said, and a
+    // repair (which would remove true counts) refused.
+    exec(
+        store,
+        "UPDATE compacted_base_origin SET before_run = 1000000",
+        &[],
+        &[],
+    )
+    .await;
+    assert_eq!(audit(store).await.runs_before_bases, 1);
+    let refused = streamfold::audit::fix(store, &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(refused, streamfold::audit::AuditError::BasesIncomplete(1)),
+        "{refused}"
+    );
 }
 
 /// Every report field and breakdown row tampered with in turn is named by
@@ -414,6 +433,7 @@ async fn audit_command_exit_codes_and_json() {
     assert_eq!(diffs[1]["kind"], "report");
     assert_eq!(diffs[1]["field"], "total_requests");
     assert_eq!(report["fixed"], false);
+    assert_eq!(report["runs_before_bases"], 0);
     assert!(stderr(&json_out).contains("2 stored value(s) differ"));
 
     let text = streamfold(&["audit", "--database-url", &url]);

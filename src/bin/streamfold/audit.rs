@@ -11,6 +11,7 @@
 //!
 //! ```json
 //! {"cells_checked": 1512, "reports_checked": 4, "fixed": false,
+//!  "runs_before_bases": 0,
 //!  "differences": [
 //!    {"kind": "cell", "slack_id": "U1", "integration": "g", "dow": 2, "hour": 14,
 //!     "stored": 6, "recomputed": 5},
@@ -161,6 +162,14 @@ pub async fn run(args: AuditArgs) -> Result<()> {
     let store = crate::setup::store(&cfg).await?;
     let display = Display::new();
     let report = streamfold::audit::audit(&store, &display).await?;
+    if report.runs_before_bases > 0 {
+        eprintln!(
+            "warning: {} compaction run(s) dropped ledger rows before base totals were kept: \
+             their counts are in the aggregates but cannot be recomputed, so cells and reports \
+             they touched show stored > recomputed without being wrong (--fix is refused)",
+            report.runs_before_bases
+        );
+    }
     if report.is_clean() {
         if args.json {
             print_json(&report)?;
