@@ -7,6 +7,7 @@
 //! (`store`). See ARCHITECTURE.md.
 
 pub mod aggregate;
+pub mod audit;
 pub mod aws_error;
 pub mod bench;
 pub mod bounds;

@@ -110,6 +110,43 @@ impl ReportSums {
         Ok(())
     }
 
+    /// Count one live request, as a batch that adds it does.
+    pub fn add(&mut self, r: &LlmRequest) -> Result<(), &'static str> {
+        self.add_request(r, 1)
+    }
+
+    /// `-self` (`None`: an integer sum is `i64::MIN`), so that
+    /// `a.plus(&b.negated()?)` is the exact change from `b` to `a`.
+    pub fn negated(&self) -> Option<ReportSums> {
+        Some(ReportSums {
+            requests: self.requests.checked_neg()?,
+            tokens: self.tokens.checked_neg()?,
+            cost_usd: -self.cost_usd,
+            response_time_ms: self.response_time_ms.checked_neg()?,
+            quality_sum: -self.quality_sum,
+            quality_scored: self.quality_scored.checked_neg()?,
+            models: self
+                .models
+                .iter()
+                .map(|(m, u)| {
+                    Some((
+                        m.clone(),
+                        ModelUsage {
+                            requests: u.requests.checked_neg()?,
+                            tokens: u.tokens.checked_neg()?,
+                            cost_usd: -u.cost_usd,
+                        },
+                    ))
+                })
+                .collect::<Option<_>>()?,
+            functions: self
+                .functions
+                .iter()
+                .map(|(f, n)| Some((f.clone(), n.checked_neg()?)))
+                .collect::<Option<_>>()?,
+        })
+    }
+
     /// `self + other`, exactly (for applying a change to stored sums).
     pub fn plus(&self, other: &ReportSums) -> Result<ReportSums, &'static str> {
         let int = |a: i64, b: i64, what| a.checked_add(b).ok_or(what);

@@ -18,6 +18,7 @@
 //! lost connections are retried with bounded backoff; re-running a batch is
 //! always safe because the ledger makes it idempotent.
 
+pub mod audit;
 pub mod checkpoints;
 pub mod compaction;
 pub mod connect;
@@ -35,6 +36,7 @@ mod sql;
 pub mod sqlite;
 pub(crate) mod stage;
 mod types;
+pub(crate) mod upsert;
 
 use crate::aggregate::{self, ActivityRow, LlmRow, RowState, StagedRows};
 use crate::domain::{Identity, Version};
@@ -362,6 +364,31 @@ impl Store {
 
     pub async fn totals(&self) -> Result<Totals, StoreError> {
         dispatch!(self, s => s.totals().await)
+    }
+
+    /// Stream the aggregates as stored and as recomputed from the ledgers
+    /// and compaction bases into `sink` (`crate::audit`).
+    pub async fn audit(&self, sink: &mut (dyn audit::AuditSink + Send)) -> Result<(), StoreError> {
+        dispatch!(self, s => s.audit(sink).await)
+    }
+
+    /// Rows the audit streams carry, roughly: `(cells, report rows)`.
+    pub async fn audit_sizes(&self) -> Result<(i64, i64), StoreError> {
+        dispatch!(self, s => s.audit_sizes().await)
+    }
+
+    /// Compaction runs that dropped ledger rows before the compaction bases
+    /// existed (their counts cannot be recomputed).
+    pub async fn runs_before_bases(&self) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.runs_before_bases().await)
+    }
+
+    /// In one transaction: audit into `sink`, then repair what differs.
+    pub async fn audit_fix(
+        &self,
+        sink: &mut (dyn audit::AuditSink + Send),
+    ) -> Result<audit::Fixes, StoreError> {
+        dispatch!(self, s => s.audit_fix(sink).await)
     }
 
     /// The dialect backend, for tests and tools that inspect tables directly.

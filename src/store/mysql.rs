@@ -120,6 +120,7 @@ impl MySqlStore {
     super::reports::report_methods!(MySqlDialect);
     super::checkpoints::checkpoint_methods!(MySqlDialect);
     super::compaction::compaction_methods!(MySqlDialect);
+    super::audit::audit_methods!(MySqlDialect);
 }
 
 /// Whether a server of `version` (`SELECT VERSION()`) has what the batch

@@ -80,6 +80,7 @@ impl PgStore {
     super::reports::report_methods!(PgDialect);
     super::checkpoints::checkpoint_methods!(PgDialect);
     super::compaction::compaction_methods!(PgDialect);
+    super::audit::audit_methods!(PgDialect);
 }
 
 /// The PostgreSQL dialect: the whole batch as arrays in one statement.

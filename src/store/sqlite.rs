@@ -137,6 +137,7 @@ impl SqliteStore {
     super::reports::report_methods!(SqliteDialect);
     super::checkpoints::checkpoint_methods!(SqliteDialect);
     super::compaction::compaction_methods!(SqliteDialect);
+    super::audit::audit_methods!(SqliteDialect);
 }
 
 /// The SQLite dialect: one writer at a time (`BEGIN IMMEDIATE`).

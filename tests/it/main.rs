@@ -7,6 +7,7 @@
 //! them (README, "Try it"), and a variable unset or its server unreachable
 //! then fails them.
 
+mod audit;
 mod backfill;
 mod bad_input;
 mod bin;
@@ -45,6 +46,7 @@ mod versions;
 
 mod sqlite {
     crate::scenario_tests!("sqlite");
+    crate::audit_tests!("sqlite");
     crate::load_tests!("sqlite");
     crate::llm_report_tests!("sqlite");
     crate::backfill_tests!("sqlite");
@@ -58,6 +60,7 @@ mod sqlite {
 
 mod mysql {
     crate::scenario_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
+    crate::audit_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
     crate::load_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
     crate::llm_report_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
     crate::backfill_tests!("mysql", #[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]);
@@ -71,6 +74,7 @@ mod mysql {
 
 mod postgres {
     crate::scenario_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
+    crate::audit_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
     crate::load_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
     crate::llm_report_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);
     crate::backfill_tests!("postgres", #[ignore = "needs STREAMFOLD_TEST_POSTGRES_URL"]);

@@ -178,6 +178,11 @@ pub enum Command {
     /// item cannot retract what it counted. Resumable; safe beside running
     /// consumers.
     Compact(CompactArgs),
+    /// Recompute user_event_counts and the LLM reports from the ledgers
+    /// (and what compaction folded away) and name every stored value that
+    /// differs. Exit code 0: nothing differs (or --fix repaired it all);
+    /// 3: something differs; 1: the audit could not run.
+    Audit(AuditArgs),
     /// Print a shell completion script (bash, zsh, fish, powershell,
     /// elvish) on stdout, e.g. `streamfold completions bash >
     /// ~/.local/share/bash-completion/completions/streamfold`.
@@ -403,6 +408,21 @@ pub struct TailArgs {
     /// DynamoDB tables named by ICARUS_TABLE_PREFIX / ACS_TABLE_PREFIX.
     #[arg(long, value_enum, default_value_t = Lookups::Local)]
     pub lookups: Lookups,
+}
+
+#[derive(clap::Args)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Print the report as one JSON object (cells_checked, reports_checked,
+    /// differences, fixed; see README "Prove the numbers").
+    #[arg(long)]
+    pub json: bool,
+    /// After listing the differences, repair them in one transaction: each
+    /// differing cell and report moved to its recomputation (a repaired
+    /// report gets a new revision, pending projection).
+    #[arg(long)]
+    pub fix: bool,
 }
 
 #[derive(clap::Args)]

@@ -37,6 +37,7 @@ macro_rules! out {
     }};
 }
 
+mod audit;
 mod backfill;
 mod bench;
 mod cli;
@@ -61,6 +62,10 @@ async fn main() -> std::process::ExitCode {
     setup::close_all().await;
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<audit::Differs>().is_some() => {
+            eprintln!("streamfold: {e}");
+            std::process::ExitCode::from(audit::DIFFERS)
+        }
         Err(e) => {
             eprintln!("streamfold: error: {}", printable(&error_chain(&e)));
             if e.downcast_ref::<progress::Interrupted>().is_some() {
@@ -105,5 +110,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Compact(a) => commands::compact(a).await,
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
+        Command::Audit(a) => audit::run(a).await,
     }
 }

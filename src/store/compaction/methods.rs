@@ -2,6 +2,137 @@
 //! each dialect's store (`compaction_methods!`) and batch transaction
 //! (`horizon_guard!`); the rules they follow are in the parent module.
 
+/// Inside a chunk's transaction `$tx`: read the activity rows to drop
+/// (locked), add the live ones' counts to `compacted_activity_base`;
+/// evaluates to their ids.
+macro_rules! drop_activity_chunk {
+    ($f:expr, $tx:expr, $after:expr, $end:expr, $run:expr) => {{
+        use super::compaction::base;
+        use super::upsert::bind_vals;
+        let sql = base::doomed_activity_sql($f, $after.is_none(), $run.include_unattributed);
+        let mut q = sqlx::query_as::<
+            _,
+            (
+                Vec<u8>,
+                i64,
+                Option<String>,
+                String,
+                Option<i64>,
+                Option<i64>,
+            ),
+        >(&sql);
+        if let Some(a) = $after {
+            q = q.bind(a.clone());
+        }
+        let rows = q
+            .bind($end.clone())
+            .bind($run.horizon)
+            .fetch_all(&mut **$tx)
+            .await?;
+        let mut ids = Vec::with_capacity(rows.len());
+        let mut contributions = Vec::with_capacity(rows.len());
+        for (id, state, subject, integration, dow, hours) in rows {
+            ids.push(id);
+            contributions.push((state, subject, integration, dow, hours));
+        }
+        let upsert = base::activity_base_sql($f);
+        for (key, n) in base::activity_sums(&contributions)? {
+            bind_vals!(sqlx::query(&upsert), base::cell_vals(&key, n))
+                .execute(&mut **$tx)
+                .await?;
+        }
+        ids
+    }};
+}
+pub(crate) use drop_activity_chunk;
+
+/// Inside a chunk's transaction `$tx`: read the LLM rows to drop (locked),
+/// add the live ones' sums to the LLM compaction bases; evaluates to their
+/// ids.
+macro_rules! drop_llm_chunk {
+    ($f:expr, $tx:expr, $after:expr, $end:expr, $run:expr) => {{
+        use super::compaction::base;
+        use super::upsert::bind_vals;
+        let sql = base::doomed_llm_sql($f, $after.is_none(), $run.include_unattributed);
+        let mut q = sqlx::query(&sql);
+        if let Some(a) = $after {
+            q = q.bind(a.clone());
+        }
+        let found = q
+            .bind($end.clone())
+            .bind($run.horizon)
+            .fetch_all(&mut **$tx)
+            .await?;
+        let rows = found
+            .iter()
+            .map(super::rows::llm_row)
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let ids: Vec<Vec<u8>> = rows.iter().map(|r| r.id.to_bytes().to_vec()).collect();
+        let upserts = base::llm_base_sql($f);
+        for (key, added) in base::llm_sums(&rows)? {
+            let mut sums = added.clone();
+            if !super::upsert::adds_decimals_in_sql($f) {
+                // SQLite: the stored base plus the chunk's, in Rust.
+                let [totals_sql, models_sql] = base::sqlite_llm_base_reads();
+                let totals: Option<(i64, i64, String, i64, String, i64)> =
+                    sqlx::query_as(totals_sql)
+                        .bind(&key.account_id)
+                        .bind(&key.period)
+                        .fetch_optional(&mut **$tx)
+                        .await?;
+                let models: Vec<(String, i64, i64, String)> = sqlx::query_as(models_sql)
+                    .bind(&key.account_id)
+                    .bind(&key.period)
+                    .fetch_all(&mut **$tx)
+                    .await?;
+                let mut stored = crate::aggregate::llm_rollup::ReportSums::default();
+                if let Some((requests, tokens, cost, rt, quality, scored)) = totals {
+                    stored.requests = requests;
+                    stored.tokens = tokens;
+                    stored.cost_usd = base::base_decimal(&cost)?;
+                    stored.response_time_ms = rt;
+                    stored.quality_sum = base::base_decimal(&quality)?;
+                    stored.quality_scored = scored;
+                }
+                for (model, requests, tokens, cost) in models {
+                    stored.models.insert(
+                        model,
+                        crate::aggregate::llm_rollup::ModelUsage {
+                            requests,
+                            tokens,
+                            cost_usd: base::base_decimal(&cost)?,
+                        },
+                    );
+                }
+                sums = stored.plus(&added).map_err(|what| {
+                    crate::aggregate::llm_rollup::RollupOverflow {
+                        report: key.report_id(),
+                        what,
+                    }
+                })?;
+                // Only the models this chunk moved are written.
+                sums.models.retain(|m, _| added.models.contains_key(m));
+            }
+            let (totals, models, functions) = base::llm_base_vals(&key, &sums, &added.functions);
+            bind_vals!(sqlx::query(&upserts[0]), totals)
+                .execute(&mut **$tx)
+                .await?;
+            for v in models {
+                bind_vals!(sqlx::query(&upserts[1]), v)
+                    .execute(&mut **$tx)
+                    .await?;
+            }
+            for v in functions {
+                bind_vals!(sqlx::query(&upserts[2]), v)
+                    .execute(&mut **$tx)
+                    .await?;
+            }
+        }
+        ids
+    }};
+}
+pub(crate) use drop_llm_chunk;
+
 /// Compaction methods and the horizon guard, the same for every dialect's
 /// store, from its `Dialect` `$d` (a macro for the reason given at
 /// `queries::common_methods!`).
@@ -116,20 +247,35 @@ macro_rules! compaction_methods {
                         .fetch_optional(&self.pool)
                         .await?;
                     let Some((end,)) = end else { break };
-                    // The chunk's DELETE and its progress commit together,
-                    // so a retried or resumed run neither repeats nor skips.
-                    let sql = delete_sql(F, ledger, first, run.include_unattributed);
-                    let mut tx = self.pool.begin().await?;
-                    let mut del = sqlx::query(&sql);
-                    if let Some(a) = &after {
-                        del = del.bind(a.clone());
+                    // The chunk's rows are read under lock, their counts
+                    // added to the compaction base, the rows deleted and the
+                    // progress saved in one transaction, so a retried or
+                    // resumed run neither repeats nor skips, and the
+                    // aggregates stay base + ledger (`base`).
+                    let mut tx = match <$d as super::dialect::Dialect>::BEGIN {
+                        Some(statement) => self.pool.begin_with(statement).await?,
+                        None => self.pool.begin().await?,
+                    };
+                    let ids = if i == 0 {
+                        super::compaction::drop_activity_chunk!(
+                            F,
+                            &mut tx,
+                            after.as_ref(),
+                            &end,
+                            &run
+                        )
+                    } else {
+                        super::compaction::drop_llm_chunk!(F, &mut tx, after.as_ref(), &end, &run)
+                    };
+                    for chunk in ids.chunks(super::compaction::base::DELETE_IDS) {
+                        let sql = super::compaction::base::delete_ids_sql(F, ledger, chunk.len());
+                        let mut del = sqlx::query(&sql);
+                        for id in chunk {
+                            del = del.bind(id.clone());
+                        }
+                        del.execute(&mut *tx).await?;
                     }
-                    let dropped = del
-                        .bind(end.clone())
-                        .bind(run.horizon)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
+                    let dropped = ids.len() as u64;
                     sqlx::query(&progress_sql(F, ledger))
                         .bind(end.clone())
                         .bind(dropped as i64)

@@ -24,16 +24,19 @@
 //! **Protocol.** A run first records its horizon, then waits (`announce`)
 //! for every consumer to see it (each `Store` re-reads the horizon when its
 //! cached copy is older than `StoreOptions::horizon_refresh`), then deletes
-//! in chunks of the primary key order, one short autocommit statement each,
-//! saving its progress after each chunk so a run cut short (a Lambda's time
-//! limit) resumes where it stopped. A batch locks the ledger rows it checks
+//! in chunks of the primary key order, one short transaction each: the
+//! chunk's rows read under lock, the live ones' contributions added to the
+//! compaction bases (`base`: what `streamfold audit` adds back), the rows
+//! deleted by id and the progress saved, so a run cut short (a Lambda's
+//! time limit) resumes where it stopped. A batch locks the ledger rows it checks
 //! (`FOR UPDATE` on MySQL and PostgreSQL; SQLite has one writer), so a
 //! chunk's DELETE and a batch never interleave on one row.
 
+pub(crate) mod base;
 mod methods;
 
 use super::dialect::Flavor;
-pub(crate) use methods::{compaction_methods, horizon_guard};
+pub(crate) use methods::{compaction_methods, drop_activity_chunk, drop_llm_chunk, horizon_guard};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -173,22 +176,6 @@ pub(crate) fn chunk_end_sql(f: Flavor, ledger: &str, first: bool) -> String {
     format!(
         "SELECT id FROM (SELECT id FROM {ledger} {lower} ORDER BY id LIMIT {limit}) c
           ORDER BY id DESC LIMIT 1"
-    )
-}
-
-/// Delete the chunk's old rows. Parameters: (after,) end, horizon.
-pub(crate) fn delete_sql(f: Flavor, ledger: &str, first: bool, unattributed: bool) -> String {
-    let states = if unattributed { "1, 2" } else { "1" };
-    let (lower, n) = if first {
-        (String::new(), 1)
-    } else {
-        (format!("id > {} AND ", f.p(1)), 2)
-    };
-    format!(
-        "DELETE FROM {ledger} WHERE {lower}id <= {} AND state IN ({states})
-            AND event_at IS NOT NULL AND event_at < {}",
-        f.p(n),
-        f.p(n + 1)
     )
 }
 
