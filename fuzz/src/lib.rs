@@ -60,6 +60,7 @@ pub fn adapted(data: &[u8]) {
     for ttl_attribute in [None, Some("ttl")] {
         let window = Window {
             table: "icarus-prod-github_events",
+            start_secs: 1_709_996_400,
             end_secs: 1_710_003_600,
             ttl_attribute,
         };
