@@ -31,7 +31,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Time kept back from the invocation's deadline for the batch under way
-/// and the response.
+/// and the response: at most this, and at most a quarter of the time left
+/// (a function with a short timeout, or a local runtime's, still works).
 pub const MARGIN: Duration = Duration::from_secs(20);
 
 /// One data file of an export.
@@ -272,12 +273,28 @@ fn segment_rcu(task: &ScanSegmentTask) -> Option<f64> {
 }
 
 fn stop_at(deadline: Instant) -> Instant {
-    deadline.checked_sub(MARGIN).unwrap_or(deadline)
+    let left = deadline.saturating_duration_since(Instant::now());
+    deadline
+        .checked_sub(MARGIN.min(left / 4))
+        .unwrap_or(deadline)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_margin_leaves_time_to_work_whatever_the_timeout() {
+        let now = Instant::now();
+        // A 3 s timeout (Lambda's default, a local runtime's): work until
+        // about 2.25 s, not "already out of time".
+        let short = stop_at(now + Duration::from_secs(3));
+        assert!(short > now + Duration::from_secs(2), "{:?}", short - now);
+        // A long one keeps the whole margin back.
+        let long = stop_at(now + Duration::from_secs(900));
+        assert!(long <= now + Duration::from_secs(880));
+        assert!(long > now + Duration::from_secs(879));
+    }
 
     fn task(max_rcu: Option<f64>, concurrency: Option<u32>, total: u32) -> ScanSegmentTask {
         ScanSegmentTask {

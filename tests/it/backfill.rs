@@ -424,7 +424,7 @@ mod scan {
 #[cfg(test)]
 mod scan_runs {
     use super::*;
-    use streamfold::sources::backfill_task::{MARGIN, ScanSegmentTask, run_scan_segment};
+    use streamfold::sources::backfill_task::{ScanSegmentTask, run_scan_segment};
     use streamfold::sources::scan::job_name;
 
     #[tokio::test]
@@ -447,8 +447,9 @@ mod scan_runs {
             concurrency: None,
             page_size: Some(2),
         };
-        // Each invocation has 250 ms before its stop: a few pages.
-        let short = || std::time::Instant::now() + MARGIN + std::time::Duration::from_millis(250);
+        // Each invocation has about 250 ms before its stop (a quarter of
+        // a short timeout is kept back): a few pages.
+        let short = || std::time::Instant::now() + std::time::Duration::from_millis(333);
         let mut reported = 0;
         let mut stopped_with_work = 0;
         for segment in 0..2 {
