@@ -195,6 +195,7 @@ async fn serve(p: &Pipeline, publisher: Option<&ReportPublisher>) -> Result<(), 
                     .deadline
                     .saturating_sub(chrono::Utc::now().timestamp_millis().max(0) as u64);
                 let deadline = Instant::now() + std::time::Duration::from_millis(left);
+                tracing::info!(time_left_ms = left, "task invocation");
                 return run_task(p, aws, &task, deadline).await;
             }
             let Some(records) = payload.records else {
