@@ -170,6 +170,9 @@ async fn run_task(
     json(serde_json::to_value(report))
 }
 
+/// How long a task works when the runtime's deadline is unusable.
+const UNUSABLE_DEADLINE_BUDGET_MS: u64 = 30_000;
+
 /// A backfill task's answer, after printing its progress as EMF
 /// (`BackfillItemsRead`, `BackfillItemsApplied`).
 fn with_metrics(task: &str, answer: serde_json::Value) -> serde_json::Value {
@@ -194,6 +197,19 @@ async fn serve(p: &Pipeline, publisher: Option<&ReportPublisher>) -> Result<(), 
                 let left = context
                     .deadline
                     .saturating_sub(chrono::Utc::now().timestamp_millis().max(0) as u64);
+                // A runtime whose deadline has already passed (cargo lambda's
+                // local runtime sends one) would have every task stop
+                // before its first line: work a bounded while instead.
+                let left = if left == 0 {
+                    tracing::warn!(
+                        deadline_ms = context.deadline,
+                        "the runtime's deadline is already past: working at most {} ms",
+                        UNUSABLE_DEADLINE_BUDGET_MS
+                    );
+                    UNUSABLE_DEADLINE_BUDGET_MS
+                } else {
+                    left
+                };
                 let deadline = Instant::now() + std::time::Duration::from_millis(left);
                 tracing::info!(time_left_ms = left, "task invocation");
                 return run_task(p, aws, &task, deadline).await;
