@@ -44,30 +44,27 @@ fn document(now: DateTime<Utc>, dimensions: &[&str], metrics: &[(&str, &str, f64
 /// the outcome counts, and one batch-wide with latency, database time,
 /// lookup cache hit rate, iterator lag and LLM report projections.
 pub fn emf_documents(report: &BatchReport, timing: &BatchTiming, now: DateTime<Utc>) -> Vec<Value> {
+    // The batch's lag: batch-wide, and per source too (a DynamoDB stream
+    // mapping delivers one table's records, so its source's lag is the
+    // mapping's: the dashboard's per-mapping age).
+    let lag = report
+        .oldest_record
+        .map(|oldest| (now - oldest).num_milliseconds().max(0) as f64);
     let mut docs = Vec::new();
     for (source, c) in &report.by_source {
-        let mut d = document(
-            now,
-            &["Source"],
-            &[
-                ("RecordsRead", "Count", c.read as f64),
-                ("RecordsApplied", "Count", c.applied as f64),
-                ("RecordsUnchanged", "Count", c.unchanged as f64),
-                ("RecordsSkipped", "Count", c.skipped as f64),
-                ("RecordsRejected", "Count", c.rejected as f64),
-                ("RecordsUnattributed", "Count", c.unattributed as f64),
-                ("EventTimeFallbacks", "Count", c.time_fallback as f64),
-            ],
-        );
-        // A DynamoDB stream mapping delivers one table's records: its
-        // source's lag is the mapping's (the dashboard's per-mapping age).
-        if let Some(oldest) = report.oldest_record {
-            let lag = (now - oldest).num_milliseconds().max(0) as f64;
-            d["IteratorAge"] = json!(lag);
-            if let Some(m) = d["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array_mut() {
-                m.push(json!({"Name": "IteratorAge", "Unit": "Milliseconds"}));
-            }
+        let mut metrics = vec![
+            ("RecordsRead", "Count", c.read as f64),
+            ("RecordsApplied", "Count", c.applied as f64),
+            ("RecordsUnchanged", "Count", c.unchanged as f64),
+            ("RecordsSkipped", "Count", c.skipped as f64),
+            ("RecordsRejected", "Count", c.rejected as f64),
+            ("RecordsUnattributed", "Count", c.unattributed as f64),
+            ("EventTimeFallbacks", "Count", c.time_fallback as f64),
+        ];
+        if let Some(lag) = lag {
+            metrics.push(("IteratorAge", "Milliseconds", lag));
         }
+        let mut d = document(now, &["Source"], &metrics);
         d["Source"] = json!(source);
         docs.push(d);
     }
@@ -110,9 +107,8 @@ pub fn emf_documents(report: &BatchReport, timing: &BatchTiming, now: DateTime<U
             100.0 * timing.cache_hits as f64 / lookups as f64,
         ));
     }
-    if let Some(oldest) = report.oldest_record {
-        let lag = (now - oldest).num_milliseconds().max(0);
-        batch.push(("IteratorAge", "Milliseconds", lag as f64));
+    if let Some(lag) = lag {
+        batch.push(("IteratorAge", "Milliseconds", lag));
     }
     docs.push(document(now, &[], &batch));
     docs

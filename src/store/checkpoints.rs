@@ -41,21 +41,18 @@ pub fn checkpoints_sql(f: Flavor) -> String {
 
 /// Parameters: job, part, position, items, done, updated_at.
 pub fn save_checkpoint_sql(f: Flavor) -> String {
-    let values = (1..=6).map(|n| f.p(n)).collect::<Vec<_>>().join(", ");
-    let head = format!(
-        "INSERT INTO backfill_checkpoints (job, part, position, items, done, updated_at)
-         VALUES ({values})"
-    );
-    match f {
-        Flavor::MySql => format!(
-            "{head} ON DUPLICATE KEY UPDATE position = VALUES(position), items = VALUES(items),
-               done = VALUES(done), updated_at = VALUES(updated_at)"
-        ),
-        _ => format!(
-            "{head} ON CONFLICT (job, part) DO UPDATE SET position = excluded.position,
-               items = excluded.items, done = excluded.done, updated_at = excluded.updated_at"
-        ),
-    }
+    use super::upsert::{Kind, Update, upsert_sql};
+    upsert_sql(
+        f,
+        "backfill_checkpoints",
+        &[("job", Kind::Text), ("part", Kind::Text)],
+        &[
+            ("position", Kind::Text, Update::Set),
+            ("items", Kind::Int, Update::Set),
+            ("done", Kind::Int, Update::Set),
+            ("updated_at", Kind::Text, Update::Set),
+        ],
+    )
 }
 
 /// The part that marks a whole backfill job begun (`done` = 0) and

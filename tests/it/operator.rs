@@ -330,7 +330,7 @@ fn compact_keeps_the_counts_and_a_later_replay_says_what_it_skipped() {
     }
     // A horizon announced an hour ago needs no wait now (every consumer
     // has seen it): what a run taking up an earlier announcement does.
-    announced_an_hour_ago(&dir.path().join("c.db"), 29);
+    crate::support::announced_compaction(&dir.path().join("c.db"), 29, 3600);
     let c = streamfold(&["compact", "--database-url", &url, "--older-than", "30d"]);
     assert!(c.status.success(), "{}", err(&c));
     let text = out(&c);
@@ -354,31 +354,6 @@ fn compact_keeps_the_counts_and_a_later_replay_says_what_it_skipped() {
     );
     assert_eq!(total_row(&o)[1], 0, "nothing applied again: {o}");
     assert_eq!(counted(&again), before, "{o}");
-}
-
-/// Record in the SQLite database at `db` a compaction run, finished, that
-/// announced the horizon `days` ago an hour ago.
-fn announced_an_hour_ago(db: &Path, days: i64) {
-    let now = chrono::Utc::now();
-    let started = (now - chrono::Duration::hours(1)).to_rfc3339();
-    let horizon = (now - chrono::Duration::days(days)).timestamp();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO ledger_compactions (horizon, include_unattributed, started_at, \
-             finished_at, activity_done) VALUES (?, 0, ?, ?, 1)",
-        )
-        .bind(horizon)
-        .bind(&started)
-        .bind(&started)
-        .execute(&mut c)
-        .await
-        .unwrap();
-    });
 }
 
 /// Four `streamfold migrate` at once on a new, empty server database: all

@@ -185,7 +185,7 @@ fn backfill_and_compact_print_json() {
     assert_eq!(b["refused"], serde_json::json!([]));
     check_counts(&b["counts"]);
 
-    announced(&dir.path().join("b.db"), 29, 3600);
+    crate::support::announced_compaction(&dir.path().join("b.db"), 29, 3600);
     let c = streamfold(&[
         "compact",
         "--json",
@@ -209,31 +209,6 @@ fn backfill_and_compact_print_json() {
     assert!(c["totals"]["ledger_rows"].as_i64() < b["totals"]["ledger_rows"].as_i64());
 }
 
-/// Record in the SQLite database at `db` a finished compaction run that
-/// announced the horizon `days` ago, `secs` seconds ago.
-fn announced(db: &Path, days: i64, secs: i64) {
-    let now = chrono::Utc::now();
-    let started = (now - chrono::Duration::seconds(secs)).to_rfc3339();
-    let horizon = (now - chrono::Duration::days(days)).timestamp();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use sqlx::Connection;
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO ledger_compactions (horizon, include_unattributed, started_at, \
-             finished_at, activity_done) VALUES (?, 0, ?, ?, 1)",
-        )
-        .bind(horizon)
-        .bind(&started)
-        .bind(&started)
-        .execute(&mut c)
-        .await
-        .unwrap();
-    });
-}
-
 /// Taking up an announcement made 72 s ago, with an 80 s wait: the 8 s
 /// left are counted down on stderr, a line per step when piped.
 #[test]
@@ -241,7 +216,7 @@ fn compact_counts_down_its_announcement_wait() {
     let dir = tempfile::tempdir().unwrap();
     let url = sqlite(dir.path(), "c.db");
     ok(&streamfold(&["migrate", "--database-url", &url]));
-    announced(&dir.path().join("c.db"), 29, 72);
+    crate::support::announced_compaction(&dir.path().join("c.db"), 29, 72);
     let c = streamfold(&[
         "compact",
         "--database-url",

@@ -150,9 +150,9 @@ fn pki(names: &[&str]) -> Pki {
     }
 }
 
-/// The test server for `engine` as (its address, the URL for `relay`
-/// in its place with `query`), or `None` when it is not configured.
-fn through(engine: &str, relay: SocketAddr, query: &str) -> Option<(SocketAddr, String)> {
+/// The test server for `engine`: its address, user and database, or
+/// `None` when it is not configured.
+fn server(engine: &str) -> Option<(SocketAddr, String, String)> {
     let url = crate::support::server_url(engine)?;
     let (user, host, port, db) = if engine == "postgres" {
         let o = sqlx::postgres::PgConnectOptions::from_str(&url).unwrap();
@@ -173,16 +173,11 @@ fn through(engine: &str, relay: SocketAddr, query: &str) -> Option<(SocketAddr, 
             db,
         )
     };
-    let upstream = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+    let address = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
         .unwrap()
         .next()
         .unwrap();
-    let scheme = if engine == "postgres" {
-        "postgres"
-    } else {
-        "mysql"
-    };
-    Some((upstream, format!("{scheme}://{user}@{relay}/{db}{query}")))
+    Some((address, user, db))
 }
 
 fn options(ca: Option<&Pki>) -> StoreOptions {
@@ -194,14 +189,17 @@ fn options(ca: Option<&Pki>) -> StoreOptions {
     }
 }
 
-/// A relay for `engine` on the remote-looking address, and the URL to it.
+/// A relay for `engine` on the remote-looking address, and the URL to it
+/// (with `query`).
 async fn remote(engine: &str, peer: Peer, query: &str) -> Option<(Relay, String)> {
-    let ip = local_remote_ip();
-    // The upstream is known only once the relay's port is; bind first on a
-    // placeholder, then read the server's address.
-    let probe = through(engine, SocketAddr::new(ip, 1), "")?;
-    let relay = relay(ip, probe.0, peer).await;
-    let (_, url) = through(engine, relay.addr, query)?;
+    let (upstream, user, db) = server(engine)?;
+    let relay = relay(local_remote_ip(), upstream, peer).await;
+    let scheme = if engine == "postgres" {
+        "postgres"
+    } else {
+        "mysql"
+    };
+    let url = format!("{scheme}://{user}@{}/{db}{query}", relay.addr);
     Some((relay, url))
 }
 

@@ -452,8 +452,12 @@ pub async fn compact(args: CompactArgs) -> Result<()> {
     } = args;
     let cfg = db.config().await?;
     let store = crate::setup::store(&cfg).await?;
+    let known = if abandon_backfill.is_empty() {
+        Vec::new()
+    } else {
+        store.unfinished_backfills().await?
+    };
     for job in &abandon_backfill {
-        let known = store.unfinished_backfills().await?;
         if !known.iter().any(|(j, _)| j == job) {
             anyhow::bail!("--abandon-backfill {job:?}: no unfinished backfill job of that name");
         }
