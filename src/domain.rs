@@ -137,7 +137,7 @@ impl Identity {
 pub struct Version(Vec<u8>);
 
 /// Width of the big-endian integer part of a stream version (10^40 < 2^136).
-const SEQ_BYTES: usize = 17;
+pub const SEQ_BYTES: usize = 17;
 
 /// Decimal string → big-endian base-256, by repeated multiply-add (39 and
 /// 40 digits, which do not fit a `u128`).

@@ -2,11 +2,15 @@
 //! changes into ledger rows, collapsing one batch to one row per identity,
 //! and the rule that decides whether a row replaces the ledger's.
 //!
-//! The SQL stores implement exactly `wins` below, set-based.
+//! `plan` applies `wins` to a batch and the ledger rows it read; the SQL
+//! stores only write what it decides.
 
 pub mod bucket;
 pub mod exact;
 pub mod llm_rollup;
+pub mod plan;
+#[cfg(test)]
+mod plan_props;
 pub mod stage;
 
 use crate::domain::{Bucket, Identity, Integration, LlmRequest, SourceKind, Version};
