@@ -60,12 +60,12 @@ fn record(id: u8, kind: u8, n: u64, twin: bool) -> Rec {
     };
     let who = format!("U{}", (u64::from(id) + n) % 3);
     let at = 1_700_000_000 + (n as i64 % 7) * 3600;
-    if id % 2 == 0 {
+    if id.is_multiple_of(2) {
         Rec::Activity(ActivityRow {
             id: Identity(u128::from(id)),
             version: v,
             state: row_state,
-            integration: if id % 4 == 0 {
+            integration: if id.is_multiple_of(4) {
                 Integration::Github
             } else {
                 Integration::Dropbox

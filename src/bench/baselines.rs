@@ -114,10 +114,13 @@ macro_rules! bulk_insert {
             let mut tx = pool.begin().await?;
             statements += 1;
             for chunk in txn_rows.chunks($per_statement) {
-                crate::store::stage::activity_values_into::<$db>("bench_bulk", chunk)
-                    .build()
-                    .execute(&mut *tx)
-                    .await?;
+                crate::store::activity_values_into::<$db>(
+                    "bench_bulk",
+                    &chunk.iter().collect::<Vec<_>>(),
+                )
+                .build()
+                .execute(&mut *tx)
+                .await?;
                 statements += 1;
             }
             tx.commit().await?;
@@ -174,10 +177,13 @@ macro_rules! prefill {
             let rows = prefill_rows(done, ($n - done).min(50_000));
             let mut tx = $pool.begin().await?;
             for chunk in rows.chunks(4000) {
-                crate::store::stage::activity_values_into::<$db>("activity_ledger", chunk)
-                    .build()
-                    .execute(&mut *tx)
-                    .await?;
+                crate::store::activity_values_into::<$db>(
+                    "activity_ledger",
+                    &chunk.iter().collect::<Vec<_>>(),
+                )
+                .build()
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             done += rows.len();

@@ -4,22 +4,13 @@
 //! * `Flavor`: the differences in SQL text (placeholders, casts, text and
 //!   decimal conversions); the SQL of `queries`, `reports` and
 //!   `checkpoints` is written once as functions of it.
-//! * `Dialect`: the migrations, how a batch transaction begins and the
-//!   batch's statements inside it. `queries::common_methods!` builds each
-//!   store's methods from it.
-//! * `StagedDialect`: for the dialects that stage a batch with multi-row
-//!   VALUES lists (SQLite), the limits and hooks that
-//!   `stage::values_staged_apply!` builds their batch statements from.
-//!   PostgreSQL sends the whole batch as arrays in one statement instead,
-//!   MySQL as JSON documents read by multi-statement queries
-//!   (`mysql_batch`).
+//! * `Dialect`: the migrations and how a transaction begins.
+//!   `queries::common_methods!` builds each store's methods from it.
+//!
+//! A batch is not written here: each engine implements `batch::Engine`.
 
-use super::{ApplyResult, RejectedRecord, StoreError};
-use crate::aggregate::StagedRows;
-use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
-use sqlx::Transaction;
+use super::StoreError;
 use sqlx::migrate::Migrator;
-use std::collections::BTreeMap;
 use std::future::Future;
 
 /// What differs between the dialects' SQL text.
@@ -95,45 +86,4 @@ pub trait Dialect {
     fn migrate(
         pool: &sqlx::Pool<Self::Db>,
     ) -> impl Future<Output = Result<Vec<i64>, StoreError>> + Send;
-    /// A batch's statements inside its transaction: stage the rows, lock
-    /// and judge the existing ledger rows, move the aggregates, write the
-    /// ledger and the LLM reports, quarantine the rejects.
-    fn apply_steps(
-        tx: &mut Transaction<'static, Self::Db>,
-        rows: &StagedRows,
-        rejects: &[RejectedRecord],
-        result: &mut ApplyResult,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-}
-
-/// A dialect that stages a batch with multi-row VALUES lists into
-/// session-local tables (`stage_activity`, `stage_llm`).
-pub trait StagedDialect: Dialect {
-    /// Bound parameters allowed in one statement.
-    const MAX_PARAMS: usize;
-    /// Appended to the read of a batch's existing ledger rows (the row lock).
-    const LOCK_SUFFIX: &'static str;
-    /// Appended to the quarantine INSERT: a record quarantined twice is kept
-    /// once.
-    const REJECT_IGNORE: &'static str;
-    /// The statement that moves `user_event_counts` by the staged deltas.
-    fn activity_delta() -> String;
-    /// Replace the ledger rows that lose to their staged row and insert the
-    /// new identities (`existing`: ledger rows found; `expected_new`: rows
-    /// the batch must insert, checked where concurrent writers exist).
-    fn write_ledger(
-        tx: &mut Transaction<'static, Self::Db>,
-        ledger: &str,
-        stage: &str,
-        columns: &str,
-        existing: usize,
-        expected_new: u64,
-        result: &mut ApplyResult,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Move the LLM reports by a batch's deltas.
-    fn apply_reports(
-        tx: &mut Transaction<'static, Self::Db>,
-        deltas: &BTreeMap<ReportKey, ReportSums>,
-        result: &mut ApplyResult,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

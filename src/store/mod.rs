@@ -19,6 +19,7 @@
 //! always safe because the ledger makes it idempotent.
 
 pub mod audit;
+mod batch;
 pub mod checkpoints;
 pub mod compaction;
 pub mod connect;
@@ -26,25 +27,22 @@ pub mod dialect;
 mod error;
 mod migrations;
 pub mod mysql;
-mod mysql_batch;
 pub mod postgres;
 mod queries;
 pub mod reports;
 mod rows;
 pub mod secret;
-mod sql;
+pub(crate) mod sql;
 pub mod sqlite;
-pub(crate) mod stage;
 mod types;
 pub(crate) mod upsert;
 
-use crate::aggregate::{self, ActivityRow, LlmRow, RowState, StagedRows};
-use crate::domain::{Identity, Version};
-use rows::Existing;
-use std::collections::HashSet;
+use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
+use crate::domain::Identity;
 use std::time::Duration;
 
 use crate::redact::redact_url;
+pub use batch::values::activity_values_into;
 pub use error::StoreError;
 pub(crate) use migrations::{pending_migrations, run_migrations};
 pub use types::{
@@ -178,7 +176,11 @@ impl Store {
         loop {
             // Read again each attempt: a compaction may have begun meanwhile.
             let horizon = self.compaction_horizon().await?;
-            let result = dispatch!(self, s => s.apply_once(rows, rejects, horizon).await);
+            let result = match &self.backend {
+                Backend::Sqlite(s) => batch::apply_once(s, rows, rejects, horizon).await,
+                Backend::MySql(s) => batch::apply_once(s, rows, rejects, horizon).await,
+                Backend::Postgres(s) => batch::apply_once(s, rows, rejects, horizon).await,
+            };
             match result {
                 Ok(mut r) => {
                     r.retries = attempt;
@@ -407,26 +409,6 @@ fn backoff(attempt: u32) -> Duration {
             .subsec_nanos(),
     ) % (base / 2 + 1);
     Duration::from_millis(base / 2 + jitter)
-}
-
-/// Which staged rows lose to the ledger, and how many identities are new.
-pub(crate) fn judge<'a>(
-    staged: impl Iterator<Item = (Identity, &'a Version, RowState)>,
-    existing: &Existing,
-    unchanged: &mut HashSet<Identity>,
-) -> u64 {
-    let mut new = 0;
-    for (id, version, state) in staged {
-        match existing.get(&id) {
-            None => new += 1,
-            Some((lv, ls)) => {
-                if !aggregate::wins((version, state), Some((lv, *ls))) {
-                    unchanged.insert(id);
-                }
-            }
-        }
-    }
-    new
 }
 
 /// Columns of `rejected_records` written per quarantined record.

@@ -1,40 +1,20 @@
 //! MySQL 8 / MariaDB store: the RDS production target (MariaDB ≥ 10.6 or
 //! MySQL ≥ 8.0.4, for `JSON_TABLE`; tested on MariaDB 10.11). Sessions run
-//! at READ COMMITTED; a batch (`mysql_batch`) locks its existing ledger rows
-//! in identity order (`FOR UPDATE`) before computing deltas, so concurrent
+//! at READ COMMITTED; a batch (`batch::mysql`) locks its existing ledger
+//! rows in identity order (`FOR UPDATE`) before planning, so concurrent
 //! consumers serialise per item and never double-count. SQL avoids syntax
-//! only one of the two servers accepts (no `AS new` row alias, no reopened
-//! temporary tables).
+//! only one of the two servers accepts (no `AS new` row alias).
 
 use super::connect::{self, TlsMode};
 use super::dialect::{Dialect, Flavor};
-use super::{ApplyResult, RejectListing, RejectedRecord, StoreError, StoreOptions, Totals};
-use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
+use super::{RejectListing, StoreError, StoreOptions, Totals};
+use crate::aggregate::{ActivityRow, LlmRow};
+use sqlx::Executor;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
-use sqlx::{Executor, Transaction};
 use std::str::FromStr;
 
 static MIGRATOR: Migrator = sqlx::migrate!("sql/mysql");
-
-// Staging tables are session-local MEMORY tables: cheaper to fill than
-// InnoDB ones. MEMORY is not transactional, which is harmless here: every
-// batch (and every retry) starts by emptying them. Their session's
-// `max_heap_table_size` is raised so that a 10,000-record batch of the
-// widest rows fits (MEMORY stores VARCHAR at full width).
-const STAGE_ACTIVITY_DDL: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS stage_activity (
-    id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(32) NOT NULL, state TINYINT NOT NULL,
-    integration CHAR(1) NOT NULL, subject VARCHAR(255) NULL, dow TINYINT NULL, hours TINYINT NULL,
-    event_at BIGINT NULL
-) ENGINE = MEMORY DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
-
-const STAGE_LLM_DDL: &str = "CREATE TEMPORARY TABLE IF NOT EXISTS stage_llm (
-    id BINARY(16) NOT NULL PRIMARY KEY, version VARBINARY(32) NOT NULL, state TINYINT NOT NULL,
-    subject VARCHAR(255) NULL, conversation_id VARCHAR(255) NULL, report_period CHAR(7) NULL,
-    model VARCHAR(255) NULL, function_name VARCHAR(255) NULL, prompt_tokens BIGINT NULL,
-    response_tokens BIGINT NULL, total_tokens BIGINT NULL, cost_usd DECIMAL(38,28) NULL,
-    response_time_ms BIGINT NULL, quality_score DECIMAL(38,28) NULL, event_at BIGINT NULL
-) ENGINE = MEMORY DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
 
 #[derive(Clone)]
 pub struct MySqlStore {
@@ -79,10 +59,6 @@ impl MySqlStore {
                     Box::pin(async move {
                         conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
                             .await?;
-                        conn.execute("SET SESSION max_heap_table_size = 268435456")
-                            .await?;
-                        conn.execute(STAGE_ACTIVITY_DDL).await?;
-                        conn.execute(STAGE_LLM_DDL).await?;
                         Ok(())
                     })
                 })
@@ -182,19 +158,10 @@ impl Dialect for MySqlDialect {
     async fn migrate(pool: &sqlx::Pool<sqlx::MySql>) -> Result<Vec<i64>, StoreError> {
         super::migrations::run_mysql_migrations(Self::migrator(), pool).await
     }
-
-    async fn apply_steps(
-        tx: &mut Transaction<'static, MySql>,
-        rows: &StagedRows,
-        rejects: &[RejectedRecord],
-        result: &mut ApplyResult,
-    ) -> Result<(), StoreError> {
-        super::mysql_batch::apply(tx, rows, rejects, result).await
-    }
 }
 
 /// The smallest `max_allowed_packet` the batch's statements stay under:
-/// documents are sent in `SET`s of at most `mysql_batch::PACKET_BUDGET`
+/// documents are sent in `SET`s of at most `batch::mysql::PACKET_BUDGET`
 /// bytes, unless one document alone is larger, and one quarantined record
 /// (`bounds::REJECT_RAW`, JSON-escaped: at most twice that) is the largest
 /// document there is.
@@ -241,7 +208,7 @@ mod tests {
     fn the_largest_statement_fits_the_smallest_packet_accepted() {
         use super::{MIN_PACKET, packet_fits};
         use crate::bounds::REJECT_RAW;
-        use crate::store::mysql_batch::PACKET_BUDGET;
+        use crate::store::batch::mysql::PACKET_BUDGET;
         // One quarantined record, JSON-escaped (at most doubled), with its
         // row's other fields; or one budget's worth of documents.
         assert!((2 * REJECT_RAW + (64 << 10)) as i64 <= MIN_PACKET);

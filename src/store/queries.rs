@@ -68,16 +68,6 @@ pub fn unattributed_llm(f: Flavor) -> String {
     )
 }
 
-/// The LLM ledger rows of the staged identities with their counted
-/// contributions, in identity order (`ids`: the dialect's way to name
-/// the staged identities; the dialect appends its row lock).
-pub fn existing_llm(f: Flavor, ids: &str) -> String {
-    format!(
-        "SELECT {} FROM llm_ledger WHERE id IN ({ids}) ORDER BY id",
-        llm_row_columns(f)
-    )
-}
-
 pub fn rejects(f: Flavor) -> String {
     format!(
         "SELECT id, source, event_id, sequence_number, reason, rejected_at
@@ -116,7 +106,7 @@ pub fn totals(f: Flavor) -> String {
 }
 
 /// Methods every dialect store has, identical but for the pool type:
-/// migrations, the transaction shell of a batch, and the read queries, all
+/// migrations and the read queries, all
 /// from the store's `Dialect` `$d`. A macro because the stores' pools are
 /// distinct concrete types and generic code over `Pool<DB>` would have to
 /// state `for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>` and
@@ -132,31 +122,6 @@ macro_rules! common_methods {
                 super::pending_migrations(<$d as super::dialect::Dialect>::migrator(), &self.pool)
                     .await,
             )
-        }
-
-        /// One attempt at applying a batch, in one transaction.
-        pub async fn apply_once(
-            &self,
-            rows: &StagedRows,
-            rejects: &[RejectedRecord],
-            horizon: Option<i64>,
-        ) -> Result<ApplyResult, StoreError> {
-            let mut result = ApplyResult::default();
-            let mut tx = match <$d as super::dialect::Dialect>::BEGIN {
-                Some(statement) => self.pool.begin_with(statement).await?,
-                None => self.pool.begin().await?,
-            };
-            result.statements += 1;
-            let kept = match horizon {
-                Some(h) => super::compaction::horizon_guard!($d, &mut tx, rows, h, result),
-                None => None,
-            };
-            let rows = kept.as_ref().unwrap_or(rows);
-            <$d as super::dialect::Dialect>::apply_steps(&mut tx, rows, rejects, &mut result)
-                .await?;
-            tx.commit().await?;
-            result.statements += 1;
-            Ok(result)
         }
 
         pub async fn heatmap(

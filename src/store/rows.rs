@@ -8,41 +8,13 @@ use crate::domain::{Identity, Integration, LlmRequest, Version};
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 use sqlx::{ColumnIndex, Decode, Row, Type};
-use std::collections::HashMap;
 use std::str::FromStr;
-
-/// Ledger rows as read under lock: identity → (version, state).
-pub type Existing = HashMap<Identity, (Version, RowState)>;
 
 fn corrupt(table: &'static str, reason: &str) -> StoreError {
     StoreError::Corrupt {
         table,
         reason: reason.to_string(),
     }
-}
-
-/// `(id, version, state)` rows of `sql::existing`.
-pub fn existing<R>(rows: &[R], table: &'static str) -> Result<Existing, StoreError>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    rows.iter()
-        .map(|r| {
-            let id: Vec<u8> = r.try_get(0)?;
-            let version: Vec<u8> = r.try_get(1)?;
-            let state: i64 = r.try_get(2)?;
-            Ok((
-                Identity::from_bytes(&id).ok_or_else(|| corrupt(table, "id is not 16 bytes"))?,
-                (
-                    Version::from_bytes(version),
-                    RowState::from_code(state).ok_or_else(|| corrupt(table, "unknown state"))?,
-                ),
-            ))
-        })
-        .collect()
 }
 
 /// Unattributed activity rows: `id, version, integration, subject, event_at`.
@@ -132,21 +104,6 @@ where
         subject: r.try_get(13)?,
         request,
     })
-}
-
-/// Ledger rows read under lock, as `judge` and the LLM rollup need them.
-pub fn llm_existing(rows: &[LlmRow]) -> (Existing, crate::aggregate::llm_rollup::ExistingLlm) {
-    let mut existing = Existing::with_capacity(rows.len());
-    let mut contributions = crate::aggregate::llm_rollup::ExistingLlm::with_capacity(rows.len());
-    for row in rows {
-        existing.insert(row.id, (row.version.clone(), row.state));
-        let counted = match (&row.subject, &row.request) {
-            (Some(account), Some(request)) => Some((account.clone(), request.clone())),
-            _ => None,
-        };
-        contributions.insert(row.id, (row.version.clone(), row.state, counted));
-    }
-    (existing, contributions)
 }
 
 /// `id, source, event_id, sequence_number, reason, rejected_at`.

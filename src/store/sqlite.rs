@@ -2,37 +2,18 @@
 //! IMMEDIATE`), so the ledger read and the ledger write of a batch see the
 //! same state. Staging tables are per-connection temporary tables.
 
-use super::dialect::{Dialect, Flavor, StagedDialect};
-use super::sql::{self};
-use super::{ApplyResult, RejectListing, RejectedRecord, StoreError, StoreOptions, Totals};
-use crate::aggregate::llm_rollup::{Report, ReportKey, ReportSums};
-use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
+use super::dialect::{Dialect, Flavor};
+use super::{RejectListing, StoreError, StoreOptions, Totals};
+use crate::aggregate::{ActivityRow, LlmRow};
+use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Executor, Sqlite, Transaction};
-use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
 static MIGRATOR: Migrator = sqlx::migrate!("sql/sqlite");
-
-/// Bound parameters per statement (SQLite ≥ 3.32 allows 32766).
-const MAX_PARAMS: usize = 32_000;
-
-const STAGE_DDL: &str = "
-CREATE TEMP TABLE IF NOT EXISTS stage_activity (
-    id BLOB NOT NULL PRIMARY KEY, version BLOB NOT NULL, state INTEGER NOT NULL,
-    integration TEXT NOT NULL, subject TEXT, dow INTEGER, hours INTEGER, event_at INTEGER
-) WITHOUT ROWID;
-CREATE TEMP TABLE IF NOT EXISTS stage_llm (
-    id BLOB NOT NULL PRIMARY KEY, version BLOB NOT NULL, state INTEGER NOT NULL,
-    subject TEXT, conversation_id TEXT, report_period TEXT, model TEXT, function_name TEXT,
-    prompt_tokens INTEGER, response_tokens INTEGER, total_tokens INTEGER, cost_usd TEXT,
-    response_time_ms INTEGER, quality_score TEXT, event_at INTEGER
-) WITHOUT ROWID;
-";
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -72,12 +53,6 @@ impl SqliteStore {
                     1
                 } else {
                     opts.max_connections.max(1)
-                })
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        conn.execute(STAGE_DDL).await?;
-                        Ok(())
-                    })
                 })
                 .connect_with(options.clone())
                 .await;
@@ -156,152 +131,4 @@ impl Dialect for SqliteDialect {
     async fn migrate(pool: &sqlx::Pool<Sqlite>) -> Result<Vec<i64>, StoreError> {
         super::migrations::run_sqlite_migrations(Self::migrator(), pool).await
     }
-
-    async fn apply_steps(
-        tx: &mut Transaction<'static, Sqlite>,
-        rows: &StagedRows,
-        rejects: &[RejectedRecord],
-        result: &mut ApplyResult,
-    ) -> Result<(), StoreError> {
-        apply_staged(tx, rows, rejects, result).await
-    }
 }
-
-impl StagedDialect for SqliteDialect {
-    const MAX_PARAMS: usize = MAX_PARAMS;
-    /// `BEGIN IMMEDIATE` already holds the only write lock.
-    const LOCK_SUFFIX: &'static str = "";
-    /// Quarantining the same record twice keeps the first.
-    const REJECT_IGNORE: &'static str = " ON CONFLICT (record_key) DO NOTHING";
-
-    /// `user_event_counts` moved by the pre-summed deltas (`WHERE true` keeps
-    /// SQLite's parser from reading `ON CONFLICT` as a join constraint).
-    fn activity_delta() -> String {
-        format!(
-            "INSERT INTO user_event_counts (slack_id, integration, dow, hours, event_count)
-             SELECT slack_id, integration, dow, hours, d FROM ({}) y WHERE true
-              ORDER BY slack_id, integration, dow, hours
-             ON CONFLICT (slack_id, integration, dow, hours)
-             DO UPDATE SET event_count = user_event_counts.event_count + excluded.event_count",
-            sql::summed_activity_deltas("stage_activity", "activity_ledger")
-        )
-    }
-
-    /// Write the ledger with one upsert driven by the staging table. SQLite has
-    /// a single writer (`BEGIN IMMEDIATE`), so no concurrent insert can race the
-    /// rows judged new and the counts need no check.
-    async fn write_ledger(
-        tx: &mut Transaction<'static, Sqlite>,
-        ledger: &str,
-        stage: &str,
-        columns: &str,
-        _existing: usize,
-        _expected_new: u64,
-        result: &mut ApplyResult,
-    ) -> Result<(), StoreError> {
-        let upsert = format!(
-            "INSERT INTO {ledger} ({columns}) SELECT {columns} FROM {stage} WHERE true
-             ON CONFLICT (id) DO UPDATE SET {}
-             WHERE {}",
-            sql::assignments(columns, "").replace("s.", "excluded."),
-            sql::wins("excluded", ledger)
-        );
-        tx.execute(upsert.as_str()).await?;
-        result.statements += 1;
-        Ok(())
-    }
-
-    /// Move the LLM reports by a batch's deltas. SQLite has no exact decimal
-    /// type, so the touched reports and model rows are read (the batch holds
-    /// the only write lock), added to in Rust and written back; function counts
-    /// are plain integers and are added in SQL.
-    async fn apply_reports(
-        tx: &mut Transaction<'static, Sqlite>,
-        deltas: &BTreeMap<ReportKey, ReportSums>,
-        result: &mut ApplyResult,
-    ) -> Result<(), StoreError> {
-        let keys: Vec<&ReportKey> = deltas.keys().collect();
-        let mut current: BTreeMap<ReportKey, Report> = BTreeMap::new();
-        // 2 parameters a key; the two reads share the key list.
-        for chunk in keys.chunks(MAX_PARAMS / 2) {
-            let list = vec!["(?, ?)"; chunk.len()].join(", ");
-            let within = format!("(account_id, report_period) IN (VALUES {list})");
-            let sql = [
-                format!(
-                    "SELECT account_id, report_period, total_requests, total_tokens, total_cost_usd,
-                            response_time_ms_sum, quality_score_sum, quality_scored, revision, updated_at
-                       FROM llm_reports WHERE {within}"
-                ),
-                format!(
-                    "SELECT account_id, report_period, model, requests, tokens, cost_usd
-                       FROM llm_report_models WHERE {within}"
-                ),
-            ];
-            let mut found = Vec::with_capacity(2);
-            for text in &sql {
-                let mut q = sqlx::query(text);
-                for k in chunk {
-                    q = q.bind(&k.account_id).bind(&k.period);
-                }
-                found.push(q.fetch_all(&mut **tx).await?);
-            }
-            let (totals, models) = (&found[0], &found[1]);
-            result.statements += 2;
-            for report in super::reports::assemble(totals, models, &[])? {
-                current.insert(report.key.clone(), report);
-            }
-        }
-        let mut updated: BTreeMap<ReportKey, ReportSums> = BTreeMap::new();
-        let mut revisions = Vec::with_capacity(deltas.len());
-        for (key, delta) in deltas {
-            let (base, revision) = match current.get(key) {
-                Some(r) => (&r.sums, r.revision + 1),
-                None => (&ReportSums::default() as &ReportSums, 1),
-            };
-            let sums =
-                base.plus(delta)
-                    .map_err(|what| crate::aggregate::llm_rollup::RollupOverflow {
-                        report: key.report_id(),
-                        what,
-                    })?;
-            // Only the breakdown entries this batch moved are written back.
-            let mut written = sums.clone();
-            written.models.retain(|m, _| delta.models.contains_key(m));
-            // Function counts are plain integers: added in SQL, from the delta.
-            written.functions = delta.functions.clone();
-            revisions.push(revision);
-            updated.insert(key.clone(), written);
-        }
-        let now = super::now_text();
-        let rows: Vec<(&ReportKey, &ReportSums, i64)> = updated
-            .iter()
-            .zip(&revisions)
-            .map(|((k, s), r)| (k, s, *r))
-            .collect();
-        super::reports::write_report_rows!(
-            SqliteDialect,
-            tx,
-            rows,
-            super::reports::model_rows(&updated),
-            super::reports::function_rows(&updated),
-            now,
-            (
-                " ON CONFLICT (account_id, report_period) DO UPDATE SET
-                   total_requests = excluded.total_requests, total_tokens = excluded.total_tokens,
-                   total_cost_usd = excluded.total_cost_usd,
-                   response_time_ms_sum = excluded.response_time_ms_sum,
-                   quality_score_sum = excluded.quality_score_sum,
-                   quality_scored = excluded.quality_scored, revision = excluded.revision,
-                   pending = 1, updated_at = excluded.updated_at",
-                " ON CONFLICT (account_id, report_period, model) DO UPDATE SET
-                   requests = excluded.requests, tokens = excluded.tokens, cost_usd = excluded.cost_usd",
-                " ON CONFLICT (account_id, report_period, function_name) DO UPDATE SET
-                   requests = llm_report_functions.requests + excluded.requests",
-            ),
-            result,
-        );
-        Ok(())
-    }
-}
-
-super::stage::values_staged_apply!(SqliteDialect);

@@ -36,7 +36,7 @@ pub(crate) mod base;
 mod methods;
 
 use super::dialect::Flavor;
-pub(crate) use methods::{compaction_methods, drop_activity_chunk, drop_llm_chunk, horizon_guard};
+pub(crate) use methods::{compaction_methods, drop_activity_chunk, drop_llm_chunk};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -216,19 +216,6 @@ pub(crate) fn dropped_sql(f: Flavor) -> String {
     )
 }
 
-/// The ledger rows among `ids` (locked where the dialect has row locks).
-pub(crate) fn present_sql(f: Flavor, ledger: &str, n: usize) -> String {
-    let lock = match f {
-        Flavor::Sqlite => "",
-        _ => " FOR UPDATE",
-    };
-    let list: Vec<String> = (1..=n).map(|i| f.p(i)).collect();
-    format!(
-        "SELECT id FROM {ledger} WHERE id IN ({}) ORDER BY id{lock}",
-        list.join(", ")
-    )
-}
-
 /// The store's compaction horizon, re-read when older than `refresh`.
 #[derive(Debug)]
 pub(crate) struct HorizonCache {
@@ -258,48 +245,29 @@ impl HorizonCache {
     }
 }
 
-/// Staged rows the horizon guard must check: live or unattributed rows
-/// whose event is before `horizon` (tombstones only ever protect, and are
-/// staged as they are).
-pub(crate) fn guarded<T>(
-    rows: &[T],
-    horizon: i64,
-    view: impl Fn(
-        &T,
-    ) -> (
-        crate::domain::Identity,
-        crate::aggregate::RowState,
-        Option<i64>,
-    ),
-) -> Vec<crate::domain::Identity> {
-    rows.iter()
-        .map(view)
-        .filter(|(_, state, at)| {
-            *state != crate::aggregate::RowState::Tombstone && at.is_none_or(|t| t < horizon)
-        })
-        .map(|(id, _, _)| id)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::aggregate::RowState;
-    use crate::domain::Identity;
 
     #[test]
     fn only_old_live_and_unattributed_rows_are_guarded() {
+        use crate::aggregate::plan::before_horizon;
         let rows = [
-            (Identity(1), RowState::Live, Some(99)),
-            (Identity(2), RowState::Live, Some(100)),
-            (Identity(3), RowState::Unattributed, Some(5)),
-            (Identity(4), RowState::Tombstone, None),
-            (Identity(5), RowState::Live, None),
+            (RowState::Live, Some(99), true),
+            (RowState::Live, Some(100), false),
+            (RowState::Unattributed, Some(5), true),
+            (RowState::Tombstone, None, false),
+            (RowState::Live, None, true),
         ];
-        assert_eq!(
-            guarded(&rows, 100, |r| *r),
-            vec![Identity(1), Identity(3), Identity(5)]
-        );
+        for (state, at, guarded) in rows {
+            assert_eq!(
+                before_horizon(state, at, Some(100)),
+                guarded,
+                "{state:?} {at:?}"
+            );
+            assert!(!before_horizon(state, at, None));
+        }
     }
 
     #[test]

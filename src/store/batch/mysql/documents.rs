@@ -2,13 +2,40 @@
 //! per row with short keys (a missing key is SQL NULL in `JSON_TABLE`),
 //! decimals as strings, bytes as base64, and arrays cut to a byte budget.
 
-use super::super::{RejectedRecord, StoreError};
+use super::super::super::{RejectedRecord, StoreError};
+use crate::aggregate::plan::Cell;
 use crate::aggregate::{ActivityRow, LlmRow};
+use crate::domain::Identity;
 use base64::Engine as _;
 use serde::Serialize;
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// An identity, as the read's `JSON_TABLE` takes it.
+pub(super) fn id_json(id: Identity) -> String {
+    b64(&id.to_bytes())
+}
+
+#[derive(Serialize)]
+pub(super) struct CountJson<'a> {
+    u: &'a str,
+    g: &'static str,
+    d: u8,
+    h: u8,
+    n: i64,
+}
+
+/// One count move.
+pub(super) fn count_json(c: &Cell, n: i64) -> CountJson<'_> {
+    CountJson {
+        u: &c.slack_id,
+        g: c.integration.code(),
+        d: c.dow,
+        h: c.hour,
+        n,
+    }
 }
 
 #[derive(Serialize)]

@@ -2,8 +2,7 @@
 //! fills, the ledger and count writes, the report upserts and the
 //! quarantine insert, each reading a session variable.
 
-use super::super::StoreError;
-use super::super::sql;
+use super::super::super::StoreError;
 use super::PACKET_BUDGET;
 use super::Variables;
 use super::documents::{TotalsJson, UsageJson, json_arrays};
@@ -35,24 +34,30 @@ pub(super) fn fill(
     )
 }
 
-/// The ledger rows that lose to their staged row, replaced.
-pub(super) fn ledger_update(ledger: &str, stage: &str, columns: &str) -> String {
-    format!(
-        "UPDATE {ledger} l JOIN {stage} s ON l.id = s.id SET {} WHERE {}",
-        sql::assignments(columns, "l."),
-        sql::wins("s", "l")
-    )
+/// `ON DUPLICATE KEY UPDATE` of every column but `id` (replaced rows,
+/// which the read locked, so each is an update).
+pub(super) fn upsert_suffix(columns: &str) -> String {
+    let assign = columns
+        .split(',')
+        .map(str::trim)
+        .filter(|c| *c != "id")
+        .map(|c| format!("{c} = VALUES({c})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(" ON DUPLICATE KEY UPDATE {assign}")
 }
 
-/// `user_event_counts` moved by the pre-summed deltas (no `AS new` alias:
-/// MariaDB lacks it; the derived table's column is referenced instead).
-pub(super) fn activity_delta() -> String {
+pub(super) const COUNT_TABLE: &str = "u VARCHAR(255) PATH '$.u', g VARCHAR(4) PATH '$.g',
+    d INT PATH '$.d', h INT PATH '$.h', n BIGINT PATH '$.n'";
+
+/// `user_event_counts` moved by the plan's count moves (no `AS new` alias:
+/// MariaDB lacks it).
+pub(super) fn count_upsert(var: &str) -> String {
     format!(
         "INSERT INTO user_event_counts (slack_id, integration, dow, hours, event_count)
-         SELECT y.slack_id, y.integration, y.dow, y.hours, y.d FROM ({}) y
-          ORDER BY y.slack_id, y.integration, y.dow, y.hours
-         ON DUPLICATE KEY UPDATE event_count = event_count + y.d",
-        sql::summed_activity_deltas("stage_activity", "activity_ledger")
+         SELECT j.u, j.g, j.d, j.h, j.n
+           FROM JSON_TABLE({var}, '$[*]' COLUMNS ({COUNT_TABLE})) AS j
+         ON DUPLICATE KEY UPDATE event_count = event_count + VALUES(event_count)"
     )
 }
 
@@ -87,10 +92,10 @@ pub(super) fn report_writes(
                quality_score_sum = quality_score_sum + VALUES(quality_score_sum),
                quality_scored = quality_scored + VALUES(quality_scored),
                revision = revision + 1, pending = 1, updated_at = VALUES(updated_at)",
-            super::super::reports::TOTALS_COLUMNS
+            super::super::super::reports::TOTALS_COLUMNS
         ));
     }
-    let models = super::super::reports::model_rows(deltas);
+    let models = super::super::super::reports::model_rows(deltas);
     let models = models.iter().map(|(k, m, u)| UsageJson {
         a: &k.account_id,
         p: &k.period,
@@ -110,7 +115,7 @@ pub(super) fn report_writes(
                tokens = tokens + VALUES(tokens), cost_usd = cost_usd + VALUES(cost_usd)"
         ));
     }
-    let functions = super::super::reports::function_rows(deltas);
+    let functions = super::super::super::reports::function_rows(deltas);
     let functions = functions.iter().map(|(k, f, n)| UsageJson {
         a: &k.account_id,
         p: &k.period,
@@ -143,6 +148,6 @@ pub(super) fn reject_insert(var: &str) -> String {
              n VARCHAR(256) PATH '$.n', r LONGTEXT PATH '$.r', w LONGTEXT PATH '$.w')) AS j
           ORDER BY j.o2
          ON DUPLICATE KEY UPDATE record_key = record_key",
-        super::super::REJECT_COLUMNS
+        super::super::super::REJECT_COLUMNS
     )
 }

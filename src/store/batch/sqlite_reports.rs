@@ -1,0 +1,146 @@
+//! SQLite's LLM report moves: SQLite has no exact decimal type, so the
+//! reports a batch moves are read (the batch holds the only write lock),
+//! added to in Rust and written back as exact text; function counts are
+//! plain integers and are added in SQL.
+
+use super::sqlite::MAX_PARAMS;
+use crate::aggregate::llm_rollup::{Report, ReportKey, ReportSums};
+use crate::store::reports::{TOTALS_COLUMNS, assemble, function_rows, model_rows};
+use crate::store::{ApplyResult, StoreError, now_text};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+use std::collections::BTreeMap;
+
+/// Move the LLM reports by a batch's deltas. SQLite has no exact decimal
+/// type, so the touched reports and model rows are read (the batch holds
+/// the only write lock), added to in Rust and written back; function counts
+/// are plain integers and are added in SQL.
+pub(crate) async fn apply_reports(
+    tx: &mut Transaction<'static, Sqlite>,
+    deltas: &BTreeMap<ReportKey, ReportSums>,
+    result: &mut ApplyResult,
+) -> Result<(), StoreError> {
+    let keys: Vec<&ReportKey> = deltas.keys().collect();
+    let mut current: BTreeMap<ReportKey, Report> = BTreeMap::new();
+    // 2 parameters a key; the two reads share the key list.
+    for chunk in keys.chunks(MAX_PARAMS / 2) {
+        let list = vec!["(?, ?)"; chunk.len()].join(", ");
+        let within = format!("(account_id, report_period) IN (VALUES {list})");
+        let sql = [
+            format!(
+                "SELECT account_id, report_period, total_requests, total_tokens, total_cost_usd,
+                        response_time_ms_sum, quality_score_sum, quality_scored, revision, updated_at
+                   FROM llm_reports WHERE {within}"
+            ),
+            format!(
+                "SELECT account_id, report_period, model, requests, tokens, cost_usd
+                   FROM llm_report_models WHERE {within}"
+            ),
+        ];
+        let mut found = Vec::with_capacity(2);
+        for text in &sql {
+            let mut q = sqlx::query(text);
+            for k in chunk {
+                q = q.bind(&k.account_id).bind(&k.period);
+            }
+            found.push(q.fetch_all(&mut **tx).await?);
+        }
+        let (totals, models) = (&found[0], &found[1]);
+        result.statements += 2;
+        for report in assemble(totals, models, &[])? {
+            current.insert(report.key.clone(), report);
+        }
+    }
+    let mut updated: BTreeMap<ReportKey, ReportSums> = BTreeMap::new();
+    let mut revisions = Vec::with_capacity(deltas.len());
+    for (key, delta) in deltas {
+        let (base, revision) = match current.get(key) {
+            Some(r) => (&r.sums, r.revision + 1),
+            None => (&ReportSums::default() as &ReportSums, 1),
+        };
+        let sums =
+            base.plus(delta)
+                .map_err(|what| crate::aggregate::llm_rollup::RollupOverflow {
+                    report: key.report_id(),
+                    what,
+                })?;
+        // Only the breakdown entries this batch moved are written back.
+        let mut written = sums.clone();
+        written.models.retain(|m, _| delta.models.contains_key(m));
+        // Function counts are plain integers: added in SQL, from the delta.
+        written.functions = delta.functions.clone();
+        revisions.push(revision);
+        updated.insert(key.clone(), written);
+    }
+    let now = now_text();
+    let rows: Vec<(&ReportKey, &ReportSums, i64)> = updated
+        .iter()
+        .zip(&revisions)
+        .map(|((k, s), r)| (k, s, *r))
+        .collect();
+    let totals_clause = " ON CONFLICT (account_id, report_period) DO UPDATE SET
+        total_requests = excluded.total_requests, total_tokens = excluded.total_tokens,
+        total_cost_usd = excluded.total_cost_usd,
+        response_time_ms_sum = excluded.response_time_ms_sum,
+        quality_score_sum = excluded.quality_score_sum,
+        quality_scored = excluded.quality_scored, revision = excluded.revision,
+        pending = 1, updated_at = excluded.updated_at";
+    for chunk in rows.chunks(MAX_PARAMS / 11) {
+        let mut qb =
+            QueryBuilder::<Sqlite>::new(format!("INSERT INTO llm_reports ({TOTALS_COLUMNS}) "));
+        qb.push_values(chunk, |mut b, (k, s, revision)| {
+            b.push_bind(k.account_id.as_str())
+                .push_bind(k.period.as_str())
+                .push_bind(s.requests)
+                .push_bind(s.tokens)
+                .push_bind(s.cost_usd.to_string())
+                .push_bind(s.response_time_ms)
+                .push_bind(s.quality_sum.to_string())
+                .push_bind(s.quality_scored)
+                .push_bind(*revision)
+                .push_bind(1i64)
+                .push_bind(now.as_str());
+        });
+        qb.push(totals_clause);
+        qb.build().execute(&mut **tx).await?;
+        result.statements += 1;
+    }
+    let models = model_rows(&updated);
+    for chunk in models.chunks(MAX_PARAMS / 6) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO llm_report_models (account_id, report_period, model, requests, tokens, cost_usd) ",
+        );
+        qb.push_values(chunk, |mut b, (k, m, u)| {
+            b.push_bind(k.account_id.as_str())
+                .push_bind(k.period.as_str())
+                .push_bind(m.as_str())
+                .push_bind(u.requests)
+                .push_bind(u.tokens)
+                .push_bind(u.cost_usd.to_string());
+        });
+        qb.push(
+            " ON CONFLICT (account_id, report_period, model) DO UPDATE SET
+              requests = excluded.requests, tokens = excluded.tokens, cost_usd = excluded.cost_usd",
+        );
+        qb.build().execute(&mut **tx).await?;
+        result.statements += 1;
+    }
+    let functions = function_rows(&updated);
+    for chunk in functions.chunks(MAX_PARAMS / 4) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO llm_report_functions (account_id, report_period, function_name, requests) ",
+        );
+        qb.push_values(chunk, |mut b, (k, f, n)| {
+            b.push_bind(k.account_id.as_str())
+                .push_bind(k.period.as_str())
+                .push_bind(f.as_str())
+                .push_bind(*n);
+        });
+        qb.push(
+            " ON CONFLICT (account_id, report_period, function_name) DO UPDATE SET
+              requests = llm_report_functions.requests + excluded.requests",
+        );
+        qb.build().execute(&mut **tx).await?;
+        result.statements += 1;
+    }
+    Ok(())
+}
