@@ -427,3 +427,84 @@ async fn mysql_server_crash_and_restart_mid_run() {
         "counts differ from the crash-free run"
     );
 }
+
+/// A MySQL batch opens and commits its transaction inside its own text
+/// queries: a batch cancelled while it waits for a lock (a Lambda timeout,
+/// Ctrl-C) must not hand a connection with an open transaction, and the
+/// row locks it took, back to the pool. Another writer of the row it had
+/// locked must go through at once, and the redelivered batch counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs STREAMFOLD_TEST_MYSQL_URL"]
+async fn mysql_a_cancelled_batch_keeps_no_locks() {
+    use sqlx::Connection;
+    let Some(h) = Harness::with_directory("mysql", &support::fixture_directory()).await else {
+        return;
+    };
+    let item =
+        |event: &str, seq: &str, id: &str, ts: &str| support::gh(event, seq, id, "alice-gh", ts);
+    h.apply(&[
+        item("INSERT", "100", "item-a", "2024-03-12T14:00:00Z"),
+        item("INSERT", "101", "item-b", "2024-03-12T14:00:00Z"),
+    ])
+    .await;
+    // The batch locks in identity order: hold the second row, so that it
+    // locks the first and then waits.
+    let mut holder = sqlx::MySqlConnection::connect(&h.db.url).await.unwrap();
+    let ids: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT id FROM activity_ledger ORDER BY id")
+        .fetch_all(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+    let mut tx = holder.begin().await.unwrap();
+    sqlx::query("SELECT id FROM activity_ledger WHERE id = ? FOR UPDATE")
+        .bind(&ids[1].0)
+        .fetch_all(&mut *tx)
+        .await
+        .unwrap();
+    let modify = vec![
+        item("MODIFY", "200", "item-a", "2024-03-12T20:30:00Z"),
+        item("MODIFY", "201", "item-b", "2024-03-12T20:30:00Z"),
+    ];
+    let text = serde_json::json!({ "Records": modify }).to_string();
+    let event = parse_event(&text).unwrap();
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(500), run_batch(&h.p, &event.records)).await;
+    assert!(
+        cancelled.is_err(),
+        "the batch should still wait for the lock"
+    );
+    tx.rollback().await.unwrap();
+    // A second writer (its own pool) of the first row: it waits for nobody.
+    let other = streamfold::pipeline::Pipeline {
+        store: streamfold::store::Store::open(&h.db.url).await.unwrap(),
+        directory: streamfold::resolve::local::LocalDirectory::load(h.dir.path())
+            .unwrap()
+            .into(),
+        default_tz: chrono_tz::Tz::UTC,
+    };
+    let first = serde_json::json!({ "Records": [modify[0].clone()] }).to_string();
+    let first = parse_event(&first).unwrap();
+    let started = std::time::Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(10), run_batch(&other, &first.records))
+        .await
+        .expect("a lock of the cancelled batch is still held")
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.total().applied, 1);
+    // The whole batch redelivered: counted once, both moved to Tue 16h.
+    let again = run_batch(&h.p, &event.records).await.unwrap();
+    assert_eq!(again.total().applied, 1, "{:?}", again.total());
+    let cells: Vec<_> =
+        h.p.store
+            .heatmap("U01ALICE", None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.2 != 0)
+            .collect();
+    assert_eq!(cells, vec![(2, 16, 2)]);
+}
