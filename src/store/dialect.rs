@@ -5,8 +5,8 @@
 //!   decimal conversions); the SQL of `queries`, `reports` and
 //!   `checkpoints` is written once as functions of it.
 //! * `Dialect`: the migrations, how a batch transaction begins and the
-//!   batch's statements inside it. `queries::common_methods!` builds each
-//!   store's methods from it.
+//!   batch's statements inside it, which each store's `exec::Engine`
+//!   implementation runs.
 //! * `StagedDialect`: for the dialects that stage a batch with multi-row
 //!   VALUES lists (SQLite), the limits and hooks that
 //!   `stage::values_staged_apply!` builds their batch statements from.

@@ -10,11 +10,13 @@
 
 use super::connect::{self, TlsMode};
 use super::dialect::{Dialect, Flavor};
+use super::exec::{Bind, EachRow, Engine, Sql, bound};
 use super::sql::{self, ACTIVITY_COLUMNS, LLM_COLUMNS};
-use super::{ApplyResult, RejectListing, RejectedRecord, StoreError, StoreOptions, Totals};
+use super::{ApplyResult, RejectedRecord, StoreError, StoreOptions};
 use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
-use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
+use crate::aggregate::{LlmRow, StagedRows};
 use crate::domain::Identity;
+use futures::TryStreamExt as _;
 use sqlx::Transaction;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode, Postgres};
@@ -76,11 +78,116 @@ impl PgStore {
         &self.pool
     }
 
-    super::queries::common_methods!(PgDialect);
-    super::reports::report_methods!(PgDialect);
-    super::checkpoints::checkpoint_methods!(PgDialect);
-    super::compaction::compaction_methods!(PgDialect);
-    super::audit::audit_methods!(PgDialect);
+    /// One attempt at applying a batch, in one transaction: the horizon
+    /// guard, then the dialect's batch steps.
+    pub async fn apply_once(
+        &self,
+        rows: &StagedRows,
+        rejects: &[RejectedRecord],
+        horizon: Option<i64>,
+    ) -> Result<ApplyResult, StoreError> {
+        let mut result = ApplyResult::default();
+        let mut tx = match PgDialect::BEGIN {
+            Some(statement) => self.pool.begin_with(statement).await?,
+            None => self.pool.begin().await?,
+        };
+        result.statements += 1;
+        let kept = match horizon {
+            Some(h) => super::compaction::horizon_guard!(PgDialect, &mut tx, rows, h, result),
+            None => None,
+        };
+        let rows = kept.as_ref().unwrap_or(rows);
+        PgDialect::apply_steps(&mut tx, rows, rejects, &mut result).await?;
+        tx.commit().await?;
+        result.statements += 1;
+        Ok(result)
+    }
+}
+
+impl Sql for &PgPool {
+    async fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, StoreError> {
+        Ok(bound::<Postgres>(sql, binds)
+            .execute(*self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn each(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        row: &mut EachRow<'_>,
+    ) -> Result<(), StoreError> {
+        let mut rows = bound::<Postgres>(sql, binds).fetch(*self);
+        while let Some(r) = rows.try_next().await? {
+            row(&r)?;
+        }
+        Ok(())
+    }
+}
+
+impl Sql for Transaction<'_, Postgres> {
+    async fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, StoreError> {
+        Ok(bound::<Postgres>(sql, binds)
+            .execute(&mut **self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn each(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        row: &mut EachRow<'_>,
+    ) -> Result<(), StoreError> {
+        let mut rows = bound::<Postgres>(sql, binds).fetch(&mut **self);
+        while let Some(r) = rows.try_next().await? {
+            row(&r)?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine for PgStore {
+    const FLAVOR: Flavor = PgDialect::FLAVOR;
+    type Pool<'p> = &'p PgPool;
+    type Tx = Transaction<'static, Postgres>;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Self::Tx, StoreError> {
+        Ok(match PgDialect::BEGIN {
+            Some(statement) => self.pool.begin_with(statement).await?,
+            None => self.pool.begin().await?,
+        })
+    }
+
+    async fn commit(tx: Self::Tx) -> Result<(), StoreError> {
+        Ok(tx.commit().await?)
+    }
+
+    async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        PgDialect::migrate(&self.pool).await
+    }
+
+    async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(super::pending_migrations(PgDialect::migrator(), &self.pool).await)
+    }
+
+    async fn apply_once(
+        &self,
+        rows: &StagedRows,
+        rejects: &[RejectedRecord],
+        horizon: Option<i64>,
+    ) -> Result<ApplyResult, StoreError> {
+        PgStore::apply_once(self, rows, rejects, horizon).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await
+    }
 }
 
 /// The PostgreSQL dialect: the whole batch as arrays in one statement.

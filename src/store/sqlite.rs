@@ -3,10 +3,12 @@
 //! same state. Staging tables are per-connection temporary tables.
 
 use super::dialect::{Dialect, Flavor, StagedDialect};
+use super::exec::{Bind, EachRow, Engine, Sql, bound};
 use super::sql::{self};
-use super::{ApplyResult, RejectListing, RejectedRecord, StoreError, StoreOptions, Totals};
+use super::{ApplyResult, RejectedRecord, StoreError, StoreOptions};
 use crate::aggregate::llm_rollup::{Report, ReportKey, ReportSums};
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
+use futures::TryStreamExt as _;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -133,11 +135,117 @@ impl SqliteStore {
         &self.pool
     }
 
-    super::queries::common_methods!(SqliteDialect);
-    super::reports::report_methods!(SqliteDialect);
-    super::checkpoints::checkpoint_methods!(SqliteDialect);
-    super::compaction::compaction_methods!(SqliteDialect);
-    super::audit::audit_methods!(SqliteDialect);
+    /// One attempt at applying a batch, in one transaction: the horizon
+    /// guard, then the dialect's batch steps.
+    pub async fn apply_once(
+        &self,
+        rows: &StagedRows,
+        rejects: &[RejectedRecord],
+        horizon: Option<i64>,
+    ) -> Result<ApplyResult, StoreError> {
+        let mut result = ApplyResult::default();
+        let mut tx = match SqliteDialect::BEGIN {
+            Some(statement) => self.pool.begin_with(statement).await?,
+            None => self.pool.begin().await?,
+        };
+        result.statements += 1;
+        let kept = match horizon {
+            Some(h) => super::compaction::horizon_guard!(SqliteDialect, &mut tx, rows, h, result),
+            None => None,
+        };
+        let rows = kept.as_ref().unwrap_or(rows);
+        SqliteDialect::apply_steps(&mut tx, rows, rejects, &mut result).await?;
+        tx.commit().await?;
+        result.statements += 1;
+        Ok(result)
+    }
+}
+
+impl Sql for &SqlitePool {
+    async fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, StoreError> {
+        Ok(bound::<Sqlite>(sql, binds)
+            .execute(*self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn each(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        row: &mut EachRow<'_>,
+    ) -> Result<(), StoreError> {
+        let mut rows = bound::<Sqlite>(sql, binds).fetch(*self);
+        while let Some(r) = rows.try_next().await? {
+            row(&r)?;
+        }
+        Ok(())
+    }
+}
+
+impl Sql for Transaction<'_, Sqlite> {
+    async fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, StoreError> {
+        Ok(bound::<Sqlite>(sql, binds)
+            .execute(&mut **self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn each(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        row: &mut EachRow<'_>,
+    ) -> Result<(), StoreError> {
+        let mut rows = bound::<Sqlite>(sql, binds).fetch(&mut **self);
+        while let Some(r) = rows.try_next().await? {
+            row(&r)?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine for SqliteStore {
+    const FLAVOR: Flavor = Flavor::Sqlite;
+    type Pool<'p> = &'p SqlitePool;
+    type Tx = Transaction<'static, Sqlite>;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// `BEGIN IMMEDIATE`: the only write lock, taken at once.
+    async fn begin(&self) -> Result<Self::Tx, StoreError> {
+        Ok(match SqliteDialect::BEGIN {
+            Some(statement) => self.pool.begin_with(statement).await?,
+            None => self.pool.begin().await?,
+        })
+    }
+
+    async fn commit(tx: Self::Tx) -> Result<(), StoreError> {
+        Ok(tx.commit().await?)
+    }
+
+    async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        SqliteDialect::migrate(&self.pool).await
+    }
+
+    async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(super::pending_migrations(SqliteDialect::migrator(), &self.pool).await)
+    }
+
+    async fn apply_once(
+        &self,
+        rows: &StagedRows,
+        rejects: &[RejectedRecord],
+        horizon: Option<i64>,
+    ) -> Result<ApplyResult, StoreError> {
+        SqliteStore::apply_once(self, rows, rejects, horizon).await
+    }
+
+    async fn close(&self) {
+        self.checkpoint_and_close().await
+    }
 }
 
 /// The SQLite dialect: one writer at a time (`BEGIN IMMEDIATE`).
@@ -278,14 +386,12 @@ impl StagedDialect for SqliteDialect {
             .zip(&revisions)
             .map(|((k, s), r)| (k, s, *r))
             .collect();
-        super::reports::write_report_rows!(
-            SqliteDialect,
-            tx,
-            rows,
-            super::reports::model_rows(&updated),
-            super::reports::function_rows(&updated),
+        let write = super::reports::ReportWrite {
+            totals: rows,
+            models: super::reports::model_rows(&updated),
+            functions: super::reports::function_rows(&updated),
             now,
-            (
+            on_conflict: [
                 " ON CONFLICT (account_id, report_period) DO UPDATE SET
                    total_requests = excluded.total_requests, total_tokens = excluded.total_tokens,
                    total_cost_usd = excluded.total_cost_usd,
@@ -297,9 +403,9 @@ impl StagedDialect for SqliteDialect {
                    requests = excluded.requests, tokens = excluded.tokens, cost_usd = excluded.cost_usd",
                 " ON CONFLICT (account_id, report_period, function_name) DO UPDATE SET
                    requests = llm_report_functions.requests + excluded.requests",
-            ),
-            result,
-        );
+            ],
+        };
+        super::reports::write_report_rows(tx, Flavor::Sqlite, MAX_PARAMS, &write, result).await?;
         Ok(())
     }
 }

@@ -34,9 +34,10 @@
 
 pub(crate) mod base;
 mod methods;
+pub(crate) mod run;
 
 use super::dialect::Flavor;
-pub(crate) use methods::{compaction_methods, drop_activity_chunk, drop_llm_chunk, horizon_guard};
+pub(crate) use methods::horizon_guard;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
