@@ -10,7 +10,8 @@
 //!   ledger requests, ordered by report; the caller folds each report in
 //!   Rust with `llm_rollup`'s exact sums (SQLite has no exact decimal type).
 //!
-//! A repair moves each differing cell or report by (recomputed − stored)
+//! Each stream is one statement whose rows are handed on as they arrive
+//! (`exec::Sql::each`), never collected. A repair moves each differing cell or report by (recomputed − stored)
 //! as read inside its transaction: MySQL and PostgreSQL add the change in
 //! SQL, so a batch committing meanwhile (which moves ledger and aggregate
 //! alike) keeps its effect; SQLite, under its single write lock, sets the
@@ -20,12 +21,12 @@
 use super::StoreError;
 use super::compaction::base::{CELL_KEYS, CellKey, cell_vals, llm_base_vals};
 use super::dialect::Flavor;
-use super::upsert::{Kind, Update, Val, adds_decimals_in_sql, upsert_sql};
+use super::exec::{Bind, Cells, Engine, Sql, fetch_one};
+use super::upsert::{Kind, Update, adds_decimals_in_sql, upsert_sql};
 use crate::aggregate::llm_rollup::{ModelUsage, ReportKey, ReportSums, RollupOverflow};
 use crate::domain::LlmRequest;
 use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
-use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::str::FromStr;
 
 /// One activity cell: stored and recomputed counts.
@@ -222,20 +223,12 @@ fn decimal(text: Option<String>) -> Result<Decimal, StoreError> {
 }
 
 /// One row of `report_parts_sql`.
-pub fn report_part<R>(r: &R) -> Result<ReportPart, StoreError>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> Option<i64>: Decode<'r, R::Database> + Type<R::Database>,
-{
+pub fn report_part<R: Cells + ?Sized>(r: &R) -> Result<ReportPart, StoreError> {
     let int = |i: usize| -> Result<i64, StoreError> {
-        r.try_get::<Option<i64>, _>(i)?
-            .ok_or_else(|| corrupt("a count is missing"))
+        r.opt_int(i)?.ok_or_else(|| corrupt("a count is missing"))
     };
     let text = |i: usize| -> Result<String, StoreError> {
-        r.try_get::<Option<String>, _>(i)?
-            .ok_or_else(|| corrupt("a key is missing"))
+        r.opt_text(i)?.ok_or_else(|| corrupt("a key is missing"))
     };
     let tag = int(0)?;
     let key = ReportKey {
@@ -252,9 +245,9 @@ where
         STORED_TOTALS | BASE_TOTALS => {
             sums.requests = int(5)?;
             sums.tokens = int(6)?;
-            sums.cost_usd = decimal(r.try_get(7)?)?;
+            sums.cost_usd = decimal(r.opt_text(7)?)?;
             sums.response_time_ms = int(8)?;
-            sums.quality_sum = decimal(r.try_get(9)?)?;
+            sums.quality_sum = decimal(r.opt_text(9)?)?;
             sums.quality_scored = int(10)?;
         }
         STORED_MODEL | BASE_MODEL => {
@@ -263,7 +256,7 @@ where
                 ModelUsage {
                     requests: int(5)?,
                     tokens: int(6)?,
-                    cost_usd: decimal(r.try_get(7)?)?,
+                    cost_usd: decimal(r.opt_text(7)?)?,
                 },
             );
         }
@@ -272,7 +265,7 @@ where
         }
         LEDGER => {
             // The request as the apply path counts it.
-            let quality: Option<String> = r.try_get(9)?;
+            let quality = r.opt_text(9)?;
             let request = LlmRequest {
                 conversation_id: String::new(),
                 generated_at: Utc
@@ -284,7 +277,7 @@ where
                 prompt_tokens: 0,
                 response_tokens: 0,
                 total_tokens: int(6)?,
-                cost_usd: decimal(r.try_get(7)?)?,
+                cost_usd: decimal(r.opt_text(7)?)?,
                 response_time_ms: int(8)?,
                 quality_score: quality.map(|q| decimal(Some(q))).transpose()?,
             };
@@ -308,7 +301,7 @@ pub fn fix_cell_sql(f: Flavor) -> String {
     )
 }
 
-pub fn fix_cell_vals(c: &CellAudit) -> Result<Vec<Val>, StoreError> {
+pub fn fix_cell_vals(c: &CellAudit) -> Result<Vec<Bind>, StoreError> {
     let change = c
         .recomputed
         .checked_sub(c.stored)
@@ -370,7 +363,7 @@ pub fn without_empty(mut s: ReportSums) -> ReportSums {
 }
 
 /// Bound values of one report's upserts: totals, model rows, function rows.
-pub type ReportRows = (Vec<Val>, Vec<Vec<Val>>, Vec<Vec<Val>>);
+pub type ReportRows = (Vec<Bind>, Vec<Vec<Bind>>, Vec<Vec<Bind>>);
 
 /// The values of `fix_report_sql` for one report.
 pub fn fix_report_vals(f: Flavor, fix: &ReportFix, now: &str) -> Result<ReportRows, StoreError> {
@@ -400,120 +393,85 @@ pub fn fix_report_vals(f: Flavor, fix: &ReportFix, now: &str) -> Result<ReportRo
     let mut functions = change.functions.clone();
     functions.retain(|_, n| *n != 0);
     let (mut totals, models, functions) = llm_base_vals(&fix.key, &written, &functions);
-    totals.extend([Val::Int(1), Val::Int(1), Val::Text(now.to_string())]);
+    totals.extend([Bind::Int(1), Bind::Int(1), Bind::Text(now.to_string())]);
     Ok((totals, models, functions))
 }
 
-/// The audit's two streams on `$exec` (the pool, or `&mut *tx`: an
-/// expression evaluated once per statement) into `$sink`.
-macro_rules! audit_scan {
-    ($d:ty, $exec:expr, $sink:expr) => {{
-        use futures::TryStreamExt as _;
-        const F: super::dialect::Flavor = <$d as super::dialect::Dialect>::FLAVOR;
-        let sink: &mut (dyn super::audit::AuditSink + Send) = $sink;
-        {
-            let sql = super::audit::cells_sql(F);
-            let mut rows =
-                sqlx::query_as::<_, (String, String, i64, i64, i64, i64)>(&sql).fetch($exec);
-            while let Some((slack_id, integration, dow, hours, stored, recomputed)) =
-                rows.try_next().await?
-            {
-                sink.cell(super::audit::CellAudit {
-                    slack_id,
-                    integration: integration.trim().to_string(),
-                    dow,
-                    hours,
-                    stored,
-                    recomputed,
-                })?;
-            }
-        }
-        {
-            let sql = super::audit::report_parts_sql(F);
-            let mut rows = sqlx::query(&sql).fetch($exec);
-            while let Some(row) = rows.try_next().await? {
-                sink.report_part(super::audit::report_part(&row)?)?;
-            }
-        }
-        sink.end()?;
-    }};
+/// The audit's two streams, each one statement on `s` (the pool, or a
+/// transaction), row by row into `sink`.
+pub(crate) async fn scan<S: Sql + ?Sized>(
+    s: &mut S,
+    f: Flavor,
+    sink: &mut (dyn AuditSink + Send),
+) -> Result<(), StoreError> {
+    s.each(&cells_sql(f), &[], &mut |r| {
+        sink.cell(CellAudit {
+            slack_id: r.text(0)?,
+            integration: r.text(1)?.trim().to_string(),
+            dow: r.int(2)?,
+            hours: r.int(3)?,
+            stored: r.int(4)?,
+            recomputed: r.int(5)?,
+        })
+    })
+    .await?;
+    s.each(&report_parts_sql(f), &[], &mut |r| {
+        sink.report_part(report_part(r)?)
+    })
+    .await?;
+    sink.end()
 }
-pub(crate) use audit_scan;
 
-/// The audit and its repair, the same for every dialect's store, from its
-/// `Dialect` `$d` (a macro for the reason given at
-/// `queries::common_methods!`).
-macro_rules! audit_methods {
-    ($d:ty) => {
-        /// Stream the recomputed and stored aggregates into `sink`.
-        pub async fn audit(
-            &self,
-            sink: &mut (dyn super::audit::AuditSink + Send),
-        ) -> Result<(), StoreError> {
-            super::audit::audit_scan!($d, &self.pool, &mut *sink);
-            Ok(())
-        }
-
-        /// Rows the audit's streams will carry, roughly: cells, report rows.
-        pub async fn audit_sizes(&self) -> Result<(i64, i64), StoreError> {
-            Ok(sqlx::query_as(&super::audit::sizes_sql(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .fetch_one(&self.pool)
-            .await?)
-        }
-
-        /// Compaction runs that dropped rows before the bases existed.
-        pub async fn runs_before_bases(&self) -> Result<i64, StoreError> {
-            let (n,): (i64,) = sqlx::query_as(&super::audit::runs_before_bases_sql(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .fetch_one(&self.pool)
-            .await?;
-            Ok(n)
-        }
-
-        /// In one transaction: stream the audit into `sink` again, then
-        /// write what it found to differ.
-        pub async fn audit_fix(
-            &self,
-            sink: &mut (dyn super::audit::AuditSink + Send),
-        ) -> Result<super::audit::Fixes, StoreError> {
-            use super::upsert::bind_vals;
-            const F: super::dialect::Flavor = <$d as super::dialect::Dialect>::FLAVOR;
-            let mut tx = match <$d as super::dialect::Dialect>::BEGIN {
-                Some(statement) => self.pool.begin_with(statement).await?,
-                None => self.pool.begin().await?,
-            };
-            super::audit::audit_scan!($d, &mut *tx, &mut *sink);
-            let fixes = sink.take_fixes();
-            let cell_sql = super::audit::fix_cell_sql(F);
-            for c in &fixes.cells {
-                bind_vals!(sqlx::query(&cell_sql), super::audit::fix_cell_vals(c)?)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            let report_sql = super::audit::fix_report_sql(F);
-            let now = super::now_text();
-            for fix in &fixes.reports {
-                let (totals, models, functions) = super::audit::fix_report_vals(F, fix, &now)?;
-                bind_vals!(sqlx::query(&report_sql[0]), totals)
-                    .execute(&mut *tx)
-                    .await?;
-                for v in models {
-                    bind_vals!(sqlx::query(&report_sql[1]), v)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                for v in functions {
-                    bind_vals!(sqlx::query(&report_sql[2]), v)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-            }
-            tx.commit().await?;
-            Ok(fixes)
-        }
-    };
+/// Stream the recomputed and stored aggregates into `sink`.
+pub(crate) async fn audit<E: Engine>(
+    e: &E,
+    sink: &mut (dyn AuditSink + Send),
+) -> Result<(), StoreError> {
+    scan(&mut e.pool(), E::FLAVOR, sink).await
 }
-pub(crate) use audit_methods;
+
+/// Rows the audit's streams will carry, roughly: cells, report rows.
+pub(crate) async fn sizes<E: Engine>(e: &E) -> Result<(i64, i64), StoreError> {
+    fetch_one(&mut e.pool(), &sizes_sql(E::FLAVOR), &[], |r| {
+        Ok((r.int(0)?, r.int(1)?))
+    })
+    .await
+}
+
+/// Compaction runs that dropped rows before the bases existed.
+pub(crate) async fn runs_before_bases<E: Engine>(e: &E) -> Result<i64, StoreError> {
+    fetch_one(&mut e.pool(), &runs_before_bases_sql(E::FLAVOR), &[], |r| {
+        r.int(0)
+    })
+    .await
+}
+
+/// In one transaction: stream the audit into `sink` again, then write what
+/// it found to differ.
+pub(crate) async fn audit_fix<E: Engine>(
+    e: &E,
+    sink: &mut (dyn AuditSink + Send),
+) -> Result<Fixes, StoreError> {
+    let f = E::FLAVOR;
+    let mut tx = e.begin().await?;
+    scan(&mut tx, f, sink).await?;
+    let fixes = sink.take_fixes();
+    let cell_sql = fix_cell_sql(f);
+    for c in &fixes.cells {
+        tx.run(&cell_sql, &fix_cell_vals(c)?).await?;
+    }
+    let report_sql = fix_report_sql(f);
+    let now = super::now_text();
+    for fix in &fixes.reports {
+        let (totals, models, functions) = fix_report_vals(f, fix, &now)?;
+        tx.run(&report_sql[0], &totals).await?;
+        for v in models {
+            tx.run(&report_sql[1], &v).await?;
+        }
+        for v in functions {
+            tx.run(&report_sql[2], &v).await?;
+        }
+    }
+    E::commit(tx).await?;
+    Ok(fixes)
+}

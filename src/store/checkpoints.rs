@@ -4,7 +4,9 @@
 //! batch committed: a crash in between re-applies one page, which the
 //! ledger makes a no-op.
 
+use super::StoreError;
 use super::dialect::Flavor;
+use super::exec::{Engine, Sql, fetch_all};
 
 /// Progress of one part of a backfill job.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,72 +78,63 @@ pub fn clear_checkpoints_sql(f: Flavor) -> String {
     format!("DELETE FROM backfill_checkpoints WHERE job = {}", f.p(1))
 }
 
-/// Checkpoint methods, the same for every dialect's store, from its
-/// `Dialect` `$d` (a macro for the reason given at
-/// `queries::common_methods!`).
-macro_rules! checkpoint_methods {
-    ($d:ty) => {
-        pub async fn checkpoints(
-            &self,
-            job: &str,
-        ) -> Result<Vec<super::checkpoints::Checkpoint>, StoreError> {
-            let rows = sqlx::query_as::<_, (String, Option<String>, i64, i64)>(
-                &super::checkpoints::checkpoints_sql(<$d as super::dialect::Dialect>::FLAVOR),
-            )
-            .bind(job)
-            .fetch_all(&self.pool)
-            .await?;
-            Ok(rows
-                .into_iter()
-                .map(
-                    |(part, position, items, done)| super::checkpoints::Checkpoint {
-                        part,
-                        position,
-                        items,
-                        done: done != 0,
-                    },
-                )
-                .collect())
-        }
-
-        pub async fn save_checkpoint(
-            &self,
-            job: &str,
-            c: &super::checkpoints::Checkpoint,
-        ) -> Result<(), StoreError> {
-            sqlx::query(&super::checkpoints::save_checkpoint_sql(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .bind(job)
-            .bind(&c.part)
-            .bind(&c.position)
-            .bind(c.items)
-            .bind(i64::from(c.done))
-            .bind(super::now_text())
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        }
-
-        pub async fn unfinished_backfills(&self) -> Result<Vec<(String, String)>, StoreError> {
-            Ok(
-                sqlx::query_as::<_, (String, String)>(&super::checkpoints::unfinished_jobs_sql(
-                    <$d as super::dialect::Dialect>::FLAVOR,
-                ))
-                .fetch_all(&self.pool)
-                .await?,
-            )
-        }
-
-        pub async fn clear_checkpoints(&self, job: &str) -> Result<(), StoreError> {
-            sqlx::query(&super::checkpoints::clear_checkpoints_sql(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .bind(job)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        }
-    };
+/// A backfill job's checkpoints, by part.
+pub(crate) async fn checkpoints<E: Engine>(
+    e: &E,
+    job: &str,
+) -> Result<Vec<Checkpoint>, StoreError> {
+    fetch_all(
+        &mut e.pool(),
+        &checkpoints_sql(E::FLAVOR),
+        &[job.into()],
+        |r| {
+            Ok(Checkpoint {
+                part: r.text(0)?,
+                position: r.opt_text(1)?,
+                items: r.int(2)?,
+                done: r.int(3)? != 0,
+            })
+        },
+    )
+    .await
 }
-pub(crate) use checkpoint_methods;
+
+/// Record a backfill part's progress.
+pub(crate) async fn save_checkpoint<E: Engine>(
+    e: &E,
+    job: &str,
+    c: &Checkpoint,
+) -> Result<(), StoreError> {
+    e.pool()
+        .run(
+            &save_checkpoint_sql(E::FLAVOR),
+            &[
+                job.into(),
+                (&c.part).into(),
+                c.position.clone().into(),
+                c.items.into(),
+                i64::from(c.done).into(),
+                super::now_text().into(),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Unfinished Scan and export jobs with their latest progress time.
+pub(crate) async fn unfinished_backfills<E: Engine>(
+    e: &E,
+) -> Result<Vec<(String, String)>, StoreError> {
+    fetch_all(&mut e.pool(), &unfinished_jobs_sql(E::FLAVOR), &[], |r| {
+        Ok((r.text(0)?, r.text(1)?))
+    })
+    .await
+}
+
+/// Forget a backfill job's progress.
+pub(crate) async fn clear_checkpoints<E: Engine>(e: &E, job: &str) -> Result<(), StoreError> {
+    e.pool()
+        .run(&clear_checkpoints_sql(E::FLAVOR), &[job.into()])
+        .await?;
+    Ok(())
+}

@@ -25,8 +25,10 @@ pub mod compaction;
 pub mod connect;
 pub mod dialect;
 mod error;
+pub(crate) mod exec;
 mod migrations;
 pub mod mysql;
+mod ops;
 pub mod postgres;
 mod queries;
 pub mod reports;
@@ -77,14 +79,15 @@ impl std::fmt::Debug for Store {
     }
 }
 
-macro_rules! dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
-        match &$self.backend {
-            Backend::Sqlite($s) => $e,
-            Backend::MySql($s) => $e,
-            Backend::Postgres($s) => $e,
+impl Backend {
+    /// The engine behind the store's operations.
+    fn ops(&self) -> &dyn ops::StoreOps {
+        match self {
+            Backend::Sqlite(s) => s,
+            Backend::MySql(s) => s,
+            Backend::Postgres(s) => s,
         }
-    };
+    }
 }
 
 impl Store {
@@ -98,12 +101,12 @@ impl Store {
     /// `streamfold migrate` (checked here).
     pub async fn open_with(url: &str, opts: &StoreOptions) -> Result<Store, StoreError> {
         let store = Store::connect(url, opts).await?;
-        if let Backend::Sqlite(s) = &store.backend {
+        if let Backend::Sqlite(_) = &store.backend {
             // The embedded default migrates itself; one read of
             // `_sqlx_migrations` tells whether there is anything to do
             // (the migrator's own check is several statements per open).
             if store.pending_migrations().await? > 0 {
-                s.migrate().await?;
+                store.migrate().await?;
             }
         } else {
             let pending = store.pending_migrations().await?;
@@ -145,20 +148,16 @@ impl Store {
     /// process blocks is only logged: the log stays valid, and is folded in
     /// by whoever closes last.
     pub async fn close(&self) {
-        match &self.backend {
-            Backend::Sqlite(s) => s.checkpoint_and_close().await,
-            Backend::MySql(s) => s.pool().close().await,
-            Backend::Postgres(s) => s.pool().close().await,
-        }
+        self.backend.ops().close().await
     }
 
     /// Apply the schema migrations; returns the versions newly applied.
     pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-        dispatch!(self, s => s.migrate().await)
+        self.backend.ops().migrate().await
     }
 
     async fn pending_migrations(&self) -> Result<usize, StoreError> {
-        dispatch!(self, s => s.pending_migrations().await)
+        self.backend.ops().pending_migrations().await
     }
 
     /// Apply one batch's staged rows and quarantined records in one
@@ -176,11 +175,7 @@ impl Store {
         loop {
             // Read again each attempt: a compaction may have begun meanwhile.
             let horizon = self.compaction_horizon().await?;
-            let result = match &self.backend {
-                Backend::Sqlite(s) => batch::apply_once(s, rows, rejects, horizon).await,
-                Backend::MySql(s) => batch::apply_once(s, rows, rejects, horizon).await,
-                Backend::Postgres(s) => batch::apply_once(s, rows, rejects, horizon).await,
-            };
+            let result = self.backend.ops().apply_once(rows, rejects, horizon).await;
             match result {
                 Ok(mut r) => {
                     r.retries = attempt;
@@ -203,7 +198,7 @@ impl Store {
         if let Some(h) = self.horizon.fresh() {
             return Ok(h);
         }
-        let h = dispatch!(self, s => s.compaction_horizon().await)?;
+        let h = self.backend.ops().compaction_horizon().await?;
         self.horizon.store(h);
         Ok(h)
     }
@@ -231,7 +226,7 @@ impl Store {
         // retried by resuming the run from its last committed chunk.
         let mut attempt = 0u32;
         let report = loop {
-            match dispatch!(self, s => s.compact(opts).await) {
+            match self.backend.ops().compact(opts).await {
                 Ok(r) => break r,
                 Err(e) if e.is_transient() && attempt < self.max_retries.max(1) * 4 => {
                     attempt += 1;
@@ -242,7 +237,7 @@ impl Store {
             }
         };
         self.horizon
-            .store(dispatch!(self, s => s.compaction_horizon().await)?);
+            .store(self.backend.ops().compaction_horizon().await?);
         Ok(report)
     }
 
@@ -252,7 +247,7 @@ impl Store {
         slack_id: &str,
         integration: Option<&str>,
     ) -> Result<Vec<(u8, u8, i64)>, StoreError> {
-        dispatch!(self, s => s.heatmap(slack_id, integration).await)
+        self.backend.ops().heatmap(slack_id, integration).await
     }
 
     /// First and last event time (epoch seconds) of a subject's counted
@@ -262,7 +257,7 @@ impl Store {
         slack_id: &str,
         integration: Option<&str>,
     ) -> Result<Option<(i64, i64)>, StoreError> {
-        dispatch!(self, s => s.event_span(slack_id, integration).await)
+        self.backend.ops().event_span(slack_id, integration).await
     }
 
     /// Unattributed activity rows, in identity order, after `after`.
@@ -271,7 +266,7 @@ impl Store {
         after: Option<Identity>,
         limit: u32,
     ) -> Result<Vec<ActivityRow>, StoreError> {
-        dispatch!(self, s => s.unattributed_activity(after, limit).await)
+        self.backend.ops().unattributed_activity(after, limit).await
     }
 
     /// Unattributed LLM rows, in identity order, after `after`.
@@ -280,7 +275,7 @@ impl Store {
         after: Option<Identity>,
         limit: u32,
     ) -> Result<Vec<LlmRow>, StoreError> {
-        dispatch!(self, s => s.unattributed_llm(after, limit).await)
+        self.backend.ops().unattributed_llm(after, limit).await
     }
 
     /// LLM reports selected by `filter`, in key order.
@@ -288,7 +283,7 @@ impl Store {
         &self,
         filter: &reports::ReportFilter,
     ) -> Result<Vec<crate::aggregate::llm_rollup::Report>, StoreError> {
-        dispatch!(self, s => s.reports(filter).await)
+        self.backend.ops().reports(filter).await
     }
 
     /// Record that `revision` of a report was projected to LLMReportData.
@@ -297,12 +292,12 @@ impl Store {
         key: &crate::aggregate::llm_rollup::ReportKey,
         revision: i64,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.mark_published(key, revision).await)
+        self.backend.ops().mark_published(key, revision).await
     }
 
     /// Checkpoints of a backfill job, by part.
     pub async fn checkpoints(&self, job: &str) -> Result<Vec<checkpoints::Checkpoint>, StoreError> {
-        dispatch!(self, s => s.checkpoints(job).await)
+        self.backend.ops().checkpoints(job).await
     }
 
     /// Record a backfill part's progress.
@@ -311,7 +306,7 @@ impl Store {
         job: &str,
         c: &checkpoints::Checkpoint,
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.save_checkpoint(job, c).await)
+        self.backend.ops().save_checkpoint(job, c).await
     }
 
     /// Mark a backfill job begun: until `finish_backfill`, compaction is
@@ -330,12 +325,12 @@ impl Store {
     /// Scan and export backfill jobs not finished, with their latest
     /// progress time.
     pub async fn unfinished_backfills(&self) -> Result<Vec<(String, String)>, StoreError> {
-        dispatch!(self, s => s.unfinished_backfills().await)
+        self.backend.ops().unfinished_backfills().await
     }
 
     /// Forget a backfill job's progress (a fresh run).
     pub async fn clear_checkpoints(&self, job: &str) -> Result<(), StoreError> {
-        dispatch!(self, s => s.clear_checkpoints(job).await)
+        self.backend.ops().clear_checkpoints(job).await
     }
 
     /// Quarantined records with their raw text, after id `after`.
@@ -344,7 +339,7 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<(RejectListing, String)>, StoreError> {
-        dispatch!(self, s => s.rejected_raw(after, limit).await)
+        self.backend.ops().rejected_raw(after, limit).await
     }
 
     /// Drop quarantined records that have been applied.
@@ -352,37 +347,37 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        dispatch!(self, s => s.delete_rejects(ids).await)
+        self.backend.ops().delete_rejects(ids).await
     }
 
     pub async fn rejects(&self, limit: u32) -> Result<Vec<RejectListing>, StoreError> {
-        dispatch!(self, s => s.rejects(limit).await)
+        self.backend.ops().rejects(limit).await
     }
 
     /// Users (Slack IDs, ACS accounts) by events counted, most first.
     pub async fn top_users(&self, limit: u32) -> Result<Vec<(String, i64)>, StoreError> {
-        dispatch!(self, s => s.top_users(limit).await)
+        self.backend.ops().top_users(limit).await
     }
 
     pub async fn totals(&self) -> Result<Totals, StoreError> {
-        dispatch!(self, s => s.totals().await)
+        self.backend.ops().totals().await
     }
 
     /// Stream the aggregates as stored and as recomputed from the ledgers
     /// and compaction bases into `sink` (`crate::audit`).
     pub async fn audit(&self, sink: &mut (dyn audit::AuditSink + Send)) -> Result<(), StoreError> {
-        dispatch!(self, s => s.audit(sink).await)
+        self.backend.ops().audit(sink).await
     }
 
     /// Rows the audit streams carry, roughly: `(cells, report rows)`.
     pub async fn audit_sizes(&self) -> Result<(i64, i64), StoreError> {
-        dispatch!(self, s => s.audit_sizes().await)
+        self.backend.ops().audit_sizes().await
     }
 
     /// Compaction runs that dropped ledger rows before the compaction bases
     /// existed (their counts cannot be recomputed).
     pub async fn runs_before_bases(&self) -> Result<i64, StoreError> {
-        dispatch!(self, s => s.runs_before_bases().await)
+        self.backend.ops().runs_before_bases().await
     }
 
     /// In one transaction: audit into `sink`, then repair what differs.
@@ -390,7 +385,7 @@ impl Store {
         &self,
         sink: &mut (dyn audit::AuditSink + Send),
     ) -> Result<audit::Fixes, StoreError> {
-        dispatch!(self, s => s.audit_fix(sink).await)
+        self.backend.ops().audit_fix(sink).await
     }
 
     /// The dialect backend, for tests and tools that inspect tables directly.

@@ -7,11 +7,13 @@
 
 use super::connect::{self, TlsMode};
 use super::dialect::{Dialect, Flavor};
-use super::{RejectListing, StoreError, StoreOptions, Totals};
-use crate::aggregate::{ActivityRow, LlmRow};
-use sqlx::Executor;
+use super::exec::{Bind, EachRow, Engine, Sql, bound};
+use super::{ApplyResult, RejectedRecord, StoreError, StoreOptions};
+use crate::aggregate::StagedRows;
+use futures::TryStreamExt as _;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySql, MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
+use sqlx::{Executor, Transaction};
 use std::str::FromStr;
 
 static MIGRATOR: Migrator = sqlx::migrate!("sql/mysql");
@@ -91,12 +93,6 @@ impl MySqlStore {
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
     }
-
-    super::queries::common_methods!(MySqlDialect);
-    super::reports::report_methods!(MySqlDialect);
-    super::checkpoints::checkpoint_methods!(MySqlDialect);
-    super::compaction::compaction_methods!(MySqlDialect);
-    super::audit::audit_methods!(MySqlDialect);
 }
 
 /// Whether a server of `version` (`SELECT VERSION()`) has what the batch
@@ -138,6 +134,92 @@ pub fn supported_server(version: &str) -> Result<(), String> {
         Err(format!(
             "server version {version} lacks JSON_TABLE, which the batch needs: use {need} or later"
         ))
+    }
+}
+
+impl Sql for &MySqlPool {
+    async fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, StoreError> {
+        Ok(bound::<MySql>(sql, binds)
+            .execute(*self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn each(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        row: &mut EachRow<'_>,
+    ) -> Result<(), StoreError> {
+        let mut rows = bound::<MySql>(sql, binds).fetch(*self);
+        while let Some(r) = rows.try_next().await? {
+            row(&r)?;
+        }
+        Ok(())
+    }
+}
+
+impl Sql for Transaction<'_, MySql> {
+    async fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, StoreError> {
+        Ok(bound::<MySql>(sql, binds)
+            .execute(&mut **self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn each(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        row: &mut EachRow<'_>,
+    ) -> Result<(), StoreError> {
+        let mut rows = bound::<MySql>(sql, binds).fetch(&mut **self);
+        while let Some(r) = rows.try_next().await? {
+            row(&r)?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine for MySqlStore {
+    const FLAVOR: Flavor = MySqlDialect::FLAVOR;
+    type Pool<'p> = &'p MySqlPool;
+    type Tx = Transaction<'static, MySql>;
+
+    fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Self::Tx, StoreError> {
+        Ok(match MySqlDialect::BEGIN {
+            Some(statement) => self.pool.begin_with(statement).await?,
+            None => self.pool.begin().await?,
+        })
+    }
+
+    async fn commit(tx: Self::Tx) -> Result<(), StoreError> {
+        Ok(tx.commit().await?)
+    }
+
+    async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        MySqlDialect::migrate(&self.pool).await
+    }
+
+    async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(super::pending_migrations(MySqlDialect::migrator(), &self.pool).await)
+    }
+
+    async fn apply_once(
+        &self,
+        rows: &StagedRows,
+        rejects: &[RejectedRecord],
+        horizon: Option<i64>,
+    ) -> Result<ApplyResult, StoreError> {
+        super::batch::apply_once(self, rows, rejects, horizon).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await
     }
 }
 

@@ -1,10 +1,20 @@
-//! PostgreSQL store (RDS / Aurora PostgreSQL): connection options, the TLS
-//! policy, migrations. Its batch is `batch::postgres`.
+//! PostgreSQL store (RDS / Aurora PostgreSQL). A batch is one statement:
+//! the batch arrives as arrays (`UNNEST`, no parameter limit to chunk
+//! around), and data-modifying CTEs lock the existing ledger rows in
+//! identity order (`FOR UPDATE`), move the aggregates (pre-summed, so
+//! `ON CONFLICT` touches each key once), write both ledgers, move the LLM
+//! reports and quarantine the rejects. Only the LLM report deltas need a
+//! read first (the rollup runs in Rust on exact decimals), so with BEGIN
+//! and COMMIT a batch costs 3 round trips, or 4 when it has LLM records,
+//! whatever its size.
 
 use super::connect::{self, TlsMode};
 use super::dialect::{Dialect, Flavor};
-use super::{RejectListing, StoreError, StoreOptions, Totals};
-use crate::aggregate::{ActivityRow, LlmRow};
+use super::exec::{Bind, EachRow, Engine, Sql, bound};
+use super::{ApplyResult, RejectedRecord, StoreError, StoreOptions};
+use crate::aggregate::StagedRows;
+use futures::TryStreamExt as _;
+use sqlx::Transaction;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode, Postgres};
 use std::str::FromStr;
@@ -62,15 +72,95 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-
-    super::queries::common_methods!(PgDialect);
-    super::reports::report_methods!(PgDialect);
-    super::checkpoints::checkpoint_methods!(PgDialect);
-    super::compaction::compaction_methods!(PgDialect);
-    super::audit::audit_methods!(PgDialect);
 }
 
-/// The PostgreSQL dialect.
+impl Sql for &PgPool {
+    async fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, StoreError> {
+        Ok(bound::<Postgres>(sql, binds)
+            .execute(*self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn each(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        row: &mut EachRow<'_>,
+    ) -> Result<(), StoreError> {
+        let mut rows = bound::<Postgres>(sql, binds).fetch(*self);
+        while let Some(r) = rows.try_next().await? {
+            row(&r)?;
+        }
+        Ok(())
+    }
+}
+
+impl Sql for Transaction<'_, Postgres> {
+    async fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, StoreError> {
+        Ok(bound::<Postgres>(sql, binds)
+            .execute(&mut **self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn each(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        row: &mut EachRow<'_>,
+    ) -> Result<(), StoreError> {
+        let mut rows = bound::<Postgres>(sql, binds).fetch(&mut **self);
+        while let Some(r) = rows.try_next().await? {
+            row(&r)?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine for PgStore {
+    const FLAVOR: Flavor = PgDialect::FLAVOR;
+    type Pool<'p> = &'p PgPool;
+    type Tx = Transaction<'static, Postgres>;
+
+    fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> Result<Self::Tx, StoreError> {
+        Ok(match PgDialect::BEGIN {
+            Some(statement) => self.pool.begin_with(statement).await?,
+            None => self.pool.begin().await?,
+        })
+    }
+
+    async fn commit(tx: Self::Tx) -> Result<(), StoreError> {
+        Ok(tx.commit().await?)
+    }
+
+    async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        PgDialect::migrate(&self.pool).await
+    }
+
+    async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(super::pending_migrations(PgDialect::migrator(), &self.pool).await)
+    }
+
+    async fn apply_once(
+        &self,
+        rows: &StagedRows,
+        rejects: &[RejectedRecord],
+        horizon: Option<i64>,
+    ) -> Result<ApplyResult, StoreError> {
+        super::batch::apply_once(self, rows, rejects, horizon).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await
+    }
+}
+
+/// The PostgreSQL dialect: the whole batch as arrays in one statement.
 pub struct PgDialect;
 
 impl Dialect for PgDialect {

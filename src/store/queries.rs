@@ -1,9 +1,12 @@
-//! The store's read queries and transaction shell, written once for every
-//! dialect: the SQL text as functions of the dialect's `Flavor`, and
-//! `common_methods!`, which expands the same method bodies into each
-//! dialect's store (their pool types differ).
+//! The store's read queries, written once for every dialect: the SQL text
+//! as functions of the dialect's `Flavor`, and the reads themselves as
+//! generic functions over an `Engine`.
 
 use super::dialect::Flavor;
+use super::exec::{Bind, Engine, Sql, fetch_all, fetch_one};
+use super::{RejectListing, StoreError, Totals, rows};
+use crate::aggregate::{ActivityRow, LlmRow};
+use crate::domain::Identity;
 
 pub fn heatmap(f: Flavor) -> String {
     format!(
@@ -105,152 +108,130 @@ pub fn totals(f: Flavor) -> String {
     super::totals_sql(f.int())
 }
 
-/// Methods every dialect store has, identical but for the pool type:
-/// migrations and the read queries, all
-/// from the store's `Dialect` `$d`. A macro because the stores' pools are
-/// distinct concrete types and generic code over `Pool<DB>` would have to
-/// state `for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>` and
-/// a `Decode + Type` bound per column type read.
-macro_rules! common_methods {
-    ($d:ty) => {
-        pub async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
-            <$d as super::dialect::Dialect>::migrate(&self.pool).await
-        }
-
-        pub async fn pending_migrations(&self) -> Result<usize, StoreError> {
-            Ok(
-                super::pending_migrations(<$d as super::dialect::Dialect>::migrator(), &self.pool)
-                    .await,
-            )
-        }
-
-        pub async fn heatmap(
-            &self,
-            slack_id: &str,
-            integration: Option<&str>,
-        ) -> Result<Vec<(u8, u8, i64)>, StoreError> {
-            let rows = sqlx::query(&super::queries::heatmap(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .bind(slack_id)
-            .bind(integration)
-            .bind(integration)
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter().map(super::rows::cell).collect()
-        }
-
-        pub async fn event_span(
-            &self,
-            slack_id: &str,
-            integration: Option<&str>,
-        ) -> Result<Option<(i64, i64)>, StoreError> {
-            let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(
-                &super::queries::event_span(<$d as super::dialect::Dialect>::FLAVOR),
-            )
-            .bind(slack_id)
-            .bind(integration)
-            .bind(integration)
-            .fetch_one(&self.pool)
-            .await?;
-            Ok(first.zip(last))
-        }
-
-        pub async fn unattributed_activity(
-            &self,
-            after: Option<crate::domain::Identity>,
-            limit: u32,
-        ) -> Result<Vec<ActivityRow>, StoreError> {
-            let rows = sqlx::query(&super::queries::unattributed_activity(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .bind(after.map(|i| i.to_bytes().to_vec()).unwrap_or_default())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter()
-                .map(super::rows::unattributed_activity)
-                .collect()
-        }
-
-        pub async fn unattributed_llm(
-            &self,
-            after: Option<crate::domain::Identity>,
-            limit: u32,
-        ) -> Result<Vec<LlmRow>, StoreError> {
-            let rows = sqlx::query(&super::queries::unattributed_llm(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .bind(after.map(|i| i.to_bytes().to_vec()).unwrap_or_default())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter().map(super::rows::llm_row).collect()
-        }
-
-        pub async fn rejects(&self, limit: u32) -> Result<Vec<RejectListing>, StoreError> {
-            let rows = sqlx::query(&super::queries::rejects(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter().map(super::rows::reject_listing).collect()
-        }
-
-        pub async fn rejected_raw(
-            &self,
-            after: i64,
-            limit: u32,
-        ) -> Result<Vec<(RejectListing, String)>, StoreError> {
-            let rows = sqlx::query(&super::queries::rejected_raw(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-            rows.iter()
-                .map(|r| {
-                    use sqlx::Row as _;
-                    Ok((super::rows::reject_listing(r)?, r.try_get::<String, _>(6)?))
-                })
-                .collect()
-        }
-
-        pub async fn delete_rejects(&self, ids: &[i64]) -> Result<(), StoreError> {
-            let mut tx = self.pool.begin().await?;
-            for id in ids {
-                sqlx::query(&super::queries::delete_reject(
-                    <$d as super::dialect::Dialect>::FLAVOR,
-                ))
-                .bind(*id)
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        }
-
-        pub async fn top_users(&self, limit: u32) -> Result<Vec<(String, i64)>, StoreError> {
-            Ok(
-                sqlx::query_as::<_, (String, i64)>(&super::queries::top_users(
-                    <$d as super::dialect::Dialect>::FLAVOR,
-                ))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?,
-            )
-        }
-
-        pub async fn totals(&self) -> Result<Totals, StoreError> {
-            let r = sqlx::query_as::<_, (i64, i64, i64, i64, i64, i64)>(&super::queries::totals(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .fetch_one(&self.pool)
-            .await?;
-            Ok(super::totals_from(r))
-        }
-    };
+/// `(dow, hours, count)` cells of one user's heatmap.
+pub(crate) async fn heatmap_cells<E: Engine>(
+    e: &E,
+    slack_id: &str,
+    integration: Option<&str>,
+) -> Result<Vec<(u8, u8, i64)>, StoreError> {
+    let binds = [slack_id.into(), integration.into(), integration.into()];
+    fetch_all(&mut e.pool(), &heatmap(E::FLAVOR), &binds, |r| {
+        rows::cell(r)
+    })
+    .await
 }
-pub(crate) use common_methods;
+
+/// First and last event time of a subject's counted activity in the ledger.
+pub(crate) async fn subject_span<E: Engine>(
+    e: &E,
+    slack_id: &str,
+    integration: Option<&str>,
+) -> Result<Option<(i64, i64)>, StoreError> {
+    let binds = [slack_id.into(), integration.into(), integration.into()];
+    let (first, last) = fetch_one(&mut e.pool(), &event_span(E::FLAVOR), &binds, |r| {
+        Ok((r.opt_int(0)?, r.opt_int(1)?))
+    })
+    .await?;
+    Ok(first.zip(last))
+}
+
+/// The keyset page parameters: ids after `after` (from the start: after
+/// the empty id), at most `limit`.
+fn page(after: Option<Identity>, limit: u32) -> [Bind; 2] {
+    [
+        after
+            .map(|i| i.to_bytes().to_vec())
+            .unwrap_or_default()
+            .into(),
+        i64::from(limit).into(),
+    ]
+}
+
+/// Unattributed activity rows, in identity order, after `after`.
+pub(crate) async fn unattributed_activity_rows<E: Engine>(
+    e: &E,
+    after: Option<Identity>,
+    limit: u32,
+) -> Result<Vec<ActivityRow>, StoreError> {
+    let sql = unattributed_activity(E::FLAVOR);
+    fetch_all(&mut e.pool(), &sql, &page(after, limit), |r| {
+        rows::unattributed_activity(r)
+    })
+    .await
+}
+
+/// Unattributed LLM rows, in identity order, after `after`.
+pub(crate) async fn unattributed_llm_rows<E: Engine>(
+    e: &E,
+    after: Option<Identity>,
+    limit: u32,
+) -> Result<Vec<LlmRow>, StoreError> {
+    let sql = unattributed_llm(E::FLAVOR);
+    fetch_all(&mut e.pool(), &sql, &page(after, limit), |r| {
+        rows::llm_row(r)
+    })
+    .await
+}
+
+/// The first `limit` quarantined records.
+pub(crate) async fn reject_listings<E: Engine>(
+    e: &E,
+    limit: u32,
+) -> Result<Vec<RejectListing>, StoreError> {
+    let binds = [i64::from(limit).into()];
+    fetch_all(&mut e.pool(), &rejects(E::FLAVOR), &binds, |r| {
+        rows::reject_listing(r)
+    })
+    .await
+}
+
+/// Quarantined records with their raw text, after id `after`.
+pub(crate) async fn rejected_with_raw<E: Engine>(
+    e: &E,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<(RejectListing, String)>, StoreError> {
+    let binds = [after.into(), i64::from(limit).into()];
+    fetch_all(&mut e.pool(), &rejected_raw(E::FLAVOR), &binds, |r| {
+        Ok((rows::reject_listing(r)?, r.text(6)?))
+    })
+    .await
+}
+
+/// Drop quarantined records, in one transaction.
+pub(crate) async fn delete_rejects<E: Engine>(e: &E, ids: &[i64]) -> Result<(), StoreError> {
+    let sql = delete_reject(E::FLAVOR);
+    let mut tx = e.begin().await?;
+    for id in ids {
+        tx.run(&sql, &[(*id).into()]).await?;
+    }
+    E::commit(tx).await
+}
+
+/// Users by events counted, most first.
+pub(crate) async fn top_subjects<E: Engine>(
+    e: &E,
+    limit: u32,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let binds = [i64::from(limit).into()];
+    fetch_all(&mut e.pool(), &top_users(E::FLAVOR), &binds, |r| {
+        Ok((r.text(0)?, r.int(1)?))
+    })
+    .await
+}
+
+/// The database's totals.
+pub(crate) async fn read_totals<E: Engine>(e: &E) -> Result<Totals, StoreError> {
+    let r = fetch_one(&mut e.pool(), &totals(E::FLAVOR), &[], |r| {
+        Ok((
+            r.int(0)?,
+            r.int(1)?,
+            r.int(2)?,
+            r.int(3)?,
+            r.int(4)?,
+            r.int(5)?,
+        ))
+    })
+    .await?;
+    Ok(super::totals_from(r))
+}

@@ -1,17 +1,18 @@
 //! The LLM report tables (`llm_reports`, `llm_report_models`,
 //! `llm_report_functions`): SQL text shared by the dialects, the rows a
-//! batch's report deltas become, and decoding of reports read back.
+//! batch's report deltas become and their multi-row write, reading reports
+//! back, and the projection bookkeeping.
 //!
 //! How the deltas are added differs: MySQL and PostgreSQL add them in SQL
 //! (`col = col + delta` on exact DECIMAL columns, keys in order); SQLite,
 //! which has no exact decimal type, reads the touched reports under its
 //! single write lock and writes back the sums added in Rust.
 
-use super::StoreError;
 use super::dialect::Flavor;
+use super::exec::{Bind, Cells, Engine, Sql};
+use super::{ApplyResult, StoreError};
 use crate::aggregate::llm_rollup::{ModelUsage, Report, ReportKey, ReportSums};
 use rust_decimal::Decimal;
-use sqlx::{ColumnIndex, Decode, Row, Type};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
@@ -152,45 +153,38 @@ fn decimal(text: &str) -> Result<Decimal, StoreError> {
         .map_err(|_| corrupt("a sum is not a decimal"))
 }
 
-fn key_of<R>(r: &R) -> Result<ReportKey, StoreError>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-{
+fn key_of<R: Cells + ?Sized>(r: &R) -> Result<ReportKey, StoreError> {
     Ok(ReportKey {
-        account_id: r.try_get(0)?,
-        period: r.try_get::<String, _>(1)?.trim().to_string(),
+        account_id: r.text(0)?,
+        period: r.text(1)?.trim().to_string(),
     })
 }
 
-/// Assemble reports from the rows of `report_totals`, `report_models` and
-/// `report_functions`.
-pub fn assemble<R>(totals: &[R], models: &[R], functions: &[R]) -> Result<Vec<Report>, StoreError>
-where
-    R: Row,
-    usize: ColumnIndex<R>,
-    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
-    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
-{
-    let mut out: BTreeMap<ReportKey, Report> = BTreeMap::new();
-    for r in totals {
+/// Reports put together from the rows of `report_totals`, then
+/// `report_models` and `report_functions` (a breakdown row of a report
+/// not among the totals is passed over).
+#[derive(Default)]
+pub(crate) struct Assembly {
+    reports: BTreeMap<ReportKey, Report>,
+}
+
+impl Assembly {
+    /// A row of `report_totals`.
+    pub fn totals<R: Cells + ?Sized>(&mut self, r: &R) -> Result<(), StoreError> {
         let key = key_of(r)?;
-        let cost: String = r.try_get(4)?;
-        let quality: String = r.try_get(6)?;
         let sums = ReportSums {
-            requests: r.try_get(2)?,
-            tokens: r.try_get(3)?,
-            cost_usd: decimal(&cost)?,
-            response_time_ms: r.try_get(5)?,
-            quality_sum: decimal(&quality)?,
-            quality_scored: r.try_get(7)?,
+            requests: r.int(2)?,
+            tokens: r.int(3)?,
+            cost_usd: decimal(&r.text(4)?)?,
+            response_time_ms: r.int(5)?,
+            quality_sum: decimal(&r.text(6)?)?,
+            quality_scored: r.int(7)?,
             models: BTreeMap::new(),
             functions: BTreeMap::new(),
         };
-        let revision = r.try_get(8)?;
-        let updated_at = r.try_get(9)?;
-        out.insert(
+        let revision = r.int(8)?;
+        let updated_at = r.text(9)?;
+        self.reports.insert(
             key.clone(),
             Report {
                 key,
@@ -199,87 +193,204 @@ where
                 updated_at,
             },
         );
+        Ok(())
     }
-    for r in models {
+
+    /// A row of `report_models`.
+    pub fn model<R: Cells + ?Sized>(&mut self, r: &R) -> Result<(), StoreError> {
         let key = key_of(r)?;
-        let cost: String = r.try_get(5)?;
-        if let Some(report) = out.get_mut(&key) {
+        let cost = r.text(5)?;
+        if let Some(report) = self.reports.get_mut(&key) {
             report.sums.models.insert(
-                r.try_get(2)?,
+                r.text(2)?,
                 ModelUsage {
-                    requests: r.try_get(3)?,
-                    tokens: r.try_get(4)?,
+                    requests: r.int(3)?,
+                    tokens: r.int(4)?,
                     cost_usd: decimal(&cost)?,
                 },
             );
         }
+        Ok(())
+    }
+
+    /// A row of `report_functions`.
+    pub fn function<R: Cells + ?Sized>(&mut self, r: &R) -> Result<(), StoreError> {
+        let key = key_of(r)?;
+        if let Some(report) = self.reports.get_mut(&key) {
+            report.sums.functions.insert(r.text(2)?, r.int(3)?);
+        }
+        Ok(())
+    }
+
+    /// The reports, in key order.
+    pub fn finish(self) -> Vec<Report> {
+        self.reports.into_values().collect()
+    }
+}
+
+/// Assemble reports from the rows of `report_totals`, `report_models` and
+/// `report_functions`.
+pub fn assemble<R: Cells>(
+    totals: &[R],
+    models: &[R],
+    functions: &[R],
+) -> Result<Vec<Report>, StoreError> {
+    let mut out = Assembly::default();
+    for r in totals {
+        out.totals(r)?;
+    }
+    for r in models {
+        out.model(r)?;
     }
     for r in functions {
-        let key = key_of(r)?;
-        if let Some(report) = out.get_mut(&key) {
-            report.sums.functions.insert(r.try_get(2)?, r.try_get(3)?);
-        }
+        out.function(r)?;
     }
-    Ok(out.into_values().collect())
+    Ok(out.finish())
 }
 
-/// The read and bookkeeping methods on reports, the same for every
-/// dialect's store, from its `Dialect` `$d` (a macro for the reason given
-/// at `queries::common_methods!`).
-macro_rules! report_methods {
-    ($d:ty) => {
-        /// Reports selected by `filter`, in key order.
-        pub async fn reports(
-            &self,
-            filter: &super::reports::ReportFilter,
-        ) -> Result<Vec<crate::aggregate::llm_rollup::Report>, StoreError> {
-            let run = |sql: String| {
-                let pool = &self.pool;
-                async move {
-                    sqlx::query(&sql)
-                        .bind(filter.account_id.clone())
-                        .bind(filter.account_id.clone())
-                        .bind(filter.period.clone())
-                        .bind(filter.period.clone())
-                        .bind(i64::from(filter.pending_only))
-                        .bind(i64::from(filter.limit))
-                        .fetch_all(pool)
-                        .await
-                }
-            };
-            let totals = run(super::reports::report_totals(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .await?;
-            let models = run(super::reports::report_models(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .await?;
-            let functions = run(super::reports::report_functions(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .await?;
-            super::reports::assemble(&totals, &models, &functions)
-        }
-
-        /// Record that `revision` of `key` is in LLMReportData.
-        pub async fn mark_published(
-            &self,
-            key: &crate::aggregate::llm_rollup::ReportKey,
-            revision: i64,
-        ) -> Result<(), StoreError> {
-            sqlx::query(&super::reports::mark_published(
-                <$d as super::dialect::Dialect>::FLAVOR,
-            ))
-            .bind(revision)
-            .bind(revision)
-            .bind(revision)
-            .bind(&key.account_id)
-            .bind(&key.period)
-            .execute(&self.pool)
-            .await?;
-            Ok(())
-        }
-    };
+/// Reports selected by `filter`, in key order: their totals, models and
+/// functions, one statement each.
+pub(crate) async fn read_reports<E: Engine>(
+    e: &E,
+    filter: &ReportFilter,
+) -> Result<Vec<Report>, StoreError> {
+    let binds = [
+        filter.account_id.clone().into(),
+        filter.account_id.clone().into(),
+        filter.period.clone().into(),
+        filter.period.clone().into(),
+        i64::from(filter.pending_only).into(),
+        i64::from(filter.limit).into(),
+    ];
+    let mut out = Assembly::default();
+    let mut pool = e.pool();
+    let f = E::FLAVOR;
+    pool.each(&report_totals(f), &binds, &mut |r| out.totals(r))
+        .await?;
+    pool.each(&report_models(f), &binds, &mut |r| out.model(r))
+        .await?;
+    pool.each(&report_functions(f), &binds, &mut |r| out.function(r))
+        .await?;
+    Ok(out.finish())
 }
-pub(crate) use report_methods;
+
+/// Record that `revision` of `key` is in LLMReportData.
+pub(crate) async fn set_published<E: Engine>(
+    e: &E,
+    key: &ReportKey,
+    revision: i64,
+) -> Result<(), StoreError> {
+    let binds = [
+        revision.into(),
+        revision.into(),
+        revision.into(),
+        (&key.account_id).into(),
+        (&key.period).into(),
+    ];
+    e.pool().run(&mark_published(E::FLAVOR), &binds).await?;
+    Ok(())
+}
+
+/// Report rows to write with multi-row INSERTs (`write_report_rows`).
+pub(crate) struct ReportWrite<'a> {
+    /// `(key, sums, revision of a new row)`.
+    pub totals: Vec<(&'a ReportKey, &'a ReportSums, i64)>,
+    /// As from `model_rows`.
+    pub models: Vec<(&'a ReportKey, &'a String, &'a ModelUsage)>,
+    /// As from `function_rows`.
+    pub functions: Vec<(&'a ReportKey, &'a String, i64)>,
+    pub now: String,
+    /// The dialect's conflict clause after each table's INSERT (totals,
+    /// models, functions): SQLite sets the sums it computed, MySQL adds
+    /// deltas.
+    pub on_conflict: [&'a str; 3],
+}
+
+/// `INSERT INTO {table_and_columns} VALUES (…), …` of `rows` rows of
+/// `width` parameters each, then `tail`.
+fn values_insert(
+    f: Flavor,
+    table_and_columns: &str,
+    width: usize,
+    rows: usize,
+    tail: &str,
+) -> String {
+    let tuples: Vec<String> = (0..rows)
+        .map(|r| {
+            let params: Vec<String> = (1..=width).map(|c| f.p(r * width + c)).collect();
+            format!("({})", params.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO {table_and_columns} VALUES {}{tail}",
+        tuples.join(", ")
+    )
+}
+
+/// Write report rows with multi-row INSERTs of at most `max_params`
+/// parameters, each followed by its conflict clause; counts the statements
+/// into `result`.
+pub(crate) async fn write_report_rows<S: Sql + ?Sized>(
+    tx: &mut S,
+    f: Flavor,
+    max_params: usize,
+    rows: &ReportWrite<'_>,
+    result: &mut ApplyResult,
+) -> Result<(), StoreError> {
+    let [totals_clause, models_clause, functions_clause] = rows.on_conflict;
+    let head = format!("llm_reports ({TOTALS_COLUMNS})");
+    for chunk in rows.totals.chunks(max_params / 11) {
+        let mut binds = Vec::with_capacity(chunk.len() * 11);
+        for (k, s, revision) in chunk {
+            binds.extend([
+                Bind::from(&k.account_id),
+                (&k.period).into(),
+                s.requests.into(),
+                s.tokens.into(),
+                s.cost_usd.to_string().into(),
+                s.response_time_ms.into(),
+                s.quality_sum.to_string().into(),
+                s.quality_scored.into(),
+                (*revision).into(),
+                1i64.into(),
+                (&rows.now).into(),
+            ]);
+        }
+        let sql = values_insert(f, &head, 11, chunk.len(), totals_clause);
+        tx.run(&sql, &binds).await?;
+        result.statements += 1;
+    }
+    let head = "llm_report_models (account_id, report_period, model, requests, tokens, cost_usd)";
+    for chunk in rows.models.chunks(max_params / 6) {
+        let mut binds = Vec::with_capacity(chunk.len() * 6);
+        for (k, m, u) in chunk {
+            binds.extend([
+                Bind::from(&k.account_id),
+                (&k.period).into(),
+                (*m).into(),
+                u.requests.into(),
+                u.tokens.into(),
+                u.cost_usd.to_string().into(),
+            ]);
+        }
+        let sql = values_insert(f, head, 6, chunk.len(), models_clause);
+        tx.run(&sql, &binds).await?;
+        result.statements += 1;
+    }
+    let head = "llm_report_functions (account_id, report_period, function_name, requests)";
+    for chunk in rows.functions.chunks(max_params / 4) {
+        let mut binds = Vec::with_capacity(chunk.len() * 4);
+        for (k, name, n) in chunk {
+            binds.extend([
+                Bind::from(&k.account_id),
+                (&k.period).into(),
+                (*name).into(),
+                (*n).into(),
+            ]);
+        }
+        let sql = values_insert(f, head, 4, chunk.len(), functions_clause);
+        tx.run(&sql, &binds).await?;
+        result.statements += 1;
+    }
+    Ok(())
+}

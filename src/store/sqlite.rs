@@ -3,13 +3,15 @@
 //! same state. Staging tables are per-connection temporary tables.
 
 use super::dialect::{Dialect, Flavor};
-use super::{RejectListing, StoreError, StoreOptions, Totals};
-use crate::aggregate::{ActivityRow, LlmRow};
-use sqlx::Sqlite;
+use super::exec::{Bind, EachRow, Engine, Sql, bound};
+use super::{ApplyResult, RejectedRecord, StoreError, StoreOptions};
+use crate::aggregate::StagedRows;
+use futures::TryStreamExt as _;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -107,12 +109,93 @@ impl SqliteStore {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
 
-    super::queries::common_methods!(SqliteDialect);
-    super::reports::report_methods!(SqliteDialect);
-    super::checkpoints::checkpoint_methods!(SqliteDialect);
-    super::compaction::compaction_methods!(SqliteDialect);
-    super::audit::audit_methods!(SqliteDialect);
+impl Sql for &SqlitePool {
+    async fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, StoreError> {
+        Ok(bound::<Sqlite>(sql, binds)
+            .execute(*self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn each(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        row: &mut EachRow<'_>,
+    ) -> Result<(), StoreError> {
+        let mut rows = bound::<Sqlite>(sql, binds).fetch(*self);
+        while let Some(r) = rows.try_next().await? {
+            row(&r)?;
+        }
+        Ok(())
+    }
+}
+
+impl Sql for Transaction<'_, Sqlite> {
+    async fn run(&mut self, sql: &str, binds: &[Bind]) -> Result<u64, StoreError> {
+        Ok(bound::<Sqlite>(sql, binds)
+            .execute(&mut **self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn each(
+        &mut self,
+        sql: &str,
+        binds: &[Bind],
+        row: &mut EachRow<'_>,
+    ) -> Result<(), StoreError> {
+        let mut rows = bound::<Sqlite>(sql, binds).fetch(&mut **self);
+        while let Some(r) = rows.try_next().await? {
+            row(&r)?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine for SqliteStore {
+    const FLAVOR: Flavor = Flavor::Sqlite;
+    type Pool<'p> = &'p SqlitePool;
+    type Tx = Transaction<'static, Sqlite>;
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// `BEGIN IMMEDIATE`: the only write lock, taken at once.
+    async fn begin(&self) -> Result<Self::Tx, StoreError> {
+        Ok(match SqliteDialect::BEGIN {
+            Some(statement) => self.pool.begin_with(statement).await?,
+            None => self.pool.begin().await?,
+        })
+    }
+
+    async fn commit(tx: Self::Tx) -> Result<(), StoreError> {
+        Ok(tx.commit().await?)
+    }
+
+    async fn migrate(&self) -> Result<Vec<i64>, StoreError> {
+        SqliteDialect::migrate(&self.pool).await
+    }
+
+    async fn pending_migrations(&self) -> Result<usize, StoreError> {
+        Ok(super::pending_migrations(SqliteDialect::migrator(), &self.pool).await)
+    }
+
+    async fn apply_once(
+        &self,
+        rows: &StagedRows,
+        rejects: &[RejectedRecord],
+        horizon: Option<i64>,
+    ) -> Result<ApplyResult, StoreError> {
+        super::batch::apply_once(self, rows, rejects, horizon).await
+    }
+
+    async fn close(&self) {
+        self.checkpoint_and_close().await
+    }
 }
 
 /// The SQLite dialect: one writer at a time (`BEGIN IMMEDIATE`).

@@ -28,13 +28,6 @@ pub enum Update {
     One,
 }
 
-/// A bound value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Val {
-    Int(i64),
-    Text(String),
-}
-
 /// The one-row upsert of `table`: `keys` (text or integer, bound first, in
 /// order), then `columns` with what a conflict does to each.
 pub fn upsert_sql(
@@ -100,22 +93,6 @@ fn param(f: Flavor, n: usize, kind: Kind) -> String {
 pub fn adds_decimals_in_sql(f: Flavor) -> bool {
     f != Flavor::Sqlite
 }
-
-/// Bind `vals` to a query, in order (a macro: the query's type is the
-/// dialect's).
-macro_rules! bind_vals {
-    ($q:expr, $vals:expr) => {{
-        let mut q = $q;
-        for v in $vals {
-            q = match v {
-                super::upsert::Val::Int(i) => q.bind(i),
-                super::upsert::Val::Text(s) => q.bind(s),
-            };
-        }
-        q
-    }};
-}
-pub(crate) use bind_vals;
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,7 @@
 //! batch's identities under lock, let `aggregate::plan` decide everything
 //! (in Rust, without SQL), and write the plan.
 //!
-//! Each engine implements `Engine` in its own file with ordinary code:
+//! Each engine implements `BatchEngine` in its own file with ordinary code:
 //! `sqlite.rs` (multi-row VALUES, one writer at a time), `mysql/` (JSON
 //! documents bound to session variables, multi-statement queries, four
 //! round trips) and `postgres.rs` (arrays, one read and one write
@@ -32,7 +32,7 @@ use std::future::Future;
 
 /// What an engine does for one batch: each step in as few round trips as
 /// it can, every round trip counted in `ApplyResult::statements`.
-pub(crate) trait Engine: Sync {
+pub(crate) trait BatchEngine: Sync {
     /// An open batch transaction.
     type Tx: Send;
 
@@ -70,7 +70,7 @@ pub(crate) trait Engine: Sync {
 
 /// One attempt at applying a batch, in one transaction: lock-read, plan,
 /// write. `horizon` is the compaction horizon (`aggregate::plan`).
-pub(crate) async fn apply_once<E: Engine>(
+pub(crate) async fn apply_once<E: BatchEngine>(
     engine: &E,
     rows: &StagedRows,
     rejects: &[RejectedRecord],
@@ -90,7 +90,7 @@ pub(crate) async fn apply_once<E: Engine>(
     }
 }
 
-async fn steps<E: Engine>(
+async fn steps<E: BatchEngine>(
     tx: &mut E::Tx,
     rows: &StagedRows,
     rejects: &[RejectedRecord],

@@ -14,7 +14,7 @@ use super::super::postgres::PgStore;
 use super::super::sql::{ACTIVITY_COLUMNS, LLM_COLUMNS};
 use super::super::{ApplyResult, RejectedRecord, StoreError};
 use super::read::{activity_select, decode_into, llm_select};
-use super::{Engine, Plan};
+use super::{BatchEngine, Plan};
 use crate::aggregate::llm_rollup::{ReportKey, ReportSums};
 use crate::aggregate::plan::LedgerRead;
 use crate::aggregate::{ActivityRow, LlmRow, StagedRows};
@@ -261,7 +261,7 @@ fn bind_llm<'q>(q: Query<'q>, rows: &[&LlmRow]) -> Query<'q> {
         .bind(int(&|q| q.generated_at.timestamp()))
 }
 
-impl Engine for PgStore {
+impl BatchEngine for PgStore {
     type Tx = Transaction<'static, Postgres>;
 
     async fn begin(&self, result: &mut ApplyResult) -> Result<Self::Tx, StoreError> {

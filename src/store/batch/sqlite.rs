@@ -8,7 +8,7 @@ use super::super::sqlite::SqliteStore;
 use super::super::{ApplyResult, RejectedRecord, StoreError};
 use super::read::{activity_select, decode_into, llm_select};
 use super::values::{activity_values_into, llm_values_into, reject_values};
-use super::{Engine, Plan};
+use super::{BatchEngine, Plan};
 use crate::aggregate::StagedRows;
 use crate::aggregate::plan::LedgerRead;
 use crate::store::dialect::Flavor;
@@ -28,7 +28,7 @@ fn from_excluded(columns: &str) -> String {
         .join(", ")
 }
 
-impl Engine for SqliteStore {
+impl BatchEngine for SqliteStore {
     type Tx = Transaction<'static, Sqlite>;
 
     async fn begin(&self, result: &mut ApplyResult) -> Result<Self::Tx, StoreError> {

@@ -5,9 +5,10 @@
 
 use super::sqlite::MAX_PARAMS;
 use crate::aggregate::llm_rollup::{Report, ReportKey, ReportSums};
-use crate::store::reports::{TOTALS_COLUMNS, assemble, function_rows, model_rows};
+use crate::store::dialect::Flavor;
+use crate::store::reports::{ReportWrite, assemble, function_rows, model_rows, write_report_rows};
 use crate::store::{ApplyResult, StoreError, now_text};
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use std::collections::BTreeMap;
 
 /// Move the LLM reports by a batch's deltas. SQLite has no exact decimal
@@ -77,70 +78,27 @@ pub(crate) async fn apply_reports(
         .zip(&revisions)
         .map(|((k, s), r)| (k, s, *r))
         .collect();
-    let totals_clause = " ON CONFLICT (account_id, report_period) DO UPDATE SET
-        total_requests = excluded.total_requests, total_tokens = excluded.total_tokens,
-        total_cost_usd = excluded.total_cost_usd,
-        response_time_ms_sum = excluded.response_time_ms_sum,
-        quality_score_sum = excluded.quality_score_sum,
-        quality_scored = excluded.quality_scored, revision = excluded.revision,
-        pending = 1, updated_at = excluded.updated_at";
-    for chunk in rows.chunks(MAX_PARAMS / 11) {
-        let mut qb =
-            QueryBuilder::<Sqlite>::new(format!("INSERT INTO llm_reports ({TOTALS_COLUMNS}) "));
-        qb.push_values(chunk, |mut b, (k, s, revision)| {
-            b.push_bind(k.account_id.as_str())
-                .push_bind(k.period.as_str())
-                .push_bind(s.requests)
-                .push_bind(s.tokens)
-                .push_bind(s.cost_usd.to_string())
-                .push_bind(s.response_time_ms)
-                .push_bind(s.quality_sum.to_string())
-                .push_bind(s.quality_scored)
-                .push_bind(*revision)
-                .push_bind(1i64)
-                .push_bind(now.as_str());
-        });
-        qb.push(totals_clause);
-        qb.build().execute(&mut **tx).await?;
-        result.statements += 1;
-    }
     let models = model_rows(&updated);
-    for chunk in models.chunks(MAX_PARAMS / 6) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO llm_report_models (account_id, report_period, model, requests, tokens, cost_usd) ",
-        );
-        qb.push_values(chunk, |mut b, (k, m, u)| {
-            b.push_bind(k.account_id.as_str())
-                .push_bind(k.period.as_str())
-                .push_bind(m.as_str())
-                .push_bind(u.requests)
-                .push_bind(u.tokens)
-                .push_bind(u.cost_usd.to_string());
-        });
-        qb.push(
-            " ON CONFLICT (account_id, report_period, model) DO UPDATE SET
-              requests = excluded.requests, tokens = excluded.tokens, cost_usd = excluded.cost_usd",
-        );
-        qb.build().execute(&mut **tx).await?;
-        result.statements += 1;
-    }
     let functions = function_rows(&updated);
-    for chunk in functions.chunks(MAX_PARAMS / 4) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO llm_report_functions (account_id, report_period, function_name, requests) ",
-        );
-        qb.push_values(chunk, |mut b, (k, f, n)| {
-            b.push_bind(k.account_id.as_str())
-                .push_bind(k.period.as_str())
-                .push_bind(f.as_str())
-                .push_bind(*n);
-        });
-        qb.push(
+    let write = ReportWrite {
+        totals: rows,
+        models,
+        functions,
+        now,
+        on_conflict: [
+            " ON CONFLICT (account_id, report_period) DO UPDATE SET
+               total_requests = excluded.total_requests, total_tokens = excluded.total_tokens,
+               total_cost_usd = excluded.total_cost_usd,
+               response_time_ms_sum = excluded.response_time_ms_sum,
+               quality_score_sum = excluded.quality_score_sum,
+               quality_scored = excluded.quality_scored, revision = excluded.revision,
+               pending = 1, updated_at = excluded.updated_at",
+            " ON CONFLICT (account_id, report_period, model) DO UPDATE SET
+               requests = excluded.requests, tokens = excluded.tokens, cost_usd = excluded.cost_usd",
             " ON CONFLICT (account_id, report_period, function_name) DO UPDATE SET
-              requests = llm_report_functions.requests + excluded.requests",
-        );
-        qb.build().execute(&mut **tx).await?;
-        result.statements += 1;
-    }
+               requests = llm_report_functions.requests + excluded.requests",
+        ],
+    };
+    write_report_rows(tx, Flavor::Sqlite, MAX_PARAMS, &write, result).await?;
     Ok(())
 }

@@ -11,11 +11,15 @@
 //! The LLM sums are the apply path's own (`llm_rollup::report_deltas` of
 //! the rows as new), so a base is exactly what those rows had added.
 
-use crate::aggregate::llm_rollup::{ExistingLlm, ReportKey, ReportSums, report_deltas};
+use super::Run;
+use crate::aggregate::llm_rollup::{
+    ExistingLlm, ModelUsage, ReportKey, ReportSums, RollupOverflow, report_deltas,
+};
 use crate::aggregate::{LlmRow, RowState};
 use crate::store::StoreError;
 use crate::store::dialect::Flavor;
-use crate::store::upsert::{Kind, Update, Val, adds_decimals_in_sql, upsert_sql};
+use crate::store::exec::{Bind, Sql, fetch_all, fetch_optional};
+use crate::store::upsert::{Kind, Update, adds_decimals_in_sql, upsert_sql};
 use std::collections::BTreeMap;
 
 /// The chunk's rows to drop. Parameters: (after,) end, horizon.
@@ -126,13 +130,13 @@ pub(crate) const CELL_KEYS: [(&str, Kind); 4] = [
     ("hours", Kind::Int),
 ];
 
-pub(crate) fn cell_vals(key: &CellKey, n: i64) -> Vec<Val> {
+pub(crate) fn cell_vals(key: &CellKey, n: i64) -> Vec<Bind> {
     vec![
-        Val::Text(key.0.clone()),
-        Val::Text(key.1.clone()),
-        Val::Int(key.2),
-        Val::Int(key.3),
-        Val::Int(n),
+        Bind::Text(key.0.clone()),
+        Bind::Text(key.1.clone()),
+        Bind::Int(key.2),
+        Bind::Int(key.3),
+        Bind::Int(n),
     ]
 }
 
@@ -204,18 +208,18 @@ pub(crate) fn llm_base_vals(
 ) -> crate::store::audit::ReportRows {
     let k = || {
         vec![
-            Val::Text(key.account_id.clone()),
-            Val::Text(key.period.clone()),
+            Bind::Text(key.account_id.clone()),
+            Bind::Text(key.period.clone()),
         ]
     };
     let mut totals = k();
     totals.extend([
-        Val::Int(sums.requests),
-        Val::Int(sums.tokens),
-        Val::Text(sums.cost_usd.to_string()),
-        Val::Int(sums.response_time_ms),
-        Val::Text(sums.quality_sum.to_string()),
-        Val::Int(sums.quality_scored),
+        Bind::Int(sums.requests),
+        Bind::Int(sums.tokens),
+        Bind::Text(sums.cost_usd.to_string()),
+        Bind::Int(sums.response_time_ms),
+        Bind::Text(sums.quality_sum.to_string()),
+        Bind::Int(sums.quality_scored),
     ]);
     let models = sums
         .models
@@ -223,10 +227,10 @@ pub(crate) fn llm_base_vals(
         .map(|(m, u)| {
             let mut v = k();
             v.extend([
-                Val::Text(m.clone()),
-                Val::Int(u.requests),
-                Val::Int(u.tokens),
-                Val::Text(u.cost_usd.to_string()),
+                Bind::Text(m.clone()),
+                Bind::Int(u.requests),
+                Bind::Int(u.tokens),
+                Bind::Text(u.cost_usd.to_string()),
             ]);
             v
         })
@@ -235,7 +239,7 @@ pub(crate) fn llm_base_vals(
         .iter()
         .map(|(name, n)| {
             let mut v = k();
-            v.extend([Val::Text(name.clone()), Val::Int(*n)]);
+            v.extend([Bind::Text(name.clone()), Bind::Int(*n)]);
             v
         })
         .collect();
@@ -262,4 +266,129 @@ pub(crate) fn base_decimal(text: &str) -> Result<rust_decimal::Decimal, StoreErr
             table: "compacted_llm_base",
             reason: "a sum is not a decimal".into(),
         })
+}
+
+/// The parameters of the chunk's read: (after,) end, horizon.
+fn chunk_binds(after: Option<&Vec<u8>>, end: &[u8], run: &Run) -> Vec<Bind> {
+    let mut binds: Vec<Bind> = after.cloned().map(Bind::from).into_iter().collect();
+    binds.push(end.to_vec().into());
+    binds.push(run.horizon.into());
+    binds
+}
+
+/// Inside a chunk's transaction: read the activity rows to drop (locked),
+/// add the live ones' counts to `compacted_activity_base`; returns their
+/// ids.
+pub(crate) async fn drop_activity_chunk<S: Sql + ?Sized>(
+    tx: &mut S,
+    f: Flavor,
+    after: Option<&Vec<u8>>,
+    end: &[u8],
+    run: &Run,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let sql = doomed_activity_sql(f, after.is_none(), run.include_unattributed);
+    let mut ids = Vec::new();
+    let mut contributions = Vec::new();
+    tx.each(&sql, &chunk_binds(after, end, run), &mut |r| {
+        ids.push(r.bytes(0)?);
+        contributions.push((
+            r.int(1)?,
+            r.opt_text(2)?,
+            r.text(3)?,
+            r.opt_int(4)?,
+            r.opt_int(5)?,
+        ));
+        Ok(())
+    })
+    .await?;
+    let upsert = activity_base_sql(f);
+    for (key, n) in activity_sums(&contributions)? {
+        tx.run(&upsert, &cell_vals(&key, n)).await?;
+    }
+    Ok(ids)
+}
+
+/// Inside a chunk's transaction: read the LLM rows to drop (locked), add
+/// the live ones' sums to the LLM compaction bases; returns their ids.
+pub(crate) async fn drop_llm_chunk<S: Sql + ?Sized>(
+    tx: &mut S,
+    f: Flavor,
+    after: Option<&Vec<u8>>,
+    end: &[u8],
+    run: &Run,
+) -> Result<Vec<Vec<u8>>, StoreError> {
+    let sql = doomed_llm_sql(f, after.is_none(), run.include_unattributed);
+    let rows = fetch_all(tx, &sql, &chunk_binds(after, end, run), |r| {
+        crate::store::rows::llm_row(r)
+    })
+    .await?;
+    let ids: Vec<Vec<u8>> = rows.iter().map(|r| r.id.to_bytes().to_vec()).collect();
+    let upserts = llm_base_sql(f);
+    for (key, added) in llm_sums(&rows)? {
+        let sums = if adds_decimals_in_sql(f) {
+            added.clone()
+        } else {
+            sqlite_base_plus(tx, &key, &added).await?
+        };
+        let (totals, models, functions) = llm_base_vals(&key, &sums, &added.functions);
+        tx.run(&upserts[0], &totals).await?;
+        for v in models {
+            tx.run(&upserts[1], &v).await?;
+        }
+        for v in functions {
+            tx.run(&upserts[2], &v).await?;
+        }
+    }
+    Ok(ids)
+}
+
+/// SQLite: a report's stored base plus a chunk's sums, added in Rust; only
+/// the models the chunk moved are kept (only those are written).
+async fn sqlite_base_plus<S: Sql + ?Sized>(
+    tx: &mut S,
+    key: &ReportKey,
+    added: &ReportSums,
+) -> Result<ReportSums, StoreError> {
+    let [totals_sql, models_sql] = sqlite_llm_base_reads();
+    let binds = [Bind::from(&key.account_id), (&key.period).into()];
+    let totals = fetch_optional(tx, totals_sql, &binds, |r| {
+        Ok((
+            r.int(0)?,
+            r.int(1)?,
+            r.text(2)?,
+            r.int(3)?,
+            r.text(4)?,
+            r.int(5)?,
+        ))
+    })
+    .await?;
+    let models = fetch_all(tx, models_sql, &binds, |r| {
+        Ok((r.text(0)?, r.int(1)?, r.int(2)?, r.text(3)?))
+    })
+    .await?;
+    let mut stored = ReportSums::default();
+    if let Some((requests, tokens, cost, rt, quality, scored)) = totals {
+        stored.requests = requests;
+        stored.tokens = tokens;
+        stored.cost_usd = base_decimal(&cost)?;
+        stored.response_time_ms = rt;
+        stored.quality_sum = base_decimal(&quality)?;
+        stored.quality_scored = scored;
+    }
+    for (model, requests, tokens, cost) in models {
+        stored.models.insert(
+            model,
+            ModelUsage {
+                requests,
+                tokens,
+                cost_usd: base_decimal(&cost)?,
+            },
+        );
+    }
+    let mut sums = stored.plus(added).map_err(|what| RollupOverflow {
+        report: key.report_id(),
+        what,
+    })?;
+    sums.models.retain(|m, _| added.models.contains_key(m));
+    Ok(sums)
 }

@@ -33,10 +33,9 @@
 //! chunk's DELETE and a batch never interleave on one row.
 
 pub(crate) mod base;
-mod methods;
+pub(crate) mod run;
 
 use super::dialect::Flavor;
-pub(crate) use methods::{compaction_methods, drop_activity_chunk, drop_llm_chunk};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 

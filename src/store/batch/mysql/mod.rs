@@ -28,7 +28,7 @@ use super::super::mysql::MySqlStore;
 use super::super::sql::{ACTIVITY_COLUMNS, LLM_COLUMNS};
 use super::super::{ApplyResult, RejectedRecord, StoreError};
 use super::read::{activity_select, decode_into, llm_select};
-use super::{Engine, Plan};
+use super::{BatchEngine, Plan};
 use crate::aggregate::StagedRows;
 use crate::aggregate::plan::LedgerRead;
 use crate::store::dialect::Flavor;
@@ -188,7 +188,7 @@ fn ids_join(ledger: &str) -> String {
     )
 }
 
-impl Engine for MySqlStore {
+impl BatchEngine for MySqlStore {
     type Tx = MyTx;
 
     /// Only a connection: the transaction begins with the read.
