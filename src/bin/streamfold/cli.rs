@@ -91,7 +91,7 @@ impl Db {
     pub async fn config(&self) -> Result<Config> {
         let database_url = match &self.database_secret_arn {
             Some(arn) => {
-                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let aws = streamfold::aws_http::load_sdk_config().await;
                 let client = aws_sdk_secretsmanager::Client::new(&aws);
                 streamfold::store::secret::database_url_from_secret(&client, arn, None).await?
             }
