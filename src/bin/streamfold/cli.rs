@@ -559,7 +559,8 @@ pub enum BenchRow {
     RoundTrips,
     /// Parse + normalise vs IgnoredAny.
     Normalize,
-    /// Init, peak RSS, per-invocation overhead (needs --lambda-bin).
+    /// Init, first invocation after a cold start, peak RSS, per-invocation
+    /// overhead (needs --lambda-bin).
     Lambda,
 }
 
