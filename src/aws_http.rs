@@ -59,6 +59,16 @@ pub fn https_client(trust: TrustStore) -> SharedHttpClient {
         .build()
         .expect("a TLS context without extra server names always builds");
     Builder::new().build_with_connector_fn(move |settings, components| {
+        // Without settings and components this is the SDK's warm-up call
+        // at client construction (`validate_base_client_config`), whose
+        // connector is dropped unused: it exists to parse the system store
+        // early. Skipping it keeps the roots' parsing out of init; the
+        // connector that sends is built, with TLS, on the first request.
+        // (Were such a connector ever used, an `https` URL would fail on
+        // it, not go out unverified.)
+        if settings.is_none() && components.is_none() {
+            return ConnectorBuilder::default().build_http();
+        }
         let mut conn = ConnectorBuilder::default()
             .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
             .tls_context(context.clone());
