@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod audit;
 pub mod aws_error;
+pub mod aws_http;
 pub mod bench;
 pub mod bounds;
 pub mod config;

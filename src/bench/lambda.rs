@@ -3,6 +3,8 @@
 //! run against a fake Lambda Runtime API served here, on loopback.
 //!
 //! * init: process start → its first `GET /runtime/invocation/next`;
+//! * first invocation after a cold start: process start → the response to
+//!   its first event, against a DynamoDB stand-in (`fake_dynamodb`);
 //! * peak RSS (`VmHWM`) after handling one 10,000-record event;
 //! * per-invocation overhead of 100-record batches: the handler's own
 //!   latency minus its SQL time, both from the EMF line it prints.
@@ -22,8 +24,12 @@ use tokio::sync::mpsc;
 enum Call {
     /// `GET …/invocation/next`, with the socket to answer on.
     Next(TcpStream, Instant),
-    /// `POST …/response` or `…/error` (the body).
-    Result { error: bool, body: String },
+    /// `POST …/response` or `…/error` (the body), and when it arrived.
+    Result {
+        error: bool,
+        body: String,
+        at: Instant,
+    },
 }
 
 async fn read_request(stream: TcpStream) -> std::io::Result<(String, String, TcpStream)> {
@@ -76,6 +82,7 @@ async fn runtime_api() -> std::io::Result<(u16, mpsc::UnboundedReceiver<Call>)> 
                         let _ = tx.send(Call::Result {
                             error: line.contains("/error"),
                             body,
+                            at: Instant::now(),
                         });
                     }
                 }
@@ -143,16 +150,40 @@ pub fn lambda_env(db: &Path, directory: &Path) -> Vec<(&'static str, String)> {
 
 /// Environment for `streamfold-lambda` as deployed (DynamoDB lookups and
 /// report projection); `spawn` sets region and credentials in the
-/// environment, as Lambda does. The endpoint is a closed local port:
-/// init makes no AWS call, and this environment is used for init only.
-pub fn lambda_env_deployed(db: &Path) -> Vec<(&'static str, String)> {
+/// environment, as Lambda does. `endpoint` is every AWS service's URL:
+/// init makes no AWS call, so a closed local port serves for init, and
+/// `fake_dynamodb` for invocations.
+pub fn lambda_env_deployed(db: &Path, endpoint: &str) -> Vec<(&'static str, String)> {
     vec![
         ("DATABASE_URL", format!("sqlite://{}", db.display())),
         ("ICARUS_TABLE_PREFIX", "icarus-prod-".into()),
         ("ACS_TABLE_PREFIX", "acsd2p-prod-".into()),
         ("STREAMFOLD_LOG", "warn".into()),
-        ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into()),
+        ("AWS_ENDPOINT_URL", endpoint.into()),
     ]
+}
+
+/// A DynamoDB stand-in on loopback, plain HTTP: every request is answered
+/// `200 {}`, which is a valid answer to each call the function makes
+/// (`BatchGetItem` and `Query` find nothing, `PutItem` succeeds). Its URL.
+pub async fn fake_dynamodb() -> std::io::Result<String> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok((_, _, mut stream)) = read_request(stream).await {
+                    let _ = stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.0\r\n\
+                              connection: close\r\ncontent-length: 2\r\n\r\n{}",
+                        )
+                        .await;
+                }
+            });
+        }
+    });
+    Ok(url)
 }
 
 /// Milliseconds from spawning `binary` to its first `GET next`.
@@ -166,6 +197,48 @@ pub async fn init_ms(binary: &Path, env: &[(&str, String)]) -> std::io::Result<f
         Ok(Some(Call::Next(_, at))) => Ok((at - started).as_secs_f64() * 1e3),
         _ => Err(std::io::Error::other(format!(
             "{} never asked for an invocation",
+            binary.display()
+        ))),
+    }
+}
+
+/// Milliseconds from spawning `binary` to its answer to `event`, its first
+/// invocation; an error when it answered with a failure (of the batch or
+/// of a record).
+pub async fn first_response_ms(
+    binary: &Path,
+    env: &[(&str, String)],
+    event: &str,
+) -> std::io::Result<f64> {
+    let (port, mut calls) = runtime_api().await?;
+    let started = Instant::now();
+    let mut child = spawn(binary, port, env)?;
+    let wait = Duration::from_secs(60);
+    let mut sent = false;
+    let answer = loop {
+        match tokio::time::timeout(wait, calls.recv()).await {
+            // The first `GET next` gets the event; a later one (it may
+            // arrive before the answer's `POST`) waits until the end.
+            Ok(Some(Call::Next(stream, _))) if !sent => {
+                answer_next(stream, 0, event).await?;
+                sent = true;
+            }
+            Ok(Some(Call::Next(..))) => {}
+            Ok(Some(Call::Result { error, body, at })) => break Some((error, body, at)),
+            _ => break None,
+        }
+    };
+    let _ = child.kill().await;
+    match answer {
+        Some((false, body, at)) if !body.contains("\"itemIdentifier\"") => {
+            Ok((at - started).as_secs_f64() * 1e3)
+        }
+        Some((_, body, _)) => Err(std::io::Error::other(format!(
+            "{}'s first invocation failed: {body}",
+            binary.display()
+        ))),
+        None => Err(std::io::Error::other(format!(
+            "{} never answered its first invocation",
             binary.display()
         ))),
     }
@@ -217,7 +290,7 @@ pub async fn invoke(
                     // The last answer may arrive after this request.
                     while out.answers.len() < sent {
                         match tokio::time::timeout(wait, calls.recv()).await {
-                            Ok(Some(Call::Result { error, body })) => {
+                            Ok(Some(Call::Result { error, body, .. })) => {
                                 if error || body.contains("\"itemIdentifier\"") {
                                     out.errors += 1;
                                 }
@@ -244,7 +317,7 @@ pub async fn invoke(
                 answer_next(stream, sent, &events[sent]).await?;
                 sent += 1;
             }
-            Ok(Some(Call::Result { error, body })) => {
+            Ok(Some(Call::Result { error, body, .. })) => {
                 if error || body.contains("\"itemIdentifier\"") {
                     out.errors += 1;
                 }

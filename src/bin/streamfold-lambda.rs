@@ -33,9 +33,10 @@ async fn main() -> Result<(), Error> {
     // For local runs and benchmarks only: identities from a folder of
     // DynamoDB-JSON items instead of DynamoDB, and no report projection.
     let local_directory = std::env::var("STREAMFOLD_LOCAL_DIRECTORY").ok();
-    // The SDK configuration is loaded only when an SDK client is needed:
-    // building the first client parses the system's root certificates,
-    // which is most of this binary's init (BENCHMARKS.md, Lambda rows).
+    // The SDK configuration is loaded only when an SDK client is needed.
+    // Its HTTPS client trusts the compiled-in roots (`aws_http`): parsing
+    // the system's trust store was half of this binary's init
+    // (BENCHMARKS.md, Lambda rows).
     let mut aws = None;
     let url = match (&cfg.database_secret_arn, &cfg.database_url) {
         (Some(arn), _) => {
@@ -87,7 +88,7 @@ async fn sdk_config(cache: &mut Option<aws_config::SdkConfig>) -> aws_config::Sd
     match cache {
         Some(c) => c.clone(),
         None => {
-            let c = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let c = streamfold::aws_http::load_sdk_config().await;
             *cache = Some(c.clone());
             c
         }
@@ -141,8 +142,7 @@ async fn run_task(
     };
     // SDK clients for backfill work are built on its first invocation, so
     // that stream batches do not pay for them at init.
-    let config =
-        || aws.get_or_init(|| aws_config::load_defaults(aws_config::BehaviorVersion::latest()));
+    let config = || aws.get_or_init(streamfold::aws_http::load_sdk_config);
     if let Some(plan) = &task.export_plan {
         let s3 = streamfold::sources::export::s3_client(config().await);
         let plan = run_export_plan(p, Some(&s3), plan)

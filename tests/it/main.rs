@@ -37,6 +37,7 @@ mod rejects;
 mod safety_net;
 mod scenarios;
 mod scripting;
+mod sdk_tls;
 mod secrets;
 mod support;
 mod tail;

@@ -91,7 +91,7 @@ impl Db {
     pub async fn config(&self) -> Result<Config> {
         let database_url = match &self.database_secret_arn {
             Some(arn) => {
-                let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+                let aws = streamfold::aws_http::load_sdk_config().await;
                 let client = aws_sdk_secretsmanager::Client::new(&aws);
                 streamfold::store::secret::database_url_from_secret(&client, arn, None).await?
             }
@@ -559,7 +559,8 @@ pub enum BenchRow {
     RoundTrips,
     /// Parse + normalise vs IgnoredAny.
     Normalize,
-    /// Init, peak RSS, per-invocation overhead (needs --lambda-bin).
+    /// Init, first invocation after a cold start, peak RSS, per-invocation
+    /// overhead (needs --lambda-bin).
     Lambda,
 }
 

@@ -281,7 +281,7 @@ pub async fn llm_report(args: LlmReportArgs) -> Result<()> {
         let table = table
             .or_else(|| streamfold::config::llm_report_table(|k| std::env::var(k).ok()))
             .context("--publish needs --table, TABLE_LLMREPORTDATA or ACS_TABLE_PREFIX")?;
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let aws = streamfold::aws_http::load_sdk_config().await;
         let publisher = ReportPublisher::new(aws_sdk_dynamodb::Client::new(&aws), &table);
         let s = publisher.publish(&store, &filter).await?;
         eprintln!(
@@ -353,7 +353,7 @@ pub async fn backfill(args: BackfillArgs) -> Result<()> {
             );
         }
     }
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = streamfold::aws_http::load_sdk_config().await;
     let job = match location {
         Some(location) => backfill::Job::Export(streamfold::sources::export::ExportOptions {
             location,
@@ -401,7 +401,7 @@ pub async fn tail(args: TailArgs) -> Result<()> {
         lookups,
     } = args;
     let cfg = common.config().await?;
-    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let aws = streamfold::aws_http::load_sdk_config().await;
     let opts = streamfold::sources::tail::TailOptions {
         table,
         start: match from {

@@ -87,7 +87,7 @@ pub async fn directory(lookups: Lookups, cfg: &Config) -> Result<AnyDirectory> {
     Ok(match lookups {
         Lookups::Local => local_directory(cfg)?.into(),
         Lookups::Dynamodb => {
-            let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            let aws = streamfold::aws_http::load_sdk_config().await;
             dynamo_directory(&aws)?.into()
         }
     })
