@@ -1,4 +1,5 @@
-//! Parse + normalise generated records in a loop, for profiling the
+//! Parse + normalise generated records in a loop (the pipeline's one pass:
+//! event text → change records → normalised changes), for profiling the
 //! normalisation row of `streamfold bench` under callgrind; with `floor`,
 //! read the same bytes as `serde::de::IgnoredAny` instead (the row's
 //! baseline), so that both sides can be counted in instructions:
@@ -11,8 +12,8 @@
 //! Subtract the generator's share (`streamfold::bench::generate_events`)
 //! from each total.
 
-use streamfold::normalize::normalize;
-use streamfold::record::lambda_event::{parse_event, parse_record};
+use streamfold::normalize::{Normalized, normalize_change};
+use streamfold::record::lambda_event::parse_event_typed;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -26,12 +27,13 @@ fn main() {
             std::hint::black_box(v);
             continue;
         }
-        let event = parse_event(text).expect("generated JSON");
-        for raw in event.records {
-            changes += usize::from(matches!(
-                normalize(&parse_record(raw)),
-                streamfold::normalize::Normalized::Change(_)
-            ));
+        let records = parse_event_typed(text).expect("generated records are well formed");
+        for rec in &records {
+            let out = match rec {
+                Ok(change) => normalize_change(change),
+                Err(u) => Normalized::Reject(u.reason.clone()),
+            };
+            changes += usize::from(matches!(out, Normalized::Change(_)));
         }
     }
     println!("{changes} changes from {n} records");

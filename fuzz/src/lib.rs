@@ -3,17 +3,28 @@
 //! by panicking; every error must come back as a value.
 
 use serde_json::value::RawValue;
-use streamfold::normalize::{Normalized, normalize};
-use streamfold::record::lambda_event::{parse_event, parse_record};
+use streamfold::normalize::{Normalized, normalize, normalize_change};
+use streamfold::record::lambda_event::{parse_event, parse_event_records, parse_record};
 
-/// A whole Lambda event document, record by record.
+/// A whole Lambda event document, as the pipeline reads it: in one pass
+/// when every record is well formed, else record by record; and record by
+/// record always, which must agree with the one pass.
 pub fn event(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let Ok(event) = parse_event(text) else { return };
-    for raw in event.records {
-        check(normalize(&parse_record(raw)));
+    let Ok(records) = parse_event_records(text) else {
+        return;
+    };
+    let Ok(event) = parse_event(text) else {
+        panic!("an event read in one pass does not split into records");
+    };
+    assert_eq!(records.len(), event.records.len());
+    for (rec, raw) in records.iter().zip(event.records) {
+        let one_pass = normalize(rec);
+        let split = normalize(&parse_record(raw));
+        assert_eq!(one_pass, split, "the one pass and the split disagree");
+        check(one_pass);
     }
 }
 
@@ -54,8 +65,10 @@ pub fn adapted(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(raw) = change_record("49590000000000000000000000000000000000000000000000000001", "us-east-1", "123456789012", text) {
-        check(normalize(&parse_record(&raw)));
+    match change_record("49590000000000000000000000000000000000000000000000000001", text) {
+        Ok((Ok(change), _)) => check(normalize_change(&change)),
+        Ok((Err(u), _)) => assert!(!u.reason.is_empty(), "an unreadable change without a reason"),
+        Err(reason) => assert!(!reason.is_empty(), "an error without a reason"),
     }
     for ttl_attribute in [None, Some("ttl")] {
         let window = Window {

@@ -14,8 +14,7 @@ pub mod baselines;
 pub mod lambda;
 pub mod suite;
 
-use crate::pipeline::{Pipeline, run_batch};
-use crate::record::lambda_event::parse_event;
+use crate::pipeline::{Pipeline, run_event};
 use crate::store::{Store, StoreError, StoreOptions};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -174,7 +173,7 @@ impl Run {
     }
 }
 
-/// Apply pre-generated events through `run_batch`.
+/// Apply pre-generated events through `run_event`.
 pub async fn apply_events(
     p: &Pipeline,
     events: &[String],
@@ -184,9 +183,10 @@ pub async fn apply_events(
     let mut statements = 0;
     let mut db_time = Duration::ZERO;
     for text in events {
-        let event = parse_event(text).expect("generated events are valid JSON");
-        let report = run_batch(p, &event.records).await?;
-        rows += event.records.len();
+        let report = run_event(p, text)
+            .await?
+            .expect("generated events are valid JSON");
+        rows += report.total().read as usize;
         statements += report.statements;
         db_time += report.db_time;
     }

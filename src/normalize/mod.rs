@@ -15,12 +15,10 @@ mod snapshot_tests;
 
 use crate::domain::{Fact, Identity, SkipReason, SourceKind, Version};
 use crate::record::attrs;
+use crate::record::change::{EventName, Origin, StreamChange, StreamViewType};
 use crate::record::event_time;
 use crate::record::item::{Attr, Item};
-use crate::record::lambda_event::{ParsedRecord, RecordMeta, StreamRecord, StreamViewType};
-use crate::record::snapshot::{
-    INCREMENTAL_EVENT_SOURCE, KINESIS_EVENT_SOURCE, SNAPSHOT_EVENT_SOURCE,
-};
+use crate::record::lambda_event::ParsedRecord;
 use chrono::{DateTime, Utc};
 
 /// The outcome of normalising one record.
@@ -67,59 +65,55 @@ pub const NO_APPROXIMATE_TIME: &str = "the stream record has no ApproximateCreat
 
 pub fn normalize(rec: &ParsedRecord<'_>) -> Normalized {
     match &rec.body {
-        Ok(body) => match normalize_record(body, &rec.meta) {
-            Ok(n) => n,
-            Err(reason) => Normalized::Reject(reason),
-        },
-        Err(reason) => Normalized::Reject(reason.clone()),
+        Ok(change) => normalize_change(change),
+        Err(u) => Normalized::Reject(u.reason.clone()),
     }
 }
 
-fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normalized, String> {
-    if let Some(reason) = &rec.adapter_error {
-        return Err(reason.0.to_string());
+/// Normalise one change record.
+pub fn normalize_change(rec: &StreamChange<'_>) -> Normalized {
+    match normalize_record(rec) {
+        Ok(n) => n,
+        Err(reason) => Normalized::Reject(reason),
     }
-    let table = meta
+}
+
+fn normalize_record(rec: &StreamChange<'_>) -> Result<Normalized, String> {
+    let table = rec
         .table
         .as_deref()
         .ok_or("record has no eventSourceARN naming a DynamoDB table")?;
-    let source = meta
+    let source = rec
         .source
         .ok_or_else(|| format!("unknown source table `{table}`"))?;
-    let op = match rec.event_name.0.as_ref() {
-        "INSERT" => Op::Insert,
-        "MODIFY" => Op::Modify,
-        "REMOVE" => Op::Remove,
-        _ => return Err("unknown eventName (expected INSERT, MODIFY or REMOVE)".into()),
+    let op = match rec.event_name {
+        EventName::Insert => Op::Insert,
+        EventName::Modify => Op::Modify,
+        EventName::Remove => Op::Remove,
+        EventName::Other => {
+            return Err("unknown eventName (expected INSERT, MODIFY or REMOVE)".into());
+        }
     };
-    let version = match rec.event_source.as_ref().map(|s| s.0.as_ref()) {
-        Some(SNAPSHOT_EVENT_SOURCE) => {
+    let version = match &rec.origin {
+        Origin::Snapshot => {
             // A backfilled item: the lowest version (DESIGN §4).
             if op != Op::Insert {
                 return Err("a backfill snapshot must be an INSERT".into());
             }
             Version::snapshot()
         }
-        // Kinesis records and incremental-export lines: the source adapter
-        // formed the timed version (the version rule, `domain::Version`).
-        Some(KINESIS_EVENT_SOURCE | INCREMENTAL_EVENT_SOURCE) => Version::from_timed_hex(
-            rec.dynamodb
-                .streamfold_version
-                .as_ref()
-                .map(|s| s.0.as_ref())
-                .ok_or("record has no StreamfoldVersion")?,
-        )?,
-        _ => {
+        // Kinesis records and incremental-export lines: the reader formed
+        // the timed version (the version rule, `domain::Version`).
+        Origin::Timed(v) => v.clone(),
+        Origin::Stream => {
             let seq = rec
-                .dynamodb
                 .sequence_number
-                .as_ref()
-                .map(|s| s.0.as_ref())
+                .as_deref()
                 .ok_or("record has no SequenceNumber")?;
-            match meta.approx_created {
+            match rec.approx_created {
                 Some(t) => Version::stream_record(seq, t.timestamp())?,
                 // Expired by TTL: skipped below whatever its version.
-                None if op == Op::Remove && is_ttl_expiry(rec) => {
+                None if op == Op::Remove && rec.ttl_expiry => {
                     return Ok(Normalized::Skip(SkipReason::TtlExpiry));
                 }
                 None => return Err(NO_APPROXIMATE_TIME.into()),
@@ -127,7 +121,7 @@ fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normali
         }
     };
 
-    match &rec.dynamodb.stream_view_type {
+    match &rec.view_type {
         Some(StreamViewType::NewImage) | Some(StreamViewType::NewAndOldImages) | None => {}
         Some(other) => {
             return Err(format!(
@@ -136,12 +130,12 @@ fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normali
         }
     }
 
-    let keys = &rec.dynamodb.keys;
-    let new_image = non_empty(&rec.dynamodb.new_image);
-    let old_image = non_empty(&rec.dynamodb.old_image);
+    let keys = &rec.keys;
+    let new_image = non_empty(&rec.new_image);
+    let old_image = non_empty(&rec.old_image);
 
     if op == Op::Remove {
-        if is_ttl_expiry(rec) {
+        if rec.ttl_expiry {
             return Ok(Normalized::Skip(SkipReason::TtlExpiry));
         }
         let identity = identity(source, keys, old_image)?;
@@ -157,7 +151,7 @@ fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normali
     let identity = identity(source, keys, Some(image))?;
     let ctx = TimeContext {
         old_image: if op == Op::Modify { old_image } else { None },
-        approx_created: meta.approx_created,
+        approx_created: rec.approx_created,
     };
     let (fact, time_fallback) = match source {
         SourceKind::GithubEvents => github_events::fact(image, &ctx)?,
@@ -178,13 +172,6 @@ fn normalize_record(rec: &StreamRecord<'_>, meta: &RecordMeta) -> Result<Normali
 
 fn non_empty<'a, 'b>(item: &'a Item<'b>) -> Option<&'a Item<'b>> {
     (!item.is_empty()).then_some(item)
-}
-
-/// REMOVE performed by DynamoDB's TTL process.
-fn is_ttl_expiry(rec: &StreamRecord<'_>) -> bool {
-    rec.user_identity
-        .as_ref()
-        .is_some_and(|u| u.type_.0 == "Service" && u.principal_id.0 == "dynamodb.amazonaws.com")
 }
 
 /// The attributes that name one contribution of `source`, in name order

@@ -18,8 +18,9 @@ pub use reattribute::reattribute;
 
 use crate::domain::SourceKind;
 use crate::normalize::{self, Change, Normalized};
+use crate::record::change::{Read, approx_created_of, meta_of, source_of};
 use crate::record::kinesis;
-use crate::record::lambda_event::{RecordMeta, parse_record, read_meta};
+use crate::record::lambda_event::{RecordMeta, parse_event, parse_event_typed, parse_record};
 use crate::resolve::{AnyDirectory, DirectoryError};
 use crate::store::{RejectedRecord, Store, StoreError};
 use chrono_tz::Tz;
@@ -44,15 +45,84 @@ pub struct Pipeline {
     pub default_tz: Tz,
 }
 
-/// Apply one batch of Lambda DynamoDB stream records, in one span that
-/// names the batch (source, sequence range) and carries its outcome counts
-/// (never item contents).
-///
-/// Kinesis records of DynamoDB changes (Kinesis Data Streams for DynamoDB)
-/// are turned into stream records first (`record::kinesis`), so every
-/// entry point takes either shape, record by record.
+/// The text of each record of a batch as it was received, for its
+/// quarantine row (`rejects show`, `rejects retry`). Asked only for the
+/// records that are quarantined.
+pub trait RawText: Send + Sync {
+    fn raw_text(&self, index: usize) -> String;
+}
+
+/// Records received one by one as JSON texts (Lambda's, quarantine rows).
+pub struct RawRecords<'a, 'b>(pub &'a [&'b RawValue]);
+
+impl RawText for RawRecords<'_, '_> {
+    fn raw_text(&self, index: usize) -> String {
+        self.0
+            .get(index)
+            .map(|r| r.get().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// A whole Lambda event read in one pass: split into its records' texts
+/// only when one of them is quarantined.
+pub struct EventText<'a> {
+    text: &'a str,
+    split: std::sync::OnceLock<Vec<&'a RawValue>>,
+}
+
+impl<'a> EventText<'a> {
+    pub fn new(text: &'a str) -> Self {
+        EventText {
+            text,
+            split: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl RawText for EventText<'_> {
+    fn raw_text(&self, index: usize) -> String {
+        let split = self.split.get_or_init(|| {
+            parse_event(self.text)
+                .map(|e| e.records)
+                .unwrap_or_default()
+        });
+        split
+            .get(index)
+            .map(|r| r.get().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// One batch as its reader read it: a change (or why there is none) per
+/// record, and the records' texts as received.
+pub struct Batch<'a, 'r> {
+    pub records: Vec<Read<'r>>,
+    pub raw: &'a dyn RawText,
+}
+
+/// Apply one batch of Lambda records (DynamoDB stream records, or Kinesis
+/// records of DynamoDB changes), each parsed on its own.
 pub async fn run_batch(p: &Pipeline, records: &[&RawValue]) -> Result<BatchReport, PipelineError> {
     run_batch_quarantining(p, records, &[]).await
+}
+
+/// A whole Lambda event document through the pipeline, read in one pass
+/// when every record in it is a well-formed DynamoDB stream record
+/// (`record::lambda_event::parse_event_typed`), else record by record as
+/// [`run_batch`] reads them. `Ok(None)` when the document is not an event.
+pub async fn run_event(
+    p: &Pipeline,
+    text: &str,
+) -> Result<Result<BatchReport, serde_json::Error>, PipelineError> {
+    if let Some(records) = parse_event_typed(text) {
+        let raw = EventText::new(text);
+        return run_read(p, Batch { records, raw: &raw }, &[]).await.map(Ok);
+    }
+    match parse_event(text) {
+        Ok(event) => run_batch(p, &event.records).await.map(Ok),
+        Err(e) => Ok(Err(e)),
+    }
 }
 
 /// `run_batch`, quarantining `unreadable` in the same transaction: what a
@@ -65,28 +135,33 @@ pub async fn run_batch_quarantining(
     records: &[&RawValue],
     unreadable: &[RejectedRecord],
 ) -> Result<BatchReport, PipelineError> {
-    let converted: Vec<Option<Box<RawValue>>> =
-        records.iter().map(|r| kinesis::stream_record(r)).collect();
-    if converted.iter().any(Option::is_some) {
-        let mut millisecond = 0u64;
-        for (raw, c) in records.iter().zip(&converted) {
-            if c.as_deref().is_some_and(kinesis::is_millisecond) {
-                millisecond += 1;
-                if millisecond == 1 {
-                    say_millisecond_once(kinesis::stream_arn(raw).as_deref());
+    let mut millisecond = 0u64;
+    let mut read: Vec<Read<'_>> = Vec::with_capacity(records.len());
+    for raw in records {
+        match kinesis::read(raw) {
+            Some(k) => {
+                if k.millisecond {
+                    millisecond += 1;
+                    if millisecond == 1 {
+                        say_millisecond_once(kinesis::stream_arn(raw).as_deref());
+                    }
                 }
+                read.push(k.read);
             }
+            None => read.push(parse_record(raw).body),
         }
-        let records: Vec<&RawValue> = records
-            .iter()
-            .zip(&converted)
-            .map(|(raw, c)| c.as_deref().unwrap_or(raw))
-            .collect();
-        let mut report = run_stream_batch(p, &records, unreadable).await?;
-        report.kinesis_millisecond = millisecond;
-        return Ok(report);
     }
-    run_stream_batch(p, records, unreadable).await
+    let mut report = run_read(
+        p,
+        Batch {
+            records: read,
+            raw: &RawRecords(records),
+        },
+        unreadable,
+    )
+    .await?;
+    report.kinesis_millisecond = millisecond;
+    Ok(report)
 }
 
 /// Warn, once per Kinesis stream and process, that its change records are
@@ -112,27 +187,30 @@ fn say_millisecond_once(stream: Option<&str>) {
     );
 }
 
-/// `run_batch` over DynamoDB stream records.
-async fn run_stream_batch(
+/// A read batch through the pipeline, in one span that names the batch
+/// (source, sequence range) and carries its outcome counts (never item
+/// contents). `unreadable` is quarantined in the same transaction (see
+/// [`run_batch_quarantining`]).
+pub async fn run_read(
     p: &Pipeline,
-    records: &[&RawValue],
+    batch: Batch<'_, '_>,
     unreadable: &[RejectedRecord],
 ) -> Result<BatchReport, PipelineError> {
-    let first = records.first().map(|r| read_meta(r)).unwrap_or_default();
-    let last = records.last().map(|r| read_meta(r)).unwrap_or_default();
+    let first = batch.records.first().map(meta_of).unwrap_or_default();
+    let last = batch.records.last().map(meta_of).unwrap_or_default();
     let span = tracing::info_span!(
         "batch",
         source = first.source.map_or("unknown", SourceKind::table_suffix),
         first_sequence = first.sequence_number.as_deref().unwrap_or("-"),
         last_sequence = last.sequence_number.as_deref().unwrap_or("-"),
-        records = records.len(),
+        records = batch.records.len(),
         applied = tracing::field::Empty,
         unchanged = tracing::field::Empty,
         skipped = tracing::field::Empty,
         rejected = tracing::field::Empty,
         unattributed = tracing::field::Empty,
     );
-    let report = run_batch_inner(p, records, unreadable)
+    let report = run_batch_inner(p, batch, unreadable)
         .instrument(span.clone())
         .await?;
     let t = report.total();
@@ -153,45 +231,56 @@ async fn run_stream_batch(
 
 /// What normalisation left to apply of one record.
 enum Pending {
-    /// A change to fold (with the record's naming metadata, should the
-    /// store refuse it).
-    Change(Box<Change>, RecordMeta),
+    /// A change to fold (its record's naming metadata is read again only
+    /// should the store refuse it).
+    Change(Box<Change>),
     /// A record to quarantine.
     Reject(RejectedRecord),
     /// Nothing to write (a skip).
     Nothing,
 }
 
+/// The quarantine row of a record whose text as received is `raw`.
+fn reject_row(meta: &RecordMeta, reason: &str, raw: &str) -> RejectedRecord {
+    RejectedRecord::new(meta, reason, RawValue::NULL).with_raw(raw)
+}
+
 async fn run_batch_inner(
     p: &Pipeline,
-    records: &[&RawValue],
+    batch: Batch<'_, '_>,
     unreadable: &[RejectedRecord],
 ) -> Result<BatchReport, PipelineError> {
     let mut report = BatchReport::default();
-    let mut pending = Vec::with_capacity(records.len());
-    for (index, raw) in records.iter().enumerate() {
-        let parsed = parse_record(raw);
-        report.counts(parsed.meta.source).read += 1;
-        if let Some(at) = parsed.meta.approx_created {
+    let records = batch.records.len();
+    let mut pending = Vec::with_capacity(records);
+    for (index, read) in batch.records.iter().enumerate() {
+        let source = source_of(read);
+        report.counts(source).read += 1;
+        if let Some(at) = approx_created_of(read) {
             report.oldest_record = Some(report.oldest_record.map_or(at, |o| o.min(at)));
         }
-        match normalize::normalize(&parsed) {
-            Normalized::Change(c) => pending.push(Pending::Change(Box::new(c), parsed.meta)),
+        let normalized = match read {
+            Ok(change) => normalize::normalize_change(change),
+            Err(u) => Normalized::Reject(u.reason.clone()),
+        };
+        match normalized {
+            Normalized::Change(c) => pending.push(Pending::Change(Box::new(c))),
             Normalized::Skip(_) => {
-                report.counts(parsed.meta.source).skipped += 1;
+                report.counts(source).skipped += 1;
                 pending.push(Pending::Nothing);
             }
             Normalized::Reject(reason) => {
-                report.counts(parsed.meta.source).rejected += 1;
-                tracing::warn!(record = %parsed.meta, %reason, "record quarantined");
-                pending.push(Pending::Reject(RejectedRecord::new(
-                    &parsed.meta,
+                let meta = meta_of(read);
+                report.counts(source).rejected += 1;
+                tracing::warn!(record = %meta, %reason, "record quarantined");
+                pending.push(Pending::Reject(reject_row(
+                    &meta,
                     &reason,
-                    raw,
+                    &batch.raw.raw_text(index),
                 )));
                 report.rejections.push(Rejection {
                     index,
-                    meta: parsed.meta,
+                    meta,
                     reason,
                 });
             }
@@ -205,7 +294,7 @@ async fn run_batch_inner(
         tracing::warn!(record = ?r.event_id, reason = %r.reason, "record quarantined");
         pending.push(Pending::Reject(r.clone()));
         report.rejections.push(Rejection {
-            index: records.len() + i,
+            index: records + i,
             meta: RecordMeta {
                 table: r.table.clone(),
                 source: r.source,
@@ -215,7 +304,7 @@ async fn run_batch_inner(
             reason: r.reason.clone(),
         });
     }
-    apply_isolating(p, records, &pending, 0, &mut report).await?;
+    apply_isolating(p, &batch, &pending, 0, &mut report).await?;
     Ok(report)
 }
 
@@ -228,7 +317,7 @@ async fn run_batch_inner(
 /// are harmless to apply again: the ledger makes a retried batch a no-op.
 fn apply_isolating<'a>(
     p: &'a Pipeline,
-    records: &'a [&'a RawValue],
+    batch: &'a Batch<'a, 'a>,
     pending: &'a [Pending],
     offset: usize,
     report: &'a mut BatchReport,
@@ -238,7 +327,7 @@ fn apply_isolating<'a>(
         let mut rejects = Vec::new();
         for item in pending {
             match item {
-                Pending::Change(c, _) => changes.push((**c).clone()),
+                Pending::Change(c) => changes.push((**c).clone()),
                 Pending::Reject(r) => rejects.push(r.clone()),
                 Pending::Nothing => {}
             }
@@ -259,17 +348,18 @@ fn apply_isolating<'a>(
             let mid = pending.len() / 2;
             report.splits += 1;
             tracing::warn!(error = %err, records = pending.len(), "the store refused part of this batch; isolating the records responsible");
-            apply_isolating(p, records, &pending[..mid], offset, report).await?;
-            return apply_isolating(p, records, &pending[mid..], offset + mid, report).await;
+            apply_isolating(p, batch, &pending[..mid], offset, report).await?;
+            return apply_isolating(p, batch, &pending[mid..], offset + mid, report).await;
         }
         // One record the store refuses on its own: quarantine it.
-        let Pending::Change(_, meta) = &pending[0] else {
+        let Pending::Change(_) = &pending[0] else {
             // A quarantine row itself was refused: nothing left to isolate.
             return Err(PipelineError::Store(err));
         };
+        let meta = &batch.records.get(offset).map(meta_of).unwrap_or_default();
         let reason = format!("the database refused this record: {}", err.record_reason());
         tracing::warn!(record = %meta, %reason, "record quarantined");
-        let reject = RejectedRecord::new(meta, &reason, records[offset]);
+        let reject = reject_row(meta, &reason, &batch.raw.raw_text(offset));
         fold_changes(p, Vec::new(), std::slice::from_ref(&reject), report).await?;
         report.counts(meta.source).rejected += 1;
         report.rejections.push(Rejection {

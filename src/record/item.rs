@@ -79,7 +79,7 @@ impl<'a> Item<'a> {
         deduped
     }
 
-    #[cfg(test)]
+    /// An item of these attributes, in this order.
     pub fn from_pairs(pairs: Vec<(&'a str, Attr<'a>)>) -> Self {
         Item(
             pairs
@@ -87,6 +87,53 @@ impl<'a> Item<'a> {
                 .map(|(n, v)| (Cow::Borrowed(n), v))
                 .collect(),
         )
+    }
+
+    /// An empty item with room for `n` attributes.
+    pub fn with_capacity(n: usize) -> Self {
+        Item(Vec::with_capacity(n))
+    }
+
+    /// Add an attribute after the others.
+    pub fn push(&mut self, name: Cow<'a, str>, value: Attr<'a>) {
+        self.0.push((name, value));
+    }
+
+    /// The attributes in the order they came.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Attr<'a>)> {
+        self.0.iter().map(|(n, v)| (n.as_ref(), v))
+    }
+
+    /// The same item, owning its names and values.
+    pub fn into_owned(self) -> Item<'static> {
+        Item(
+            self.0
+                .into_iter()
+                .map(|(n, v)| (Cow::Owned(n.into_owned()), v.into_owned()))
+                .collect(),
+        )
+    }
+}
+
+fn owned(s: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(s.into_owned())
+}
+
+impl Attr<'_> {
+    /// The same value, owning its text.
+    pub fn into_owned(self) -> Attr<'static> {
+        match self {
+            Attr::S(s) => Attr::S(owned(s)),
+            Attr::N(s) => Attr::N(owned(s)),
+            Attr::B(b) => Attr::B(b),
+            Attr::Bool(b) => Attr::Bool(b),
+            Attr::Null => Attr::Null,
+            Attr::M(m) => Attr::M(m.into_owned()),
+            Attr::L(l) => Attr::L(l.into_iter().map(Attr::into_owned).collect()),
+            Attr::Ss(v) => Attr::Ss(v.into_iter().map(owned).collect()),
+            Attr::Ns(v) => Attr::Ns(v.into_iter().map(owned).collect()),
+            Attr::Bs(v) => Attr::Bs(v),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Kinesis Data Streams for DynamoDB: a Lambda Kinesis record turned into
-//! the stream record `normalize` reads. Pure.
+//! Kinesis Data Streams for DynamoDB: a Lambda Kinesis record read as the
+//! change record (`record::change::StreamChange`) it carries. Pure.
 //!
 //! A table streamed to Kinesis reaches Lambda as Kinesis records whose
 //! base64 `data` holds DynamoDB's change record: `tableName`, `eventName`,
@@ -8,19 +8,21 @@
 //! (`ApproximateCreationDateTimePrecision`), but no `SequenceNumber`.
 //! Records may be duplicated, and are ordered per item only by that time.
 //!
-//! The change record becomes a stream record with `eventSource`
-//! `streamfold:kinesis` and the timed version formed here
+//! The change record is read with the timed version formed here
 //! (`domain::Version::kinesis_record`: the time in microseconds, then a
 //! hash of the change record): a duplicate has the same version, so it
 //! changes nothing; a reordered older record has a lower version, so it
 //! loses to the newer one already applied. The Kinesis `sequenceNumber`
-//! names the record (`dynamodb.SequenceNumber`, which Kinesis-formed
-//! records do not use as a version): partial batch failures and quarantine
-//! rows report it. A record whose data cannot be read becomes a record that
-//! `normalize` quarantines with the reason, keeping the Kinesis record.
+//! names the record (its `sequence_number`, which a timed version does not
+//! use): partial batch failures and quarantine rows report it. A record
+//! whose data cannot be read is `Unreadable` with the reason; the pipeline
+//! quarantines the Kinesis record as received.
 
 use crate::domain::{ChangeOrder, Version};
-use crate::record::snapshot::KINESIS_EVENT_SOURCE;
+use crate::record::change::{EventName, Origin, RecordMeta, StreamChange, Unreadable};
+use crate::record::event_time;
+use crate::record::item::Item;
+use crate::record::lambda_event::{UserIdentity, redact_quoted};
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -28,19 +30,6 @@ use std::borrow::Cow;
 
 /// `eventSource` Lambda sets on Kinesis records.
 pub const KINESIS_SOURCE: &str = "aws:kinesis";
-
-/// Set on a record adapted from a change record stamped to the millisecond
-/// (`ApproximateCreationDateTimePrecision` `MILLISECOND`, the default):
-/// two changes of an item in one millisecond are then ordered only by what
-/// they carry (`domain::ChangeOrder`), so the pipeline says so once per
-/// stream.
-pub const MILLISECOND_MARK: &str = r#","streamfoldPrecision":"MILLISECOND""#;
-
-/// Whether `adapted` (a [`stream_record`] result) came from a change record
-/// stamped to the millisecond.
-pub fn is_millisecond(adapted: &RawValue) -> bool {
-    adapted.get().contains(MILLISECOND_MARK)
-}
 
 /// The Kinesis stream a Lambda Kinesis record came from
 /// (`eventSourceARN`).
@@ -60,8 +49,6 @@ struct Source<'a> {
 struct KinesisEventRecord<'a> {
     #[serde(rename = "eventSourceARN", borrow, default)]
     event_source_arn: Option<Cow<'a, str>>,
-    #[serde(rename = "awsRegion", borrow, default)]
-    aws_region: Option<Cow<'a, str>>,
     #[serde(borrow)]
     kinesis: KinesisPayload<'a>,
 }
@@ -77,14 +64,12 @@ struct KinesisPayload<'a> {
 /// DynamoDB's change record inside `data`.
 #[derive(Deserialize)]
 struct ChangeRecord<'a> {
-    #[serde(rename = "tableName")]
-    table_name: String,
-    #[serde(rename = "eventName")]
-    event_name: String,
-    #[serde(rename = "eventID", default)]
-    event_id: Option<String>,
-    #[serde(rename = "awsRegion", default)]
-    aws_region: Option<String>,
+    #[serde(rename = "tableName", borrow)]
+    table_name: Cow<'a, str>,
+    #[serde(rename = "eventName", borrow)]
+    event_name: Cow<'a, str>,
+    #[serde(rename = "eventID", borrow, default)]
+    event_id: Option<Cow<'a, str>>,
     #[serde(rename = "userIdentity", borrow, default)]
     user_identity: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -103,12 +88,21 @@ struct ChangePayload<'a> {
     new_image: Option<&'a RawValue>,
     #[serde(rename = "OldImage", borrow, default)]
     old_image: Option<&'a RawValue>,
-    #[serde(rename = "SizeBytes", default)]
-    size_bytes: Option<i64>,
+}
+
+/// A Lambda Kinesis record read: the change it carries (owned: it was
+/// decoded from base64), or why there is none.
+pub struct KinesisRead {
+    pub read: Result<StreamChange<'static>, Unreadable>,
+    /// Stamped to the millisecond (`ApproximateCreationDateTimePrecision`
+    /// `MILLISECOND`, the default): two changes of an item in one
+    /// millisecond are then ordered only by what they carry
+    /// (`domain::ChangeOrder`), so the pipeline says so once per stream.
+    pub millisecond: bool,
 }
 
 /// Whether `raw` may be a Kinesis record (a cheap test that passes over
-/// DynamoDB stream records; [`stream_record`] decides).
+/// DynamoDB stream records; [`read`] decides).
 fn may_be_kinesis(raw: &RawValue) -> bool {
     raw.get().contains(KINESIS_SOURCE)
 }
@@ -120,9 +114,9 @@ fn is_kinesis(raw: &RawValue) -> bool {
             .is_ok_and(|s| s.event_source.as_deref() == Some(KINESIS_SOURCE))
 }
 
-/// The stream record of a Lambda Kinesis record, or `None` when `raw` is
+/// The change a Lambda Kinesis record carries, or `None` when `raw` is
 /// not one (a DynamoDB stream record, or anything else `normalize` judges).
-pub fn stream_record(raw: &RawValue) -> Option<Box<RawValue>> {
+pub fn read(raw: &RawValue) -> Option<KinesisRead> {
     if !is_kinesis(raw) {
         return None;
     }
@@ -131,23 +125,29 @@ pub fn stream_record(raw: &RawValue) -> Option<Box<RawValue>> {
         Err(e) => {
             let reason = format!(
                 "malformed Kinesis record: {}",
-                crate::record::lambda_event::redact_quoted(&e.to_string())
+                redact_quoted(&e.to_string())
             );
-            return Some(unreadable(raw, "?", "unknown", &reason));
+            return Some(unreadable("?", reason));
         }
     };
-    let region = rec.aws_region.as_deref().unwrap_or("unknown");
-    let account = rec
-        .event_source_arn
-        .as_deref()
-        .and_then(|arn| arn.split(':').nth(4))
-        .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
-        .unwrap_or("000000000000");
     let seq = &rec.kinesis.sequence_number;
-    Some(
-        convert(&rec, region, account)
-            .unwrap_or_else(|reason| unreadable(raw, seq, region, &reason)),
-    )
+    let read = base64::engine::general_purpose::STANDARD
+        .decode(rec.kinesis.data.as_bytes())
+        .map_err(|_| "Kinesis data is not base64".to_string())
+        .and_then(|bytes| {
+            String::from_utf8(bytes).map_err(|_| "Kinesis data is not UTF-8 text".to_string())
+        });
+    let text = match read {
+        Ok(text) => text,
+        Err(reason) => return Some(unreadable(seq, reason)),
+    };
+    Some(match change_record(seq, &text) {
+        Ok((change, millisecond)) => KinesisRead {
+            read: change.map(StreamChange::into_owned),
+            millisecond,
+        },
+        Err(reason) => unreadable(seq, reason),
+    })
 }
 
 /// The Kinesis `sequenceNumber` of a Lambda Kinesis record: its
@@ -185,35 +185,28 @@ fn approx_micros(value: f64, precision: Option<&str>) -> Result<u64, String> {
     Ok(micros as u64)
 }
 
-fn json(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+/// An image of the change record, parsed strictly (`None`/`null`: empty).
+fn image<'a>(raw: Option<&'a RawValue>) -> Result<Item<'a>, serde_json::Error> {
+    match raw {
+        None => Ok(Item::default()),
+        Some(r) => Ok(serde_json::from_str::<Option<Item<'a>>>(r.get())?.unwrap_or_default()),
+    }
 }
 
-fn convert(
-    rec: &KinesisEventRecord<'_>,
-    region: &str,
-    account: &str,
-) -> Result<Box<RawValue>, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(rec.kinesis.data.as_bytes())
-        .map_err(|_| "Kinesis data is not base64".to_string())?;
-    let text =
-        std::str::from_utf8(&bytes).map_err(|_| "Kinesis data is not UTF-8 text".to_string())?;
-    change_record(&rec.kinesis.sequence_number, region, account, text)
-}
-
-/// The stream record of DynamoDB's change record `text` (a Kinesis
-/// record's decoded `data`), named by Kinesis sequence number `seq`.
-pub fn change_record(
+/// The change in DynamoDB's change record `text` (a Kinesis record's
+/// decoded `data`), named by Kinesis sequence number `seq`, and whether it
+/// is stamped to the millisecond. `Err` when `text` is not a change record
+/// at all; `Ok(Err(_))` when it is one with a malformed part (it is named
+/// by its table and event).
+#[allow(clippy::type_complexity)]
+pub fn change_record<'a>(
     seq: &str,
-    region: &str,
-    account: &str,
-    text: &str,
-) -> Result<Box<RawValue>, String> {
-    let change: ChangeRecord<'_> = serde_json::from_str(text).map_err(|e| {
+    text: &'a str,
+) -> Result<(Result<StreamChange<'a>, Unreadable>, bool), String> {
+    let change: ChangeRecord<'a> = serde_json::from_str(text).map_err(|e| {
         format!(
             "Kinesis data is not a DynamoDB change record: {}",
-            crate::record::lambda_event::redact_quoted(&e.to_string())
+            redact_quoted(&e.to_string())
         )
     })?;
     let d = &change.dynamodb;
@@ -224,57 +217,65 @@ pub fn change_record(
             change.event_name
         )
     })?;
+    let millisecond = !(d.precision.as_deref() == Some("MICROSECOND")
+        || (d.precision.is_none() && d.approximate_creation >= 1e14));
     let version = Version::kinesis_record(micros, order, text.as_bytes());
-    let mut ddb = format!(
-        r#"{{"ApproximateCreationDateTime":{secs},"Keys":{keys},"SequenceNumber":{seq},"StreamfoldVersion":"{version}","SizeBytes":{size}"#,
-        secs = micros as f64 / 1e6,
-        keys = d.keys.get(),
-        seq = json(seq),
-        version = version.to_hex(),
-        size = d.size_bytes.unwrap_or(text.len() as i64),
+    let mut out = StreamChange::new(
+        Some(change.table_name),
+        EventName::parse(&change.event_name),
+        Origin::Timed(version),
     );
-    if let Some(new) = d.new_image {
-        ddb.push_str(&format!(r#","NewImage":{}"#, new.get()));
-    }
-    if let Some(old) = d.old_image {
-        ddb.push_str(&format!(r#","OldImage":{}"#, old.get()));
-    }
-    ddb.push('}');
-    let identity = change
-        .user_identity
-        .map(|u| format!(r#","userIdentity":{}"#, u.get()))
-        .unwrap_or_default();
-    let millisecond = if d.precision.as_deref() == Some("MICROSECOND")
-        || (d.precision.is_none() && d.approximate_creation >= 1e14)
-    {
-        ""
-    } else {
-        MILLISECOND_MARK
-    };
-    let out = format!(
-        r#"{{"eventID":{id},"eventName":{name},"eventSource":"{KINESIS_EVENT_SOURCE}","awsRegion":{region},"eventSourceARN":{arn}{identity}{millisecond},"dynamodb":{ddb}}}"#,
-        id = json(change.event_id.as_deref().unwrap_or(seq)),
-        name = json(&change.event_name),
-        region = json(change.aws_region.as_deref().unwrap_or(region)),
-        arn = json(&format!(
-            "arn:aws:dynamodb:{region}:{account}:table/{}/stream/kinesis",
-            change.table_name
+    out.event_id = Some(
+        change
+            .event_id
+            .unwrap_or_else(|| Cow::Owned(seq.to_string())),
+    );
+    out.sequence_number = Some(Cow::Owned(seq.to_string()));
+    out.approx_created = event_time::approximate_creation(micros as f64 / 1e6);
+    let parts = (|| -> Result<_, serde_json::Error> {
+        let identity = match change.user_identity {
+            Some(u) => serde_json::from_str::<Option<UserIdentity<'a>>>(u.get())?,
+            None => None,
+        };
+        Ok((
+            identity,
+            image(Some(d.keys))?,
+            image(d.new_image)?,
+            image(d.old_image)?,
+        ))
+    })();
+    match parts {
+        Ok((identity, keys, new_image, old_image)) => {
+            out.ttl_expiry = identity.is_some_and(|u| u.is_ttl_process());
+            out.keys = keys;
+            out.new_image = new_image;
+            out.old_image = old_image;
+            Ok((Ok(out), millisecond))
+        }
+        Err(e) => Ok((
+            Err(Unreadable {
+                meta: out.meta(),
+                reason: format!("malformed stream record: {}", redact_quoted(&e.to_string())),
+            }),
+            millisecond,
         )),
-    );
-    RawValue::from_string(out).map_err(|e| format!("Kinesis record not convertible: {e}"))
+    }
 }
 
-/// A record `normalize` quarantines with `reason`; the Kinesis record is
-/// kept inside it (`kinesisRecord`), so the raw text shows what arrived.
-fn unreadable(raw: &RawValue, seq: &str, region: &str, reason: &str) -> Box<RawValue> {
-    let text = format!(
-        r#"{{"eventID":{id},"eventName":"?","eventSource":"{KINESIS_EVENT_SOURCE}","awsRegion":{region},"streamfoldError":{reason},"kinesisRecord":{raw},"dynamodb":{{"SequenceNumber":{id},"SizeBytes":0}}}}"#,
-        id = json(seq),
-        region = json(region),
-        reason = json(reason),
-        raw = raw.get(),
-    );
-    RawValue::from_string(text).unwrap_or_else(|_| raw.to_owned())
+/// A Kinesis record whose data is no change record: named by its sequence
+/// number.
+fn unreadable(seq: &str, reason: String) -> KinesisRead {
+    KinesisRead {
+        read: Err(Unreadable {
+            meta: RecordMeta {
+                event_id: Some(seq.to_string()),
+                sequence_number: Some(seq.to_string()),
+                ..RecordMeta::default()
+            },
+            reason,
+        }),
+        millisecond: false,
+    }
 }
 
 #[cfg(test)]
@@ -292,23 +293,26 @@ mod tests {
     const CHANGE: &str = r#"{"awsRegion":"us-east-1","eventID":"e-1","eventName":"INSERT","userIdentity":null,"recordFormat":"application/json","tableName":"icarus-prod-github_events","dynamodb":{"ApproximateCreationDateTime":1710063000123,"Keys":{"id":{"S":"gh-1"}},"NewImage":{"id":{"S":"gh-1"}},"SizeBytes":20,"ApproximateCreationDateTimePrecision":"MILLISECOND"},"eventSource":"aws:dynamodb"}"#;
 
     #[test]
-    fn a_change_record_becomes_a_stream_record_with_its_timed_version() {
-        let out = stream_record(&kinesis(CHANGE, "4959")).unwrap();
-        let v: serde_json::Value = serde_json::from_str(out.get()).unwrap();
-        assert_eq!(v["eventSource"], KINESIS_EVENT_SOURCE);
+    fn a_change_record_becomes_a_change_with_its_timed_version() {
+        let out = read(&kinesis(CHANGE, "4959")).unwrap();
+        assert!(out.millisecond);
+        let c = out.read.unwrap();
+        assert_eq!(c.table.as_deref(), Some("icarus-prod-github_events"));
+        assert_eq!(c.sequence_number.as_deref(), Some("4959"));
         assert_eq!(
-            v["eventSourceARN"],
-            "arn:aws:dynamodb:us-east-1:123456789012:table/icarus-prod-github_events/stream/kinesis"
+            c.keys.get("id"),
+            Some(&crate::record::item::Attr::S("gh-1".into()))
         );
-        assert_eq!(v["dynamodb"]["SequenceNumber"], "4959");
-        assert_eq!(v["dynamodb"]["Keys"]["id"]["S"], "gh-1");
         let version = Version::kinesis_record(
             1_710_063_000_123_000,
             ChangeOrder::Created,
             CHANGE.as_bytes(),
         );
-        assert_eq!(v["dynamodb"]["StreamfoldVersion"], version.to_hex());
-        assert_eq!(v["dynamodb"]["ApproximateCreationDateTime"], 1710063000.123);
+        assert_eq!(c.origin, Origin::Timed(version));
+        assert_eq!(
+            c.approx_created.unwrap().timestamp_millis(),
+            1_710_063_000_123
+        );
         assert_eq!(
             sequence_number(&kinesis(CHANGE, "4959")).as_deref(),
             Some("4959")
@@ -340,19 +344,17 @@ mod tests {
             ("not json at all", "not a DynamoDB change record"),
             (r#"{"tableName":"t"}"#, "not a DynamoDB change record"),
         ] {
-            let out = stream_record(&kinesis(data, "77")).unwrap();
-            let v: serde_json::Value = serde_json::from_str(out.get()).unwrap();
-            assert!(
-                v["streamfoldError"].as_str().unwrap().contains(reason),
-                "{v}"
-            );
-            assert_eq!(v["dynamodb"]["SequenceNumber"], "77");
-            assert_eq!(v["kinesisRecord"]["kinesis"]["sequenceNumber"], "77");
+            let u = read(&kinesis(data, "77")).unwrap().read.unwrap_err();
+            assert!(u.reason.contains(reason), "{u:?}");
+            assert_eq!(u.meta.sequence_number.as_deref(), Some("77"));
         }
         let mut bad = kinesis(CHANGE, "78").get().to_string();
         bad = bad.replace(r#""data":""#, r#""data":"%%%"#);
-        let out = stream_record(&RawValue::from_string(bad).unwrap()).unwrap();
-        assert!(out.get().contains("not base64"), "{}", out.get());
+        let u = read(&RawValue::from_string(bad).unwrap())
+            .unwrap()
+            .read
+            .unwrap_err();
+        assert!(u.reason.contains("not base64"), "{u:?}");
     }
 
     #[test]
@@ -361,14 +363,11 @@ mod tests {
             r#"{"eventSource":"aws:kinesis","kinesis":{"data":"e30="}}"#.into(),
         )
         .unwrap();
-        let out = stream_record(&raw).unwrap();
-        let v: serde_json::Value = serde_json::from_str(out.get()).unwrap();
+        let u = read(&raw).unwrap().read.unwrap_err();
         assert!(
-            v["streamfoldError"]
-                .as_str()
-                .unwrap()
+            u.reason
                 .starts_with("malformed Kinesis record: missing field `sequenceNumber`"),
-            "{v}"
+            "{u:?}"
         );
         assert_eq!(sequence_number(&raw), None);
     }
@@ -380,7 +379,7 @@ mod tests {
                 .into(),
         )
         .unwrap();
-        assert!(stream_record(&ddb).is_none());
+        assert!(read(&ddb).is_none());
         assert!(sequence_number(&ddb).is_none());
     }
 }

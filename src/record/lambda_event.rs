@@ -13,12 +13,14 @@
 //! a `HashMap<String, AttributeValue>`, which made it the larger part of
 //! normalisation time (BENCHMARKS.md, row 5).
 
-use crate::domain::SourceKind;
+use crate::domain::{SourceKind, Version};
+use crate::record::change::{EventName, Origin, Read, StreamChange, Unreadable, meta_of};
+pub use crate::record::change::{RecordMeta, StreamViewType};
 use crate::record::event_time;
 use crate::record::item::{CowStr, Item};
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::fmt;
 
 /// A Lambda DynamoDB event with its records left raw. Only the Lambda
@@ -87,35 +89,21 @@ pub fn parse_event(text: &str) -> Result<RawEvent<'_>, serde_json::Error> {
     serde_json::from_str(text)
 }
 
-/// What names a record in errors, quarantine rows and batch failures.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RecordMeta {
-    pub table: Option<String>,
-    pub source: Option<SourceKind>,
-    pub event_id: Option<String>,
-    pub sequence_number: Option<String>,
-    pub approx_created: Option<DateTime<Utc>>,
-}
-
-impl fmt::Display for RecordMeta {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let or = |o: &Option<String>| o.clone().unwrap_or_else(|| "?".into());
-        write!(
-            f,
-            "table {}, event {}, sequence {}",
-            or(&self.table),
-            or(&self.event_id),
-            or(&self.sequence_number)
-        )
-    }
-}
-
-/// One stream record: its naming metadata and, when it is well formed, the
-/// strictly parsed record.
+/// One stream record: the change it holds, or, when it is not well
+/// formed, its naming metadata and why. `raw` is its text when the event
+/// was split into records (`None` after a one-pass parse of a whole event,
+/// [`parse_event_records`]: the pipeline splits the event only when a
+/// record must be quarantined).
 pub struct ParsedRecord<'a> {
-    pub raw: &'a RawValue,
-    pub meta: RecordMeta,
-    pub body: Result<StreamRecord<'a>, String>,
+    pub raw: Option<&'a RawValue>,
+    pub body: Read<'a>,
+}
+
+impl ParsedRecord<'_> {
+    /// The naming metadata, owned.
+    pub fn meta(&self) -> RecordMeta {
+        meta_of(&self.body)
+    }
 }
 
 /// A DynamoDB stream record as Lambda delivers it, borrowing from its text.
@@ -152,6 +140,13 @@ pub struct UserIdentity<'a> {
     pub principal_id: CowStr<'a>,
 }
 
+impl UserIdentity<'_> {
+    /// DynamoDB's TTL process (a REMOVE it performed is an expiry).
+    pub fn is_ttl_process(&self) -> bool {
+        self.type_.0 == "Service" && self.principal_id.0 == "dynamodb.amazonaws.com"
+    }
+}
+
 /// The `dynamodb` part of a stream record.
 #[derive(Debug, Deserialize)]
 pub struct DynamoDbPayload<'a> {
@@ -179,33 +174,12 @@ pub struct DynamoDbPayload<'a> {
     pub stream_view_type: Option<StreamViewType>,
 }
 
-/// What images a stream carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum StreamViewType {
-    NewImage,
-    OldImage,
-    NewAndOldImages,
-    KeysOnly,
-}
-
-impl fmt::Display for StreamViewType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StreamViewType::NewImage => "NEW_IMAGE",
-            StreamViewType::OldImage => "OLD_IMAGE",
-            StreamViewType::NewAndOldImages => "NEW_AND_OLD_IMAGES",
-            StreamViewType::KeysOnly => "KEYS_ONLY",
-        })
-    }
-}
-
 /// `ApproximateCreationDateTime`, accepted where `aws_lambda_events`
 /// accepts it: a number whose whole seconds are a representable instant.
 /// The value is converted later by `event_time::approximate_creation`,
 /// which reads the fraction correctly (DESIGN §10).
 fn approximate_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
     let secs = f64::deserialize(d)?;
     if Utc.timestamp_opt(secs.trunc() as i64, 0).single().is_none() {
         return Err(serde::de::Error::custom(
@@ -220,14 +194,10 @@ fn nullish<'de, D: Deserializer<'de>>(d: D) -> Result<Item<'de>, D::Error> {
     Ok(Option::<Item<'de>>::deserialize(d)?.unwrap_or_default())
 }
 
-impl StreamRecord<'_> {
+impl<'a> StreamRecord<'a> {
     /// The naming metadata, as `read_meta` would read it.
     pub fn meta(&self) -> RecordMeta {
-        let table = self
-            .event_source_arn
-            .as_ref()
-            .and_then(|arn| table_from_arn(&arn.0))
-            .map(str::to_string);
+        let table = self.table().map(str::to_string);
         let source = table.as_deref().and_then(SourceKind::from_table_name);
         RecordMeta {
             table,
@@ -243,6 +213,70 @@ impl StreamRecord<'_> {
                 .approximate_creation
                 .and_then(event_time::approximate_creation),
         }
+    }
+
+    fn table(&self) -> Option<&str> {
+        self.event_source_arn
+            .as_ref()
+            .and_then(|arn| table_from_arn(&arn.0))
+    }
+
+    /// The change this record holds. A record of an earlier release's
+    /// backfill (`eventSource` `streamfold:backfill`, as quarantine rows
+    /// keep them) is a snapshot; everything else Lambda delivers is a
+    /// DynamoDB Streams record.
+    pub fn into_change(self) -> Result<StreamChange<'a>, Unreadable> {
+        if let Some(reason) = &self.adapter_error {
+            return Err(Unreadable {
+                meta: self.meta(),
+                reason: reason.0.to_string(),
+            });
+        }
+        let origin = match self.event_source.as_ref().map(|s| s.0.as_ref()) {
+            Some(crate::record::snapshot::SNAPSHOT_EVENT_SOURCE) => Origin::Snapshot,
+            Some(
+                crate::record::snapshot::KINESIS_EVENT_SOURCE
+                | crate::record::snapshot::INCREMENTAL_EVENT_SOURCE,
+            ) => {
+                let version = self
+                    .dynamodb
+                    .streamfold_version
+                    .as_ref()
+                    .ok_or("record has no StreamfoldVersion".to_string())
+                    .and_then(|v| Version::from_timed_hex(&v.0));
+                match version {
+                    Ok(v) => Origin::Timed(v),
+                    Err(reason) => {
+                        return Err(Unreadable {
+                            meta: self.meta(),
+                            reason,
+                        });
+                    }
+                }
+            }
+            _ => Origin::Stream,
+        };
+        let table = match self.event_source_arn {
+            Some(CowStr(Cow::Borrowed(arn))) => table_from_arn(arn).map(Cow::Borrowed),
+            Some(CowStr(Cow::Owned(arn))) => table_from_arn(&arn).map(|t| Cow::Owned(t.into())),
+            None => None,
+        };
+        let mut change = StreamChange::new(table, EventName::parse(&self.event_name.0), origin);
+        change.event_id = Some(self.event_id.0);
+        change.sequence_number = self.dynamodb.sequence_number.map(|s| s.0);
+        change.approx_created = self
+            .dynamodb
+            .approximate_creation
+            .and_then(event_time::approximate_creation);
+        change.ttl_expiry = self
+            .user_identity
+            .as_ref()
+            .is_some_and(UserIdentity::is_ttl_process);
+        change.view_type = self.dynamodb.stream_view_type;
+        change.keys = self.dynamodb.keys;
+        change.new_image = self.dynamodb.new_image;
+        change.old_image = self.dynamodb.old_image;
+        Ok(change)
     }
 }
 
@@ -305,21 +339,59 @@ pub fn read_meta(raw: &RawValue) -> RecordMeta {
 
 /// Parse one record strictly; when that fails, read its metadata leniently.
 pub fn parse_record(raw: &RawValue) -> ParsedRecord<'_> {
-    match serde_json::from_str::<StreamRecord>(raw.get()) {
-        Ok(body) => ParsedRecord {
-            raw,
-            meta: body.meta(),
-            body: Ok(body),
-        },
-        Err(e) => ParsedRecord {
-            raw,
+    let body = match serde_json::from_str::<StreamRecord>(raw.get()) {
+        Ok(rec) => rec.into_change(),
+        Err(e) => Err(Unreadable {
             meta: read_meta(raw),
-            body: Err(format!(
-                "malformed stream record: {}",
-                redact_quoted(&e.to_string())
-            )),
-        },
+            reason: format!("malformed stream record: {}", redact_quoted(&e.to_string())),
+        }),
+    };
+    ParsedRecord {
+        raw: Some(raw),
+        body,
     }
+}
+
+#[derive(Deserialize)]
+struct TypedEventFields<'a> {
+    #[serde(rename = "Records", borrow)]
+    records: Vec<StreamRecord<'a>>,
+}
+
+struct TypedEvent<'a>(Vec<StreamRecord<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for TypedEvent<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f: TypedEventFields<'a> = from_object_only(d)?;
+        Ok(TypedEvent(f.records))
+    }
+}
+
+/// Parse a whole event document in one pass, from its text to changes,
+/// when every record in it is a well-formed DynamoDB stream record (the
+/// common case); `None` otherwise (then split it with [`parse_event`] and
+/// read each record on its own, so that one malformed record never fails
+/// the batch).
+pub fn parse_event_typed(text: &str) -> Option<Vec<Read<'_>>> {
+    let TypedEvent(records) = serde_json::from_str::<TypedEvent>(text).ok()?;
+    Some(records.into_iter().map(StreamRecord::into_change).collect())
+}
+
+/// Parse a whole event document: in one pass when it can
+/// ([`parse_event_typed`]), else record by record. Fails only when the
+/// document is not an event.
+pub fn parse_event_records(text: &str) -> Result<Vec<ParsedRecord<'_>>, serde_json::Error> {
+    if let Some(records) = parse_event_typed(text) {
+        return Ok(records
+            .into_iter()
+            .map(|body| ParsedRecord { raw: None, body })
+            .collect());
+    }
+    Ok(parse_event(text)?
+        .records
+        .into_iter()
+        .map(parse_record)
+        .collect())
 }
 
 /// serde error messages quote offending values (`invalid type: string "…"`);

@@ -7,6 +7,7 @@
 //! incremental-export line likewise (`incremental`). No I/O.
 
 pub mod attrs;
+pub mod change;
 pub mod event_time;
 pub mod incremental;
 pub mod item;

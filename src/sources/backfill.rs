@@ -2,7 +2,9 @@
 //! errors, progress reporting, pacing, and applying a page of snapshot
 //! records through `run_batch`.
 
-use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch_quarantining};
+use crate::pipeline::{
+    Batch, BatchReport, Pipeline, PipelineError, run_batch_quarantining, run_read,
+};
 use crate::store::RejectedRecord;
 use crate::store::StoreError;
 use serde_json::value::RawValue;
@@ -225,6 +227,22 @@ pub async fn apply_page(
 ) -> Result<BatchReport, BackfillError> {
     let refs: Vec<&RawValue> = records.iter().map(|r| r.as_ref()).collect();
     run_batch_quarantining(p, &refs, unreadable)
+        .await
+        .map_err(|source| BackfillError::Batch {
+            part: part.to_string(),
+            source,
+        })
+}
+
+/// Apply one page a reader read into change records (`batch`), and
+/// quarantine `unreadable` with it, in one transaction.
+pub async fn apply_read(
+    p: &Pipeline,
+    batch: Batch<'_, '_>,
+    unreadable: &[RejectedRecord],
+    part: &str,
+) -> Result<BatchReport, BackfillError> {
+    run_read(p, batch, unreadable)
         .await
         .map_err(|source| BackfillError::Batch {
             part: part.to_string(),

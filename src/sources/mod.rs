@@ -2,6 +2,7 @@
 //! snapshots (table Scan, S3 export). Each source only produces raw stream
 //! records; all of them hand batches to `pipeline::run_batch`.
 
+pub mod attribute_values;
 pub mod backfill;
 pub mod backfill_task;
 pub mod export;

@@ -1,10 +1,10 @@
 //! Local replay of captured Lambda DynamoDB stream events: files or folders
 //! (their `.json` / `.jsonl` files, not subfolders), in name order. A `.json`
 //! file is one event; a `.jsonl` file holds one event per line. Every event
-//! is one batch through `run_batch`, as Lambda would deliver it.
+//! is one batch through `pipeline::run_event`, as Lambda would deliver it.
 
-use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_batch};
-use crate::record::lambda_event::{RawEvent, parse_event, redact_quoted};
+use crate::pipeline::{BatchReport, Pipeline, PipelineError, run_event};
+use crate::record::lambda_event::redact_quoted;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -173,7 +173,14 @@ async fn apply_event(
     line: usize,
     text: &str,
 ) -> Result<BatchReport, ReplayError> {
-    let event: RawEvent<'_> = parse_event(text).map_err(|e| ReplayError::Malformed {
+    let read = run_event(p, text)
+        .await
+        .map_err(|source| ReplayError::Batch {
+            path: path.to_string(),
+            line,
+            source,
+        })?;
+    read.map_err(|e| ReplayError::Malformed {
         path: path.to_string(),
         // For a .json file, serde's own line is the useful one.
         line: if line == 1 && e.line() > 0 {
@@ -192,12 +199,5 @@ async fn apply_event(
                 reason
             }
         },
-    })?;
-    run_batch(p, &event.records)
-        .await
-        .map_err(|source| ReplayError::Batch {
-            path: path.to_string(),
-            line,
-            source,
-        })
+    })
 }

@@ -2,21 +2,26 @@
 //! DynamoDB Streams API: for running beside a table without a trigger, and
 //! for local development against an emulator.
 //!
-//! The stream's shards are read parents first; each `GetRecords` page is
-//! turned into records of the shape Lambda delivers and applied by
-//! `run_batch`, then the shard's last applied `SequenceNumber` is
+//! The stream's shards are read parents first; each `GetRecords` page's
+//! records are read into change records (`stream_change`, straight from
+//! the SDK's values) and applied by `pipeline::run_read`, then the shard's last applied `SequenceNumber` is
 //! checkpointed in the SQL store (job `tail:<stream ARN>`). A restart
 //! continues `AFTER_SEQUENCE_NUMBER` of each shard; a closed shard read to
 //! its end is marked done. A page applied twice (a crash between commit and
 //! checkpoint) changes nothing: the ledger sees the same versions.
 
-use super::backfill::{BackfillError, BackfillSummary, Observer, apply_page};
-use crate::pipeline::Pipeline;
+use super::attribute_values::from_streams;
+use super::backfill::{BackfillError, BackfillSummary, Observer, apply_read};
+use crate::pipeline::{Batch, Pipeline, RawText};
+use crate::record::change::{EventName, Origin, StreamChange, StreamViewType};
+use crate::record::event_time;
+use crate::record::item::Item;
+use crate::record::lambda_event::table_from_arn;
 use crate::store::checkpoints::Checkpoint;
 use aws_sdk_dynamodbstreams::Client as StreamsClient;
 use aws_sdk_dynamodbstreams::types::{Record, Shard, ShardIteratorType};
 use serde_json::json;
-use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -53,8 +58,40 @@ fn read_err(what: &str, e: impl std::fmt::Display) -> BackfillError {
     }
 }
 
-/// One stream record in the JSON shape of a Lambda DynamoDB event record.
-pub fn lambda_record(r: &Record, stream_arn: &str) -> Result<Box<RawValue>, String> {
+/// The change record of one `GetRecords` record of `table`'s stream, read
+/// from the SDK's values (its images borrow their text).
+pub fn stream_change<'a>(r: &'a Record, table: &'a str) -> Result<StreamChange<'a>, String> {
+    let d = r.dynamodb().ok_or("record has no dynamodb section")?;
+    let image = |m: Option<&'a HashMap<String, _>>| match m {
+        Some(m) => from_streams(m),
+        None => Ok(Item::default()),
+    };
+    let mut change = StreamChange::new(
+        Some(Cow::Borrowed(table)),
+        EventName::parse(r.event_name().map_or("", |n| n.as_str())),
+        Origin::Stream,
+    );
+    change.event_id = r.event_id().map(Cow::Borrowed);
+    change.sequence_number = d.sequence_number().map(Cow::Borrowed);
+    change.approx_created = d
+        .approximate_creation_date_time()
+        .and_then(|t| event_time::approximate_creation(t.as_secs_f64()));
+    change.ttl_expiry = r.user_identity().is_some_and(|u| {
+        u.r#type() == Some("Service") && u.principal_id() == Some("dynamodb.amazonaws.com")
+    });
+    change.view_type = d
+        .stream_view_type()
+        .and_then(|v| StreamViewType::parse(v.as_str()));
+    change.keys = image(d.keys())?;
+    change.new_image = image(d.new_image())?;
+    change.old_image = image(d.old_image())?;
+    Ok(change)
+}
+
+/// The text of one stream record for its quarantine row: the shape of a
+/// Lambda DynamoDB event record (the Streams API's record is that record),
+/// so that `rejects show` prints it and `rejects retry` reads it back.
+pub fn record_text(r: &Record, stream_arn: &str) -> Result<String, String> {
     let d = r.dynamodb().ok_or("record has no dynamodb section")?;
     let item = |m: Option<&HashMap<String, aws_sdk_dynamodbstreams::types::AttributeValue>>| {
         m.map(|m| {
@@ -89,7 +126,22 @@ pub fn lambda_record(r: &Record, stream_arn: &str) -> Result<Box<RawValue>, Stri
     if let Some(u) = r.user_identity() {
         rec["userIdentity"] = json!({"type": u.r#type(), "principalId": u.principal_id()});
     }
-    RawValue::from_string(rec.to_string()).map_err(|e| e.to_string())
+    Ok(rec.to_string())
+}
+
+/// A `GetRecords` page's records as received, for quarantine rows.
+struct PageText<'a> {
+    records: &'a [Record],
+    stream_arn: &'a str,
+}
+
+impl RawText for PageText<'_> {
+    fn raw_text(&self, index: usize) -> String {
+        self.records
+            .get(index)
+            .and_then(|r| record_text(r, self.stream_arn).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// Follow `opts.table`'s stream through `p` until stopped or idle.
@@ -117,6 +169,7 @@ pub async fn tail(
         })?
         .to_string();
     let job = job_name(&stream_arn);
+    let table = table_from_arn(&stream_arn).unwrap_or(&opts.table);
     let mut summary = BackfillSummary::default();
     let mut idle_rounds = 0u32;
     // Open iterators by shard, carried between rounds.
@@ -166,21 +219,29 @@ pub async fn tail(
             let records = page.records();
             if !records.is_empty() {
                 active = true;
-                let mut raw = Vec::with_capacity(records.len());
+                let mut read = Vec::with_capacity(records.len());
                 for r in records {
-                    raw.push(lambda_record(r, &stream_arn).map_err(|e| read_err(&id, e))?);
+                    read.push(Ok(stream_change(r, table).map_err(|e| read_err(&id, e))?));
                 }
-                let report = apply_page(p, &raw, &[], &id).await?;
+                let raw = PageText {
+                    records,
+                    stream_arn: &stream_arn,
+                };
+                let batch = Batch {
+                    records: read,
+                    raw: &raw,
+                };
+                let report = apply_read(p, batch, &[], &id).await?;
                 summary.report.merge(report);
-                summary.items += raw.len() as u64;
-                state.items += raw.len() as i64;
+                summary.items += records.len() as u64;
+                state.items += records.len() as i64;
                 state.position = records
                     .last()
                     .and_then(|r| r.dynamodb())
                     .and_then(|d| d.sequence_number())
                     .map(str::to_string)
                     .or(state.position);
-                observer.advanced(&id, raw.len() as u64);
+                observer.advanced(&id, records.len() as u64);
             }
             match page.next_shard_iterator() {
                 Some(next) => {
