@@ -37,13 +37,9 @@ pub enum StoreError {
     #[error(transparent)]
     ReportOverflow(#[from] crate::aggregate::llm_rollup::RollupOverflow),
     #[error(
-        "a concurrent writer created ledger rows of this batch ({inserted} inserted, {expected} expected)"
+        "a concurrent writer changed ledger rows of this batch ({inserted} rows written, {expected} planned)"
     )]
     Conflict { inserted: u64, expected: u64 },
-    #[error(
-        "a concurrent writer created LLM ledger rows of this batch between its reads ({seen} seen, then {now})"
-    )]
-    LlmRace { seen: i64, now: i64 },
     #[error("value does not fit the schema: {0}")]
     Value(String),
     #[error("database {url} cannot be used: {reason}")]
@@ -58,7 +54,7 @@ impl StoreError {
     /// Failures that a retry of the whole transaction can cure.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Conflict { .. } | StoreError::LlmRace { .. } => true,
+            StoreError::Conflict { .. } => true,
             StoreError::Sql(e) => is_transient_sql(e),
             _ => false,
         }
