@@ -1,7 +1,8 @@
 //! Batch metrics in CloudWatch Embedded Metric Format (EMF): JSON lines the
 //! Lambda prints to stdout, which CloudWatch Logs turns into metrics in
 //! namespace `streamfold`. Dimensions are low-cardinality only: the source
-//! table suffix (four values), or none for batch-wide metrics.
+//! table suffix (one per registered table, `normalize::TABLES`), or none
+//! for batch-wide metrics.
 
 use crate::pipeline::BatchReport;
 use chrono::{DateTime, Utc};
