@@ -3,11 +3,16 @@
 //!
 //! Everything here is plain data with no I/O.
 
+use crate::normalize::{TABLES, table::SourceTable};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use std::fmt;
 
-/// One of the four source tables, recognised by the suffix of its table name.
+/// One of the source tables: a name for a table of the registry,
+/// `normalize::TABLES`, where everything about it is declared
+/// (`normalize::table::SourceTable`). The enum stays so that code may match
+/// on a table; its facts are the registry's. A new table adds its variant
+/// here and its entry, at the same position, to the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum SourceKind {
     GithubEvents,
@@ -17,44 +22,39 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 4] = [
-        SourceKind::GithubEvents,
-        SourceKind::DropboxFileChanges,
-        SourceKind::Conversations,
-        SourceKind::LlmDataCollection,
-    ];
+    /// Everything declared about this table.
+    pub fn table(self) -> &'static SourceTable {
+        // The registry lists the tables in variant order (a compile-time
+        // check in `normalize`), so a variant's discriminant is its index.
+        TABLES[self as usize]
+    }
+
+    /// Every registered source table, in registry order.
+    pub fn all() -> impl Iterator<Item = SourceKind> {
+        TABLES.iter().map(|t| t.kind)
+    }
 
     /// The table-name suffix that identifies this source.
     pub fn table_suffix(self) -> &'static str {
-        match self {
-            SourceKind::GithubEvents => "github_events",
-            SourceKind::DropboxFileChanges => "dropbox_file_changes",
-            SourceKind::Conversations => "Conversations",
-            SourceKind::LlmDataCollection => "LLMDataCollection",
-        }
+        self.table().suffix
     }
 
     /// Recognise a table name such as `icarus-dev-github_events` or
     /// `acsd2p-prod-Conversations`: the name is the suffix itself or ends in
     /// `-<suffix>`.
     pub fn from_table_name(table: &str) -> Option<SourceKind> {
-        SourceKind::ALL.into_iter().find(|k| {
-            let suffix = k.table_suffix();
-            table == suffix
-                || (table.len() > suffix.len()
-                    && table.ends_with(suffix)
-                    && table.as_bytes()[table.len() - suffix.len() - 1] == b'-')
-        })
+        TABLES.iter().find(|t| t.names(table)).map(|t| t.kind)
     }
 
     /// Stable small code used inside identity hashes and SQL rows.
     pub fn code(self) -> u8 {
-        match self {
-            SourceKind::GithubEvents => 1,
-            SourceKind::DropboxFileChanges => 2,
-            SourceKind::Conversations => 3,
-            SourceKind::LlmDataCollection => 4,
-        }
+        self.table().code
+    }
+
+    /// The heatmap integration this source's activity rows are counted
+    /// under; `None` for a source of LLM requests.
+    pub fn integration(self) -> Option<Integration> {
+        self.table().integration
     }
 }
 
@@ -413,27 +413,25 @@ mod tests {
     #[test]
     fn table_suffix_recognition() {
         let cases = [
-            ("icarus-dev-github_events", Some(SourceKind::GithubEvents)),
-            (
-                "icarus-nicusdev-github_events",
-                Some(SourceKind::GithubEvents),
-            ),
+            ("icarus-dev-github_events", Some("github_events")),
+            ("icarus-nicusdev-github_events", Some("github_events")),
             (
                 "icarus-prod-dropbox_file_changes",
-                Some(SourceKind::DropboxFileChanges),
+                Some("dropbox_file_changes"),
             ),
-            ("acsd2p-prod-Conversations", Some(SourceKind::Conversations)),
-            (
-                "acsd2p-dev-LLMDataCollection",
-                Some(SourceKind::LlmDataCollection),
-            ),
-            ("github_events", Some(SourceKind::GithubEvents)),
+            ("acsd2p-prod-Conversations", Some("Conversations")),
+            ("acsd2p-dev-LLMDataCollection", Some("LLMDataCollection")),
+            ("github_events", Some("github_events")),
             ("acsd2p-prod-conversations", None),
             ("acsd2p-prod-XConversations", None),
             ("acsd2p-prod-Threads", None),
         ];
         for (table, want) in cases {
-            assert_eq!(SourceKind::from_table_name(table), want, "{table}");
+            assert_eq!(
+                SourceKind::from_table_name(table).map(SourceKind::table_suffix),
+                want,
+                "{table}"
+            );
         }
     }
 

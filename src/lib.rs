@@ -1,5 +1,6 @@
-//! streamfold: DynamoDB Streams of four tables, normalised into events and
-//! folded exactly once into `user_event_counts` and LLM usage reports.
+//! streamfold: DynamoDB Streams of the source tables (the registry,
+//! `normalize::TABLES`), normalised into events and folded exactly once into
+//! `user_event_counts` and LLM usage reports.
 //!
 //! Sources (`sources`) produce raw stream records; `pipeline::run_batch`
 //! normalises them (`normalize`, pure), resolves identities (`resolve`),

@@ -1,7 +1,8 @@
 //! Batch metrics in CloudWatch Embedded Metric Format (EMF): JSON lines the
 //! Lambda prints to stdout, which CloudWatch Logs turns into metrics in
 //! namespace `streamfold`. Dimensions are low-cardinality only: the source
-//! table suffix (four values), or none for batch-wide metrics.
+//! table suffix (one per registered table, `normalize::TABLES`), or none
+//! for batch-wide metrics.
 
 use crate::pipeline::BatchReport;
 use chrono::{DateTime, Utc};
@@ -135,9 +136,11 @@ pub fn backfill_document(task: &str, answer: &Value, now: DateTime<Utc>) -> Valu
 /// dashboard may chart these and no others: a test holds it to them).
 pub fn metric_names() -> std::collections::BTreeSet<String> {
     let mut report = BatchReport::default();
-    report
-        .by_source
-        .insert("github_events".into(), Default::default());
+    for source in crate::domain::SourceKind::all() {
+        report
+            .by_source
+            .insert(source.table_suffix().into(), Default::default());
+    }
     let now = Utc::now();
     report.oldest_record = Some(now);
     let timing = BatchTiming {

@@ -28,6 +28,21 @@ pub fn event(data: &[u8]) {
     }
 }
 
+/// Arbitrary bytes as the item image of a record of each registered table
+/// (`normalize::TABLES`), its `Keys` the table's key attributes: exercises
+/// every table's normaliser, whatever tables there are.
+pub fn image_of_every_table(data: &[u8]) {
+    for table in streamfold::normalize::TABLES {
+        let keys: Vec<String> = table
+            .key_attributes
+            .iter()
+            .map(|name| format!(r#"{}:{{"S":"k"}}"#, serde_json::Value::from(*name)))
+            .collect();
+        let keys = format!("{{{}}}", keys.join(","));
+        image_of(&format!("fuzz-prod-{}", table.suffix), &keys, data);
+    }
+}
+
 /// Arbitrary bytes as the NewImage (and OldImage) of an otherwise valid
 /// record of `table`: exercises that table's normaliser.
 pub fn image_of(table: &str, keys: &str, data: &[u8]) {

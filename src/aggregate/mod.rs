@@ -13,7 +13,7 @@ pub mod plan;
 mod plan_props;
 pub mod stage;
 
-use crate::domain::{Bucket, Identity, Integration, LlmRequest, SourceKind, Version};
+use crate::domain::{Bucket, Identity, Integration, LlmRequest, Version};
 use std::collections::HashMap;
 
 /// State of a ledger row. The numbers are stored in SQL.
@@ -116,16 +116,6 @@ pub fn collapse<R>(rows: Vec<R>, key: impl Fn(&R) -> (Identity, &Version, RowSta
     let mut out: Vec<R> = keep.into_iter().filter_map(|i| slots[i].take()).collect();
     out.sort_by_key(|r| key(r).0);
     out
-}
-
-/// Integration a source's activity rows are counted under.
-pub fn integration_of(source: SourceKind) -> Option<Integration> {
-    match source {
-        SourceKind::GithubEvents => Some(Integration::Github),
-        SourceKind::DropboxFileChanges => Some(Integration::Dropbox),
-        SourceKind::Conversations => Some(Integration::Email),
-        SourceKind::LlmDataCollection => None,
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! last.
 
 use super::bucket::bucket;
-use super::{ActivityRow, LlmRow, RowState, StagedRows, collapse, integration_of};
+use super::{ActivityRow, LlmRow, RowState, StagedRows, collapse};
 use crate::bounds;
 use crate::domain::{ActivityEvent, Actor, Fact, Identity, SourceKind, Version};
 use crate::normalize::{Change, ChangeKind};
@@ -129,7 +129,7 @@ pub fn stage(changes: Vec<Change>, resolved: &Resolved, default_tz: Tz) -> Stage
             }
             ChangeKind::Retract => {
                 order.push((source, identity, false));
-                match integration_of(source) {
+                match source.integration() {
                     Some(integration) => activity.push(ActivityRow {
                         id: identity,
                         version,

@@ -1,13 +1,27 @@
 //! `Conversations`: one item is one e-mail message of the ACS account
 //! `associated_account`, counted under integration `E` for that account.
 
+use super::table::SourceTable;
 use super::{TimeContext, event_time};
 use crate::bounds;
-use crate::domain::{ActivityEvent, Actor, Fact, Integration};
+use crate::domain::{ActivityEvent, Actor, Fact, Integration, SourceKind};
 use crate::record::attrs;
 use crate::record::item::Item;
 
-pub(crate) fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
+/// The `Conversations` table: one item per (`conversation_id`,
+/// `response_id`).
+pub(crate) static TABLE: SourceTable = SourceTable {
+    kind: SourceKind::Conversations,
+    suffix: "Conversations",
+    code: 3,
+    integration: Some(Integration::Email),
+    key_attributes: &["conversation_id", "response_id"],
+    identity_attributes: &[("conversation_id", true), ("response_id", true)],
+    identity_extra: None,
+    fact,
+};
+
+fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let account = attrs::opt_str(
         attrs::get(image, "associated_account"),
         "associated_account",

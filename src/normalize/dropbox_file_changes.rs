@@ -2,13 +2,30 @@
 //! Dropbox ID `user_id` (the account owner `account_id` when absent), counted
 //! under integration `D`.
 
+use super::table::SourceTable;
 use super::{TimeContext, event_time};
 use crate::bounds;
-use crate::domain::{ActivityEvent, Actor, Fact, Integration};
+use crate::domain::{ActivityEvent, Actor, Fact, Integration, SourceKind};
 use crate::record::attrs;
 use crate::record::item::Item;
 
-pub(crate) fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
+/// The `dropbox_file_changes` table. The seed keys it by `account_id`; a
+/// change is named by `account_id` and its `timestamp` (when present), so
+/// a change is one event whether the real table is keyed by `account_id`
+/// alone (each change overwrites the account's item) or by (`account_id`,
+/// `timestamp`).
+pub(crate) static TABLE: SourceTable = SourceTable {
+    kind: SourceKind::DropboxFileChanges,
+    suffix: "dropbox_file_changes",
+    code: 2,
+    integration: Some(Integration::Dropbox),
+    key_attributes: &["account_id"],
+    identity_attributes: &[("account_id", true), ("timestamp", false)],
+    identity_extra: None,
+    fact,
+};
+
+fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let actor = match attrs::opt_str(attrs::get(image, "user_id"), "user_id")? {
         Some(id) => bounds::check(id, "user_id", bounds::TEXT)?,
         None => bounds::check(

@@ -1,13 +1,26 @@
 //! `github_events`: one item is one GitHub event by `username` at `timestamp`,
 //! counted under integration `G` for the Slack user linked to that username.
 
+use super::table::SourceTable;
 use super::{TimeContext, event_time};
 use crate::bounds;
-use crate::domain::{ActivityEvent, Actor, Fact, Integration};
+use crate::domain::{ActivityEvent, Actor, Fact, Integration, SourceKind};
 use crate::record::attrs;
 use crate::record::item::Item;
 
-pub(crate) fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
+/// The `github_events` table: keyed by the event's `id`, which alone names it.
+pub(crate) static TABLE: SourceTable = SourceTable {
+    kind: SourceKind::GithubEvents,
+    suffix: "github_events",
+    code: 1,
+    integration: Some(Integration::Github),
+    key_attributes: &["id"],
+    identity_attributes: &[("id", true)],
+    identity_extra: None,
+    fact,
+};
+
+fn fact(image: &Item<'_>, ctx: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let username = attrs::opt_str(attrs::get(image, "username"), "username")?
         .ok_or("missing actor attribute `username`")?;
     let username = bounds::check(username, "username", bounds::TEXT)?;

@@ -2,17 +2,42 @@
 //! every new generation, so one request is identified by `conversation_id` +
 //! `generated_at`. Tokens are integers, cost is an exact decimal.
 
-use super::parse_time_value;
+use super::table::SourceTable;
+use super::{TimeContext, parse_time_value};
 use crate::bounds;
-use crate::domain::{Fact, LlmRequest};
+use crate::domain::{Fact, LlmRequest, SourceKind};
 use crate::record::attrs;
 use crate::record::item::Item;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+/// The `LLMDataCollection` table: keyed by `conversation_id`; a request is
+/// named by it and its `generated_at`. Its items are LLM requests (no
+/// heatmap integration).
+pub(crate) static TABLE: SourceTable = SourceTable {
+    kind: SourceKind::LlmDataCollection,
+    suffix: "LLMDataCollection",
+    code: 4,
+    integration: None,
+    key_attributes: &["conversation_id"],
+    identity_attributes: &[("conversation_id", true)],
+    identity_extra: Some(request_time),
+    fact,
+};
+
+/// The request's `generated_at`, appended to its identity.
+fn request_time(image: Option<&Item<'_>>, canon: &mut Vec<u8>) -> Result<(), String> {
+    let at = generated_at(image)?;
+    attrs::push_field(
+        canon,
+        &at.timestamp_nanos_opt().unwrap_or_default().to_be_bytes(),
+    );
+    Ok(())
+}
+
 /// `generated_at` of the image that names the request. Required: without it
 /// the request cannot be told apart from the conversation's other requests.
-pub(crate) fn generated_at(image: Option<&Item<'_>>) -> Result<DateTime<Utc>, String> {
+fn generated_at(image: Option<&Item<'_>>) -> Result<DateTime<Utc>, String> {
     let image = image.ok_or(
         "LLMDataCollection REMOVE has no OldImage, so the request to retract is unknown (use NEW_AND_OLD_IMAGES)",
     )?;
@@ -21,7 +46,7 @@ pub(crate) fn generated_at(image: Option<&Item<'_>>) -> Result<DateTime<Utc>, St
     parse_time_value(v, "generated_at")
 }
 
-pub(crate) fn fact(image: &Item<'_>) -> Result<(Fact, bool), String> {
+fn fact(image: &Item<'_>, _: &TimeContext<'_>) -> Result<(Fact, bool), String> {
     let conversation_id = attrs::opt_str(attrs::get(image, "conversation_id"), "conversation_id")?
         .ok_or("missing attribute `conversation_id`")?;
     let conversation_id = bounds::check(conversation_id, "conversation_id", bounds::TEXT)?;

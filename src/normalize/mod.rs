@@ -3,8 +3,10 @@
 //! with its reason. No I/O; identity resolution happens later.
 //!
 //! The rules common to all tables live here (event name, view type, TTL
-//! removes, versions, event-time fallback); each table's own mapping lives in
-//! its own file.
+//! removes, versions, event-time fallback, identity); each table is
+//! declared once, in its own file, as a `table::SourceTable` (its name,
+//! code, key and identity attributes, integration, normalising function),
+//! and `TABLES` below, the registry, lists them.
 
 mod conversations;
 mod dropbox_file_changes;
@@ -12,6 +14,9 @@ mod github_events;
 mod llm_data_collection;
 #[cfg(test)]
 mod snapshot_tests;
+pub mod table;
+#[cfg(test)]
+mod table_tests;
 
 use crate::domain::{Fact, Identity, SkipReason, SourceKind, Version};
 use crate::record::attrs;
@@ -20,6 +25,39 @@ use crate::record::event_time;
 use crate::record::item::{Attr, Item};
 use crate::record::lambda_event::ParsedRecord;
 use chrono::{DateTime, Utc};
+
+/// The registry: every source table, each declared in its own file, listed
+/// in the order of `SourceKind`'s variants. Everything else reads a table's
+/// facts from here (through `SourceKind::table`). Adding a table: its file,
+/// its line here, its `SourceKind` variant (ARCHITECTURE.md, "Adding a
+/// source table").
+pub static TABLES: &[&table::SourceTable] = &[
+    &github_events::TABLE,
+    &dropbox_file_changes::TABLE,
+    &conversations::TABLE,
+    &llm_data_collection::TABLE,
+];
+
+// Checked when the crate compiles: the registry is in variant order (so a
+// variant's discriminant indexes it) and no two tables share a code.
+const _: () = {
+    let mut i = 0;
+    while i < TABLES.len() {
+        assert!(
+            TABLES[i].kind as usize == i,
+            "normalize::TABLES must list the tables in SourceKind's variant order"
+        );
+        let mut j = 0;
+        while j < i {
+            assert!(
+                TABLES[i].code != TABLES[j].code,
+                "two source tables share a code"
+            );
+            j += 1;
+        }
+        i += 1;
+    }
+};
 
 /// The outcome of normalising one record.
 #[derive(Clone, Debug, PartialEq)]
@@ -153,12 +191,7 @@ fn normalize_record(rec: &StreamChange<'_>) -> Result<Normalized, String> {
         old_image: if op == Op::Modify { old_image } else { None },
         approx_created: rec.approx_created,
     };
-    let (fact, time_fallback) = match source {
-        SourceKind::GithubEvents => github_events::fact(image, &ctx)?,
-        SourceKind::DropboxFileChanges => dropbox_file_changes::fact(image, &ctx)?,
-        SourceKind::Conversations => conversations::fact(image, &ctx)?,
-        SourceKind::LlmDataCollection => llm_data_collection::fact(image)?,
-    };
+    let (fact, time_fallback) = (source.table().fact)(image, &ctx)?;
     Ok(Normalized::Change(Change {
         source,
         identity,
@@ -174,28 +207,12 @@ fn non_empty<'a, 'b>(item: &'a Item<'b>) -> Option<&'a Item<'b>> {
     (!item.is_empty()).then_some(item)
 }
 
-/// The attributes that name one contribution of `source`, in name order
-/// (DESIGN §1), with whether each is required. They are the seed's key
-/// attributes, plus a Dropbox change's `timestamp`: a change is one event
-/// whether the real table is keyed by `account_id` alone (each change
-/// overwrites the account's item) or by (`account_id`, `timestamp`).
-/// Because identity never depends on the record's `Keys` map, a stream
-/// record, a Scan page and an export line of one change agree whatever key
-/// schema the table has.
-fn identity_attributes(source: SourceKind) -> &'static [(&'static str, bool)] {
-    match source {
-        SourceKind::GithubEvents => &[("id", true)],
-        SourceKind::DropboxFileChanges => &[("account_id", true), ("timestamp", false)],
-        SourceKind::Conversations => &[("conversation_id", true), ("response_id", true)],
-        SourceKind::LlmDataCollection => &[("conversation_id", true)],
-    }
-}
-
 /// The identity a record's contribution belongs to: its identity
 /// attributes, read from `Keys` or else from the image (NewImage, or a
 /// REMOVE's OldImage), serialised as key attributes are (so that for the
-/// seed's key schemas the identity is that of the `Keys` map), plus an LLM
-/// request's `generated_at`. An optional attribute absent from the image is
+/// seed's key schemas the identity is that of the `Keys` map), plus what
+/// else the table declares names a contribution (an LLM request's
+/// `generated_at`). An optional attribute absent from the image is
 /// left out; a REMOVE without an image whose `Keys` lack it cannot name the
 /// change and is rejected.
 fn identity(
@@ -206,8 +223,9 @@ fn identity(
     if keys.is_empty() {
         return Err("record has no Keys".into());
     }
-    let mut canon = vec![source.code()];
-    for (name, required) in identity_attributes(source) {
+    let table = source.table();
+    let mut canon = vec![table.code];
+    for (name, required) in table.identity_attributes {
         let value = attrs::get(keys, name).or_else(|| image.and_then(|i| attrs::get(i, name)));
         match value {
             Some(v) => attrs::push_key_attribute(&mut canon, name, v)?,
@@ -222,18 +240,15 @@ fn identity(
             None => {}
         }
     }
-    if source == SourceKind::LlmDataCollection {
-        let at = llm_data_collection::generated_at(image)?;
-        attrs::push_field(
-            &mut canon,
-            &at.timestamp_nanos_opt().unwrap_or_default().to_be_bytes(),
-        );
+    if let Some(extra) = table.identity_extra {
+        extra(image, &mut canon)?;
     }
     Ok(Identity::from_canonical(&canon))
 }
 
-/// What an event-time fallback may use.
-pub(crate) struct TimeContext<'a> {
+/// What an event-time fallback may use (handed to every table's
+/// normalising function).
+pub struct TimeContext<'a> {
     old_image: Option<&'a Item<'a>>,
     approx_created: Option<DateTime<Utc>>,
 }

@@ -18,11 +18,15 @@ pub async fn reattribute(p: &Pipeline, page_size: u32) -> Result<BatchReport, Pi
         let changes: Vec<Change> = rows
             .into_iter()
             .filter_map(|r| {
-                let (source, integration) = match r.integration {
-                    Integration::Github => (SourceKind::GithubEvents, Integration::Github),
-                    Integration::Dropbox => (SourceKind::DropboxFileChanges, Integration::Dropbox),
-                    Integration::Email => return None,
-                };
+                let integration = r.integration;
+                // An e-mail account is itself the count's key: never
+                // unattributed, nothing to resolve again.
+                if integration == Integration::Email {
+                    return None;
+                }
+                // The registered table counted under this integration (the
+                // row keeps its identity; the source names its counts).
+                let source = SourceKind::all().find(|k| k.integration() == Some(integration))?;
                 let at = Utc.timestamp_opt(r.event_at?, 0).single()?;
                 Some(Change {
                     source,
@@ -47,6 +51,10 @@ pub async fn reattribute(p: &Pipeline, page_size: u32) -> Result<BatchReport, Pi
         }
         fold_changes(p, changes, &[], &mut report).await?;
     }
+    // The registered table of LLM requests (no heatmap integration).
+    let Some(llm_source) = SourceKind::all().find(|k| k.integration().is_none()) else {
+        return Ok(report);
+    };
     let mut after: Option<Identity> = None;
     loop {
         let rows = p.store.unattributed_llm(after, page_size).await?;
@@ -56,7 +64,7 @@ pub async fn reattribute(p: &Pipeline, page_size: u32) -> Result<BatchReport, Pi
             .into_iter()
             .filter_map(|r| {
                 Some(Change {
-                    source: SourceKind::LlmDataCollection,
+                    source: llm_source,
                     identity: r.id,
                     version: r.version,
                     kind: ChangeKind::Upsert {

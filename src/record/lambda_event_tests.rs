@@ -55,7 +55,10 @@ fn meta_survives_malformed_body() {
     assert!(p.body.is_err());
     assert_eq!(p.meta().event_id.as_deref(), Some("e1"));
     assert_eq!(p.meta().sequence_number.as_deref(), Some("123"));
-    assert_eq!(p.meta().source, Some(SourceKind::Conversations));
+    assert_eq!(
+        p.meta().source.map(SourceKind::table_suffix),
+        Some("Conversations")
+    );
     assert_eq!(
         p.meta().approx_created.unwrap().timestamp_millis(),
         1_717_000_000_123

@@ -83,10 +83,10 @@ pub async fn handle(
 /// A failure leaves the reports pending (the next batch repairs them); it
 /// never fails the batch, which is committed.
 async fn project(p: &Pipeline, publisher: &ReportPublisher, report: &mut BatchReport) {
-    let had_llm = report
-        .by_source
-        .get(SourceKind::LlmDataCollection.table_suffix())
-        .is_some_and(|c| c.read > 0);
+    let had_llm = SourceKind::all()
+        .filter(|k| k.integration().is_none())
+        .filter_map(|k| report.by_source.get(k.table_suffix()))
+        .any(|c| c.read > 0);
     if !had_llm {
         return;
     }

@@ -21,6 +21,7 @@ mod export_prefix;
 mod faults;
 mod heatmap_png;
 mod ignored;
+mod infra_template;
 mod kinesis;
 mod lambda;
 mod llm_exact;

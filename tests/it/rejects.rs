@@ -20,7 +20,7 @@ async fn retry_applies_what_is_now_good_once_and_keeps_the_rest() {
     // normaliser fix now accepts it).
     let good = gh("INSERT", "101", "e-good", "alice", "2024-03-12T14:00:00Z");
     let row = RejectedRecord {
-        source: Some(streamfold::domain::SourceKind::GithubEvents),
+        source: streamfold::domain::SourceKind::from_table_name("github_events"),
         table: Some("icarus-dev-github_events".into()),
         event_id: Some("evt-101".into()),
         sequence_number: Some("101".into()),
