@@ -19,8 +19,8 @@ pub use reattribute::reattribute;
 use crate::domain::SourceKind;
 use crate::normalize::{self, Change, Normalized};
 use crate::record::change::{Read, approx_created_of, meta_of, source_of};
-use crate::record::kinesis;
 use crate::record::lambda_event::{RecordMeta, parse_event, parse_event_typed, parse_record};
+use crate::record::{backfill_text, kinesis};
 use crate::resolve::{AnyDirectory, DirectoryError};
 use crate::store::{RejectedRecord, Store, StoreError};
 use chrono_tz::Tz;
@@ -102,7 +102,8 @@ pub struct Batch<'a, 'r> {
 }
 
 /// Apply one batch of Lambda records (DynamoDB stream records, or Kinesis
-/// records of DynamoDB changes), each parsed on its own.
+/// records of DynamoDB changes) or quarantine texts of backfilled records
+/// (`record::backfill_text`), each parsed on its own.
 pub async fn run_batch(p: &Pipeline, records: &[&RawValue]) -> Result<BatchReport, PipelineError> {
     run_batch_quarantining(p, records, &[]).await
 }
@@ -138,6 +139,11 @@ pub async fn run_batch_quarantining(
     let mut millisecond = 0u64;
     let mut read: Vec<Read<'_>> = Vec::with_capacity(records.len());
     for raw in records {
+        // A backfilled record's quarantine text (`rejects retry`).
+        if let Some(r) = backfill_text::read(raw) {
+            read.push(r);
+            continue;
+        }
         match kinesis::read(raw) {
             Some(k) => {
                 if k.millisecond {
