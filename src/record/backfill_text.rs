@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
-/// The key that marks a backfill quarantine text.
-const MARK: &str = "StreamfoldBackfill";
+/// The key that marks a backfill quarantine text (anywhere in its text:
+/// a text re-serialised, e.g. with its keys sorted, is still one).
+const MARK: &str = "\"StreamfoldBackfill\"";
 
 /// What names a backfilled line and forms its version.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -135,6 +136,7 @@ pub fn read(raw: &RawValue) -> Option<Read<'static>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::change::StreamChange;
 
     const ITEM: &str = r#"{"id":{"S":"gh-\"1"},"username":{"S":"alice"},"n":{"N":"1.50"}}"#;
 
@@ -154,7 +156,20 @@ mod tests {
             window: None,
         };
         let text = text(&names, &line);
-        assert_eq!(read(&raw(text)).unwrap().unwrap(), first);
+        assert_eq!(read(&raw(text.clone())).unwrap().unwrap(), first);
+        // Re-serialised with its keys sorted (`Line` first): still read.
+        let sorted = serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap()
+            .to_string();
+        assert!(sorted.starts_with(r#"{"Line":"#), "{sorted}");
+        let again = read(&raw(sorted)).unwrap().unwrap();
+        // The same change, its attributes in the sorted order.
+        assert_eq!(again.new_image.sorted(), first.new_image.sorted());
+        let image = |mut c: StreamChange<'static>| {
+            c.new_image = Default::default();
+            c
+        };
+        assert_eq!(image(again), image(first.clone().into_owned()));
         // A Scan item, as the export line of it: the same change.
         let scan = snapshot_text("t-github_events", &keys, ITEM, "f.json.gz:3");
         assert_eq!(read(&raw(scan)).unwrap().unwrap(), first);
