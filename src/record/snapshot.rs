@@ -35,7 +35,7 @@ pub fn key_attributes(source: SourceKind) -> &'static [&'static str] {
 /// and quarantine rows (e.g. `file:line`, `scan … page … item …`).
 pub fn snapshot_change<'a, K: AsRef<str>>(
     table: &'a str,
-    key_names: &[K],
+    key_names: &'a [K],
     item: Item<'a>,
     id: &'a str,
 ) -> Result<StreamChange<'a>, String> {
@@ -45,7 +45,7 @@ pub fn snapshot_change<'a, K: AsRef<str>>(
         let value = item
             .get(name)
             .ok_or_else(|| format!("{id}: the item has no key attribute `{name}`"))?;
-        keys.push(Cow::Owned(name.to_string()), value.clone());
+        keys.push(Cow::Borrowed(name), value.clone());
     }
     let mut change = StreamChange::new(
         Some(Cow::Borrowed(table)),
@@ -69,7 +69,7 @@ struct DataLine<'a> {
 /// (`file:line`).
 pub fn export_line_change<'a, K: AsRef<str>>(
     table: &'a str,
-    key_names: &[K],
+    key_names: &'a [K],
     line: &'a str,
     id: &'a str,
 ) -> Result<StreamChange<'a>, String> {
