@@ -282,28 +282,6 @@ impl Version {
         Version::timed(micros, TimedKind::WindowEnd, tiebreak)
     }
 
-    /// Lower-case hex, as a source adapter hands a version it formed to the
-    /// normaliser (`dynamodb.StreamfoldVersion`).
-    pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    /// A timed version from [`Version::to_hex`]'s text.
-    pub fn from_timed_hex(hex: &str) -> Result<Version, String> {
-        let bad =
-            || format!("StreamfoldVersion is not a timed version of {TIMED_LEN} bytes in hex");
-        if hex.len() != 2 * TIMED_LEN || !hex.is_ascii() {
-            return Err(bad());
-        }
-        let bytes = (0..TIMED_LEN)
-            .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|_| bad()))
-            .collect::<Result<Vec<u8>, String>>()?;
-        if bytes[0] != TIMED || bytes[9] > TimedKind::Record as u8 {
-            return Err(bad());
-        }
-        Ok(Version(bytes))
-    }
-
     pub fn from_bytes(bytes: Vec<u8>) -> Version {
         Version(bytes)
     }
@@ -506,13 +484,6 @@ mod tests {
         assert!(
             at(ChangeOrder::Removed, b"a") < Version::kinesis_record(8, ChangeOrder::Created, b"a")
         );
-        // The hex form round-trips and refuses what is not a timed version.
-        assert_eq!(Version::from_timed_hex(&export.to_hex()).unwrap(), export);
-        assert!(Version::from_timed_hex("02").is_err());
-        let untimed = Version::from_sequence_number("5").unwrap().to_hex();
-        assert!(Version::from_timed_hex(&format!("{untimed}{}", "00".repeat(9))).is_err());
-        assert!(Version::from_timed_hex(&"zz".repeat(TIMED_LEN)).is_err());
-        assert!(Version::from_timed_hex(&"é".repeat(TIMED_LEN)).is_err());
     }
 
     #[test]

@@ -75,7 +75,7 @@ fn check(n: Normalized) {
 /// and as a line of an incremental export: each adapter's record (or its
 /// error) and then its normalisation.
 pub fn adapted(data: &[u8]) {
-    use streamfold::record::incremental::{Window, incremental_record};
+    use streamfold::record::incremental::{Window, incremental_change};
     use streamfold::record::kinesis::change_record;
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -92,8 +92,8 @@ pub fn adapted(data: &[u8]) {
             end_secs: 1_710_003_600,
             ttl_attribute,
         };
-        match incremental_record(&window, text, "data.json.gz:1") {
-            Ok(raw) => check(normalize(&parse_record(&raw))),
+        match incremental_change(&window, text, "data.json.gz:1") {
+            Ok(change) => check(normalize_change(&change)),
             Err(reason) => assert!(!reason.is_empty(), "an error without a reason"),
         }
     }

@@ -1,30 +1,21 @@
 //! A backfill snapshot (`record::snapshot`) normalises to the stream's
 //! identity with the lowest version.
 
-use crate::normalize::{ChangeKind, Normalized, normalize};
-use crate::record::lambda_event::parse_record;
+use crate::normalize::{ChangeKind, Normalized, normalize_change};
+use crate::record::item::Item;
 use crate::record::snapshot::*;
-use serde_json::value::RawValue;
 
-fn item(text: &str) -> Box<RawValue> {
-    RawValue::from_string(text.to_string()).unwrap()
+fn item(text: &str) -> Item<'_> {
+    serde_json::from_str(text).unwrap()
 }
 
 #[test]
 fn snapshot_has_the_lowest_version_and_the_stream_identity() {
-    let it = item(
-        r#"{"id":{"S":"gh-1"},"username":{"S":"alice"},"timestamp":{"S":"2024-03-12T14:00:00Z"},"eventType":{"S":"commit"}}"#,
-    );
-    let rec = snapshot_record(
-        "icarus-prod-github_events",
-        &["id".to_string()],
-        &it,
-        "scan 0/1",
-    )
-    .unwrap();
-    let parsed = parse_record(&rec);
-    let Normalized::Change(c) = normalize(&parsed) else {
-        panic!("{:?}", normalize(&parsed))
+    let text = r#"{"id":{"S":"gh-1"},"username":{"S":"alice"},"timestamp":{"S":"2024-03-12T14:00:00Z"},"eventType":{"S":"commit"}}"#;
+    let rec =
+        snapshot_change("icarus-prod-github_events", &["id"], item(text), "scan 0/1").unwrap();
+    let Normalized::Change(c) = normalize_change(&rec) else {
+        panic!("{:?}", normalize_change(&rec))
     };
     assert_eq!(c.version, crate::domain::Version::snapshot());
     assert!(matches!(c.kind, ChangeKind::Upsert { .. }));
@@ -33,7 +24,7 @@ fn snapshot_has_the_lowest_version_and_the_stream_identity() {
         "icarus-prod-github_events",
         "INSERT",
         "100",
-        serde_json::from_str(it.get()).unwrap(),
+        serde_json::from_str(text).unwrap(),
         serde_json::json!({"id":{"S":"gh-1"}}),
     );
     let Normalized::Change(s) = super::test_support::run(&stream) else {
@@ -46,8 +37,7 @@ fn snapshot_has_the_lowest_version_and_the_stream_identity() {
 #[test]
 fn missing_key_attribute_is_named() {
     let it = item(r#"{"username":{"S":"alice"}}"#);
-    let err =
-        snapshot_record("t-github_events", &["id".into()], &it, "file.json.gz:7").unwrap_err();
+    let err = snapshot_change("t-github_events", &["id"], it, "file.json.gz:7").unwrap_err();
     assert!(
         err.contains("file.json.gz:7") && err.contains("`id`"),
         "{err}"

@@ -19,8 +19,8 @@ pub use reattribute::reattribute;
 use crate::domain::SourceKind;
 use crate::normalize::{self, Change, Normalized};
 use crate::record::change::{Read, approx_created_of, meta_of, source_of};
-use crate::record::kinesis;
 use crate::record::lambda_event::{RecordMeta, parse_event, parse_event_typed, parse_record};
+use crate::record::{backfill_text, kinesis};
 use crate::resolve::{AnyDirectory, DirectoryError};
 use crate::store::{RejectedRecord, Store, StoreError};
 use chrono_tz::Tz;
@@ -102,42 +102,17 @@ pub struct Batch<'a, 'r> {
 }
 
 /// Apply one batch of Lambda records (DynamoDB stream records, or Kinesis
-/// records of DynamoDB changes), each parsed on its own.
+/// records of DynamoDB changes) or quarantine texts of backfilled records
+/// (`record::backfill_text`), each parsed on its own.
 pub async fn run_batch(p: &Pipeline, records: &[&RawValue]) -> Result<BatchReport, PipelineError> {
-    run_batch_quarantining(p, records, &[]).await
-}
-
-/// A whole Lambda event document through the pipeline, read in one pass
-/// when every record in it is a well-formed DynamoDB stream record
-/// (`record::lambda_event::parse_event_typed`), else record by record as
-/// [`run_batch`] reads them. `Ok(None)` when the document is not an event.
-pub async fn run_event(
-    p: &Pipeline,
-    text: &str,
-) -> Result<Result<BatchReport, serde_json::Error>, PipelineError> {
-    if let Some(records) = parse_event_typed(text) {
-        let raw = EventText::new(text);
-        return run_read(p, Batch { records, raw: &raw }, &[]).await.map(Ok);
-    }
-    match parse_event(text) {
-        Ok(event) => run_batch(p, &event.records).await.map(Ok),
-        Err(e) => Ok(Err(e)),
-    }
-}
-
-/// `run_batch`, quarantining `unreadable` in the same transaction: what a
-/// source could not even make into a record (a backfill's bad export line
-/// or Scan item, with its reason). Each counts as read and rejected, and
-/// is reported after the batch's records (`Rejection::index` from
-/// `records.len()` on).
-pub async fn run_batch_quarantining(
-    p: &Pipeline,
-    records: &[&RawValue],
-    unreadable: &[RejectedRecord],
-) -> Result<BatchReport, PipelineError> {
     let mut millisecond = 0u64;
     let mut read: Vec<Read<'_>> = Vec::with_capacity(records.len());
     for raw in records {
+        // A backfilled record's quarantine text (`rejects retry`).
+        if let Some(r) = backfill_text::read(raw) {
+            read.push(r);
+            continue;
+        }
         match kinesis::read(raw) {
             Some(k) => {
                 if k.millisecond {
@@ -157,11 +132,29 @@ pub async fn run_batch_quarantining(
             records: read,
             raw: &RawRecords(records),
         },
-        unreadable,
+        &[],
     )
     .await?;
     report.kinesis_millisecond = millisecond;
     Ok(report)
+}
+
+/// A whole Lambda event document through the pipeline, read in one pass
+/// when every record in it is a well-formed DynamoDB stream record
+/// (`record::lambda_event::parse_event_typed`), else record by record as
+/// [`run_batch`] reads them. `Ok(None)` when the document is not an event.
+pub async fn run_event(
+    p: &Pipeline,
+    text: &str,
+) -> Result<Result<BatchReport, serde_json::Error>, PipelineError> {
+    if let Some(records) = parse_event_typed(text) {
+        let raw = EventText::new(text);
+        return run_read(p, Batch { records, raw: &raw }, &[]).await.map(Ok);
+    }
+    match parse_event(text) {
+        Ok(event) => run_batch(p, &event.records).await.map(Ok),
+        Err(e) => Ok(Err(e)),
+    }
 }
 
 /// Warn, once per Kinesis stream and process, that its change records are
@@ -189,8 +182,11 @@ fn say_millisecond_once(stream: Option<&str>) {
 
 /// A read batch through the pipeline, in one span that names the batch
 /// (source, sequence range) and carries its outcome counts (never item
-/// contents). `unreadable` is quarantined in the same transaction (see
-/// [`run_batch_quarantining`]).
+/// contents). `unreadable` is quarantined in the same transaction: what a
+/// reader could not even make into a record (a backfill's bad export line
+/// or Scan item, with its reason). Each counts as read and rejected, and
+/// is reported after the batch's records (`Rejection::index` from
+/// `records.len()` on).
 pub async fn run_read(
     p: &Pipeline,
     batch: Batch<'_, '_>,

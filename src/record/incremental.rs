@@ -1,4 +1,5 @@
-//! Incremental-export lines as stream records. Pure.
+//! Incremental-export lines as change records
+//! (`record::change::StreamChange`). Pure.
 //!
 //! An incremental export (`exportType` `INCREMENTAL_EXPORT`) holds, for each
 //! item changed in its window [`exportFromTime`, `exportToTime`), one line
@@ -7,9 +8,8 @@
 //! (`OldImage`, the state before the window, only in `NEW_AND_OLD_IMAGES`
 //! exports). A line without `NewImage` is a delete.
 //!
-//! Each line becomes a stream record with `eventSource`
-//! `streamfold:incremental-export` and the timed version
-//! `domain::Version::incremental_export` (the window's end, kind
+//! Each line becomes a change carrying, as a value ([`Origin::Timed`]),
+//! the timed version `domain::Version::incremental_export` (the window's end, kind
 //! `WindowEnd`, the write time): above every stream record written before
 //! the window's end, below every one written at or after it, so the
 //! export's state replaces what the ledger holds from before the gap and
@@ -27,10 +27,12 @@
 //! that did arrive (a later state of the item).
 
 use crate::domain::Version;
-use crate::record::snapshot::INCREMENTAL_EVENT_SOURCE;
+use crate::record::change::{EventName, Origin, StreamChange, StreamViewType};
+use crate::record::event_time;
+use crate::record::item::{Attr, Item};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::collections::HashMap;
+use std::borrow::Cow;
 
 /// What every line of one incremental export shares.
 #[derive(Clone, Debug)]
@@ -49,12 +51,17 @@ pub struct Window<'a> {
 struct Line<'a> {
     #[serde(rename = "Metadata")]
     metadata: Metadata<'a>,
-    #[serde(rename = "Keys", borrow)]
-    keys: &'a RawValue,
+    /// Required; `null` is no keys (as in a stream record).
+    #[serde(rename = "Keys", borrow, deserialize_with = "nullish")]
+    keys: Item<'a>,
     #[serde(rename = "NewImage", borrow, default)]
-    new_image: Option<&'a RawValue>,
+    new_image: Option<Item<'a>>,
     #[serde(rename = "OldImage", borrow, default)]
-    old_image: Option<&'a RawValue>,
+    old_image: Option<Item<'a>>,
+}
+
+fn nullish<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Item<'de>, D::Error> {
+    Ok(Option::<Item<'de>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[derive(Deserialize)]
@@ -81,47 +88,28 @@ fn integer(raw: &RawValue) -> Option<u64> {
     }
 }
 
-/// Epoch seconds in a DynamoDB number attribute (`{"N": "1704067200"}`).
-fn epoch_seconds(raw: &RawValue) -> Option<f64> {
-    #[derive(Deserialize)]
-    struct N<'a> {
-        #[serde(rename = "N")]
-        n: &'a str,
-    }
-    serde_json::from_str::<N>(raw.get())
-        .ok()?
-        .n
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// Whether a delete of an item whose state before it was `old` is a TTL
 /// expiry at `write_micros`.
-fn is_ttl_expiry(old: Option<&RawValue>, ttl_attribute: Option<&str>, write_micros: u64) -> bool {
+fn is_ttl_expiry(old: Option<&Item<'_>>, ttl_attribute: Option<&str>, write_micros: u64) -> bool {
     let (Some(old), Some(name)) = (old, ttl_attribute) else {
         return false;
     };
-    let Ok(attrs) = serde_json::from_str::<HashMap<&str, &RawValue>>(old.get()) else {
-        return false;
+    // Epoch seconds in a DynamoDB number attribute (`{"N": "1704067200"}`).
+    let expires = match old.get(name) {
+        Some(Attr::N(n)) => n.trim().parse::<f64>().ok(),
+        _ => None,
     };
-    attrs
-        .get(name)
-        .and_then(|v| epoch_seconds(v))
-        .is_some_and(|expires| expires > 0.0 && expires * 1e6 <= write_micros as f64)
+    expires.is_some_and(|expires| expires > 0.0 && expires * 1e6 <= write_micros as f64)
 }
 
-fn json(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
-
-/// The stream record of one line; `id` names it (`file:line`).
-pub fn incremental_record(
-    window: &Window<'_>,
-    line: &str,
-    id: &str,
-) -> Result<Box<RawValue>, String> {
-    let l: Line<'_> = serde_json::from_str(line).map_err(|e| {
+/// The change of one line of the export `window`; `id` names it
+/// (`file:line`).
+pub fn incremental_change<'a>(
+    window: &Window<'a>,
+    line: &'a str,
+    id: &'a str,
+) -> Result<StreamChange<'a>, String> {
+    let l: Line<'a> = serde_json::from_str(line).map_err(|e| {
         format!(
             "{id}: not an incremental-export line ({{\"Metadata\":…,\"Keys\":…}}): {}",
             crate::record::lambda_event::redact_quoted(&e.to_string())
@@ -129,44 +117,45 @@ pub fn incremental_record(
     })?;
     let write_micros = integer(l.metadata.write_timestamp_micros)
         .ok_or_else(|| format!("{id}: Metadata.WriteTimestampMicros is not a whole number"))?;
+    // The write time is the change's `ApproximateCreationDateTime`, in
+    // seconds, and must be an instant.
+    let secs = write_micros as f64 / 1e6;
+    if chrono::DateTime::from_timestamp(secs.trunc() as i64, 0).is_none() {
+        return Err(format!(
+            "{id}: Metadata.WriteTimestampMicros is out of range"
+        ));
+    }
     let mut version = Version::incremental_export(window.end_secs, write_micros);
     let (name, new, old) = match (l.new_image, l.old_image) {
         (Some(new), old) => (
-            if old.is_some() { "MODIFY" } else { "INSERT" },
-            Some(new),
+            if old.is_some() {
+                EventName::Modify
+            } else {
+                EventName::Insert
+            },
+            new,
             old,
         ),
         // The state at the window's start: at the window's end it would beat
         // the stream records of the window that did arrive.
-        (None, old) if is_ttl_expiry(old, window.ttl_attribute, write_micros) => {
+        (None, old) if is_ttl_expiry(old.as_ref(), window.ttl_attribute, write_micros) => {
             version = Version::incremental_export(window.start_secs, write_micros);
-            ("INSERT", old, None)
+            (EventName::Insert, old.unwrap_or_default(), None)
         }
-        (None, old) => ("REMOVE", None, old),
+        (None, old) => (EventName::Remove, Item::default(), old),
     };
-    let mut ddb = format!(
-        r#"{{"ApproximateCreationDateTime":{secs},"Keys":{keys},"StreamfoldVersion":"{version}","SizeBytes":{size},"StreamViewType":"NEW_AND_OLD_IMAGES""#,
-        secs = write_micros as f64 / 1e6,
-        keys = l.keys.get(),
-        version = version.to_hex(),
-        size = line.len(),
+    let mut change = StreamChange::new(
+        Some(Cow::Borrowed(window.table)),
+        name,
+        Origin::Timed(version),
     );
-    if let Some(new) = new {
-        ddb.push_str(&format!(r#","NewImage":{}"#, new.get()));
-    }
-    if let Some(old) = old {
-        ddb.push_str(&format!(r#","OldImage":{}"#, old.get()));
-    }
-    ddb.push('}');
-    let text = format!(
-        r#"{{"eventID":{id},"eventName":"{name}","eventVersion":"1.1","eventSource":"{INCREMENTAL_EVENT_SOURCE}","awsRegion":"backfill","eventSourceARN":{arn},"dynamodb":{ddb}}}"#,
-        id = json(id),
-        arn = json(&format!(
-            "arn:aws:dynamodb:backfill:000000000000:table/{}/stream/incremental-export",
-            window.table
-        )),
-    );
-    RawValue::from_string(text).map_err(|e| format!("{id}: {e}"))
+    change.event_id = Some(Cow::Borrowed(id));
+    change.approx_created = event_time::approximate_creation(secs);
+    change.view_type = Some(StreamViewType::NewAndOldImages);
+    change.keys = l.keys;
+    change.new_image = new;
+    change.old_image = old.unwrap_or_default();
+    Ok(change)
 }
 
 #[cfg(test)]
@@ -180,13 +169,12 @@ mod tests {
         ttl_attribute: Some("ttl"),
     };
 
-    fn record(line: &str) -> serde_json::Value {
-        serde_json::from_str(
-            incremental_record(&WINDOW, line, "data.json.gz:3")
-                .unwrap()
-                .get(),
-        )
-        .unwrap()
+    fn record(line: &'static str) -> StreamChange<'static> {
+        incremental_change(&WINDOW, line, "data.json.gz:3").unwrap()
+    }
+
+    fn s(text: &str) -> Attr<'_> {
+        Attr::S(text.into())
     }
 
     #[test]
@@ -194,42 +182,56 @@ mod tests {
         let upsert = record(
             r#"{"Metadata":{"WriteTimestampMicros":{"N":"1710000000123456"}},"Keys":{"id":{"S":"a"}},"NewImage":{"id":{"S":"a"}},"OldImage":{"id":{"S":"a"}}}"#,
         );
-        assert_eq!(upsert["eventName"], "MODIFY");
-        assert_eq!(upsert["eventSource"], INCREMENTAL_EVENT_SOURCE);
+        assert_eq!(upsert.event_name, EventName::Modify);
+        assert_eq!(upsert.table.as_deref(), Some(WINDOW.table));
+        assert_eq!(upsert.event_id.as_deref(), Some("data.json.gz:3"));
+        assert_eq!(upsert.keys.get("id"), Some(&s("a")));
         assert_eq!(
-            upsert["dynamodb"]["StreamfoldVersion"],
-            Version::incremental_export(1_710_003_600, 1_710_000_000_123_456).to_hex()
+            upsert.origin,
+            Origin::Timed(Version::incremental_export(
+                1_710_003_600,
+                1_710_000_000_123_456
+            ))
         );
         let insert = record(
             r#"{"Metadata":{"WriteTimestampMicros":1710000000000000},"Keys":{"id":{"S":"a"}},"NewImage":{"id":{"S":"a"}}}"#,
         );
-        assert_eq!(insert["eventName"], "INSERT");
+        assert_eq!(insert.event_name, EventName::Insert);
         // An application delete, and one of an item whose TTL had passed.
         let delete = record(
             r#"{"Metadata":{"WriteTimestampMicros":"1710000000000000"},"Keys":{"id":{"S":"a"}},"OldImage":{"id":{"S":"a"},"ttl":{"N":"1710000001"}}}"#,
         );
-        assert_eq!(delete["eventName"], "REMOVE");
-        assert_eq!(delete["dynamodb"]["OldImage"]["id"]["S"], "a");
+        assert_eq!(delete.event_name, EventName::Remove);
+        assert_eq!(delete.old_image.get("id"), Some(&s("a")));
         let expired = record(
             r#"{"Metadata":{"WriteTimestampMicros":{"N":"1710000000000000"}},"Keys":{"id":{"S":"a"}},"OldImage":{"id":{"S":"a"},"ttl":{"N":"1709999999"}}}"#,
         );
-        assert_eq!(expired["eventName"], "INSERT");
-        assert_eq!(expired["dynamodb"]["NewImage"]["ttl"]["N"], "1709999999");
-        assert!(expired["dynamodb"]["OldImage"].is_null());
+        assert_eq!(expired.event_name, EventName::Insert);
+        assert_eq!(
+            expired.new_image.get("ttl"),
+            Some(&Attr::N("1709999999".into()))
+        );
+        assert!(expired.old_image.is_empty());
         // It states the item at the window's start, and carries that time.
         assert_eq!(
-            expired["dynamodb"]["StreamfoldVersion"],
-            Version::incremental_export(1_709_996_400, 1_710_000_000_000_000).to_hex()
+            expired.origin,
+            Origin::Timed(Version::incremental_export(
+                1_709_996_400,
+                1_710_000_000_000_000
+            ))
         );
         assert_eq!(
-            delete["dynamodb"]["StreamfoldVersion"],
-            Version::incremental_export(1_710_003_600, 1_710_000_000_000_000).to_hex()
+            delete.origin,
+            Origin::Timed(Version::incremental_export(
+                1_710_003_600,
+                1_710_000_000_000_000
+            ))
         );
         // Without OldImage (a NEW_IMAGE export) a delete cannot be told apart.
         let keys_only = record(
             r#"{"Metadata":{"WriteTimestampMicros":{"N":"1710000000000000"}},"Keys":{"id":{"S":"a"}}}"#,
         );
-        assert_eq!(keys_only["eventName"], "REMOVE");
+        assert_eq!(keys_only.event_name, EventName::Remove);
     }
 
     #[test]
@@ -248,7 +250,7 @@ mod tests {
                 "not a whole number",
             ),
         ] {
-            let e = incremental_record(&WINDOW, line, "f:9").unwrap_err();
+            let e = incremental_change(&WINDOW, line, "f:9").unwrap_err();
             assert!(e.starts_with("f:9: ") && e.contains(why), "{e}");
         }
     }

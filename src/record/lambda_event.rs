@@ -13,7 +13,7 @@
 //! a `HashMap<String, AttributeValue>`, which made it the larger part of
 //! normalisation time (BENCHMARKS.md, row 5).
 
-use crate::domain::{SourceKind, Version};
+use crate::domain::SourceKind;
 use crate::record::change::{EventName, Origin, Read, StreamChange, Unreadable, meta_of};
 pub use crate::record::change::{RecordMeta, StreamViewType};
 use crate::record::event_time;
@@ -164,10 +164,6 @@ pub struct DynamoDbPayload<'a> {
     pub old_image: Item<'a>,
     #[serde(rename = "SequenceNumber", borrow, default)]
     pub sequence_number: Option<CowStr<'a>>,
-    /// A timed version a source adapter formed (Kinesis records,
-    /// incremental-export lines; `domain::Version::to_hex`).
-    #[serde(rename = "StreamfoldVersion", borrow, default)]
-    pub streamfold_version: Option<CowStr<'a>>,
     #[serde(rename = "SizeBytes")]
     _size_bytes: i64,
     #[serde(rename = "StreamViewType", default)]
@@ -223,8 +219,9 @@ impl<'a> StreamRecord<'a> {
 
     /// The change this record holds. A record of an earlier release's
     /// backfill (`eventSource` `streamfold:backfill`, as quarantine rows
-    /// keep them) is a snapshot; everything else Lambda delivers is a
-    /// DynamoDB Streams record.
+    /// keep them) is a snapshot; one of its Kinesis or incremental-export
+    /// records is unreadable (its version was text); everything else
+    /// Lambda delivers is a DynamoDB Streams record.
     pub fn into_change(self) -> Result<StreamChange<'a>, Unreadable> {
         if let Some(reason) = &self.adapter_error {
             return Err(Unreadable {
@@ -234,25 +231,17 @@ impl<'a> StreamRecord<'a> {
         }
         let origin = match self.event_source.as_ref().map(|s| s.0.as_ref()) {
             Some(crate::record::snapshot::SNAPSHOT_EVENT_SOURCE) => Origin::Snapshot,
-            Some(
-                crate::record::snapshot::KINESIS_EVENT_SOURCE
-                | crate::record::snapshot::INCREMENTAL_EVENT_SOURCE,
-            ) => {
-                let version = self
-                    .dynamodb
-                    .streamfold_version
-                    .as_ref()
-                    .ok_or("record has no StreamfoldVersion".to_string())
-                    .and_then(|v| Version::from_timed_hex(&v.0));
-                match version {
-                    Ok(v) => Origin::Timed(v),
-                    Err(reason) => {
-                        return Err(Unreadable {
-                            meta: self.meta(),
-                            reason,
-                        });
-                    }
-                }
+            // Records an earlier release wrote with its version as text
+            // (`StreamfoldVersion`): that text is no longer read, and no
+            // other version would be right.
+            Some(source @ ("streamfold:kinesis" | "streamfold:incremental-export")) => {
+                return Err(Unreadable {
+                    meta: self.meta(),
+                    reason: format!(
+                        "a `{source}` record of an earlier release, whose version this \
+                         release does not read: replay its Kinesis stream or export instead"
+                    ),
+                });
             }
             _ => Origin::Stream,
         };

@@ -145,3 +145,26 @@ fn redaction() {
         r#"invalid type: string "…", expected x"#
     );
 }
+
+#[test]
+fn earlier_releases_records_are_read_by_their_event_source() {
+    let record = |source: &str| {
+        format!(
+            r#"{{"eventID":"f:1","eventName":"INSERT","eventSource":"{source}","eventVersion":"1.1","awsRegion":"backfill","eventSourceARN":"arn:aws:dynamodb:backfill:000000000000:table/icarus-prod-github_events/stream/backfill","dynamodb":{{"Keys":{{"id":{{"S":"a"}}}},"NewImage":{{"id":{{"S":"a"}}}},"StreamfoldVersion":"02","SizeBytes":1,"StreamViewType":"NEW_IMAGE"}}}}"#
+        )
+    };
+    let raw = RawValue::from_string(record("streamfold:backfill")).unwrap();
+    let change = parse_record(&raw).body.unwrap();
+    assert_eq!(change.origin, crate::record::change::Origin::Snapshot);
+    // Their versions were text, which is no longer read: not a change.
+    for source in ["streamfold:incremental-export", "streamfold:kinesis"] {
+        let raw = RawValue::from_string(record(source)).unwrap();
+        let u = parse_record(&raw).body.unwrap_err();
+        assert!(
+            u.reason.contains(source) && u.reason.contains("earlier release"),
+            "{}",
+            u.reason
+        );
+        assert_eq!(u.meta.event_id.as_deref(), Some("f:1"));
+    }
+}

@@ -1,31 +1,24 @@
-//! Backfill snapshots as stream records. An item read from a table Scan or
-//! an S3 export is wrapped as an `INSERT` stream record whose `eventSource`
-//! is `streamfold:backfill`; `normalize` gives such records the snapshot
+//! Backfill snapshots as change records. An item read from a table Scan or
+//! a full S3 export becomes an `INSERT` [`StreamChange`] with the snapshot
+//! origin ([`Origin::Snapshot`]); `normalize` gives it the snapshot
 //! version, the lowest there is (DESIGN §4), so a snapshot adds what the
 //! stream has not delivered and changes nothing the stream already did.
+//! Pure.
 //!
-//! The record's `Keys` must be exactly what the table's stream would carry,
+//! The change's `keys` must be exactly what the table's stream would carry,
 //! or the snapshot would count under another identity: they are the item's
 //! key attributes, named by the table's key schema.
 
 use crate::domain::SourceKind;
-use crate::record::item::CowStr;
-use serde_json::value::RawValue;
+use crate::record::change::{EventName, Origin, StreamChange, StreamViewType};
+use crate::record::item::Item;
+use serde::Deserialize;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
-/// `eventSource` of snapshot records (AWS sets `aws:dynamodb` on stream
-/// records, so a Lambda-delivered record can never be a snapshot).
+/// `eventSource` of the Lambda-JSON snapshot records earlier releases
+/// wrote (quarantine rows may still hold them; `record::lambda_event`
+/// reads them as snapshots). Nothing writes it any more.
 pub const SNAPSHOT_EVENT_SOURCE: &str = "streamfold:backfill";
-
-/// `eventSource` of a Kinesis Data Streams record turned into a stream
-/// record (`record::kinesis`); it carries its timed version in
-/// `dynamodb.StreamfoldVersion`.
-pub const KINESIS_EVENT_SOURCE: &str = "streamfold:kinesis";
-
-/// `eventSource` of an incremental-export line turned into a stream record
-/// (`sources::export`); it carries its timed version as Kinesis records do.
-pub const INCREMENTAL_EVENT_SOURCE: &str = "streamfold:incremental-export";
 
 /// Key attributes of each source table (docs/DESIGN.md, appendix). A Scan
 /// checks them against `DescribeTable`.
@@ -38,41 +31,55 @@ pub fn key_attributes(source: SourceKind) -> &'static [&'static str] {
     }
 }
 
-/// The stream record (JSON text) of one backfilled item. `item` is the
-/// item in DynamoDB JSON (`{"attr": {"S": "…"}, …}`); `id` names it in
-/// errors and quarantine rows (e.g. `export file:line`, `scan segment/page`).
-pub fn snapshot_record(
-    table: &str,
-    key_names: &[String],
-    item: &RawValue,
-    id: &str,
-) -> Result<Box<RawValue>, String> {
-    // Names borrow from the item unless JSON escapes them (a name with a
-    // `"` in it is a valid DynamoDB attribute name, as in stream records).
-    let attrs: HashMap<CowStr<'_>, &RawValue> = serde_json::from_str(item.get())
-        .map_err(|e| format!("{id}: the item is not a DynamoDB JSON map: {e}"))?;
-    let mut keys = String::from("{");
-    for (i, name) in key_names.iter().enumerate() {
-        let value = attrs
-            .get(&CowStr(Cow::Borrowed(name.as_str())))
+/// The change of one backfilled `item` of `table`; `id` names it in errors
+/// and quarantine rows (e.g. `file:line`, `scan … page … item …`).
+pub fn snapshot_change<'a, K: AsRef<str>>(
+    table: &'a str,
+    key_names: &'a [K],
+    item: Item<'a>,
+    id: &'a str,
+) -> Result<StreamChange<'a>, String> {
+    let mut keys = Item::with_capacity(key_names.len());
+    for name in key_names {
+        let name = name.as_ref();
+        let value = item
+            .get(name)
             .ok_or_else(|| format!("{id}: the item has no key attribute `{name}`"))?;
-        if i > 0 {
-            keys.push(',');
-        }
-        keys.push_str(&serde_json::to_string(name).map_err(|e| e.to_string())?);
-        keys.push(':');
-        keys.push_str(value.get());
+        keys.push(Cow::Borrowed(name), value.clone());
     }
-    keys.push('}');
-    let text = format!(
-        r#"{{"eventID":{id},"eventName":"INSERT","eventVersion":"1.1","eventSource":"{SNAPSHOT_EVENT_SOURCE}","awsRegion":"backfill","eventSourceARN":{arn},"dynamodb":{{"Keys":{keys},"NewImage":{item},"SizeBytes":{size},"StreamViewType":"NEW_IMAGE"}}}}"#,
-        id = serde_json::to_string(id).map_err(|e| e.to_string())?,
-        arn = serde_json::to_string(&format!(
-            "arn:aws:dynamodb:backfill:000000000000:table/{table}/stream/backfill"
-        ))
-        .map_err(|e| e.to_string())?,
-        item = item.get(),
-        size = item.get().len(),
+    let mut change = StreamChange::new(
+        Some(Cow::Borrowed(table)),
+        EventName::Insert,
+        Origin::Snapshot,
     );
-    RawValue::from_string(text).map_err(|e| format!("{id}: {e}"))
+    change.event_id = Some(Cow::Borrowed(id));
+    change.view_type = Some(StreamViewType::NewImage);
+    change.keys = keys;
+    change.new_image = item;
+    Ok(change)
+}
+
+#[derive(Deserialize)]
+struct DataLine<'a> {
+    #[serde(rename = "Item", borrow)]
+    item: &'a serde_json::value::RawValue,
+}
+
+/// The change of one line of a full export (`{"Item": {…}}`), named `id`
+/// (`file:line`).
+pub fn export_line_change<'a, K: AsRef<str>>(
+    table: &'a str,
+    key_names: &'a [K],
+    line: &'a str,
+    id: &'a str,
+) -> Result<StreamChange<'a>, String> {
+    let parsed: DataLine<'a> = serde_json::from_str(line)
+        .map_err(|e| format!("{id}: not an {{\"Item\": …}} line: {e}"))?;
+    let item: Item<'a> = serde_json::from_str(parsed.item.get()).map_err(|e| {
+        format!(
+            "{id}: the item is not a DynamoDB JSON map: {}",
+            crate::record::lambda_event::redact_quoted(&e.to_string())
+        )
+    })?;
+    snapshot_change(table, key_names, item, id)
 }

@@ -1,13 +1,12 @@
 //! What the two backfill sources (table Scan, S3 export) share: their
-//! errors, progress reporting, pacing, and applying a page of snapshot
-//! records through `run_batch`.
+//! errors, progress reporting, pacing, the quarantine texts of their
+//! lines, and applying a page of changes through `run_read`.
 
-use crate::pipeline::{
-    Batch, BatchReport, Pipeline, PipelineError, run_batch_quarantining, run_read,
-};
+use crate::pipeline::{Batch, BatchReport, Pipeline, PipelineError, RawText, run_read};
+use crate::record::backfill_text::{self, Names, WindowText};
 use crate::store::RejectedRecord;
 use crate::store::StoreError;
-use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant as TokioInstant;
@@ -217,21 +216,38 @@ impl Pacer {
     }
 }
 
-/// Apply one page of snapshot records, and quarantine the page's items
-/// that could not be made into records (`unreadable`), in one transaction.
-pub async fn apply_page(
-    p: &Pipeline,
-    records: &[Box<RawValue>],
-    unreadable: &[RejectedRecord],
-    part: &str,
-) -> Result<BatchReport, BackfillError> {
-    let refs: Vec<&RawValue> = records.iter().map(|r| r.as_ref()).collect();
-    run_batch_quarantining(p, &refs, unreadable)
-        .await
-        .map_err(|source| BackfillError::Batch {
-            part: part.to_string(),
-            source,
-        })
+/// The export lines (or Scan items written as such lines) of a batch, as
+/// received, with what names them (`record::backfill_text`): their
+/// quarantine texts, written only for the lines quarantined.
+pub struct LineTexts<'a> {
+    pub table: &'a str,
+    /// A snapshot's key attributes.
+    pub keys: Option<&'a [String]>,
+    /// An incremental export's window.
+    pub window: Option<WindowText>,
+    /// Each record's name and line, in the batch's order.
+    pub lines: Vec<(&'a str, &'a str)>,
+}
+
+impl LineTexts<'_> {
+    /// What names record `id` of this batch.
+    pub fn names<'n>(&'n self, id: &'n str) -> Names<'n> {
+        Names {
+            table: Cow::Borrowed(self.table),
+            id: Cow::Borrowed(id),
+            keys: self.keys.map(<[String]>::to_vec),
+            window: self.window.clone(),
+        }
+    }
+}
+
+impl RawText for LineTexts<'_> {
+    fn raw_text(&self, index: usize) -> String {
+        match self.lines.get(index) {
+            Some((id, line)) => backfill_text::text(&self.names(id), line),
+            None => String::new(),
+        }
+    }
 }
 
 /// Apply one page a reader read into change records (`batch`), and

@@ -1,21 +1,23 @@
 //! Backfill by parallel table Scan (DESIGN §7, §9). Each segment is read
-//! page by page; a page becomes one batch of snapshot records through
-//! `run_batch`, then the segment's `LastEvaluatedKey` is checkpointed in the
+//! page by page; a page's items are read straight into snapshot changes
+//! (`sources::attribute_values`, `record::snapshot`), one batch through
+//! `run_read`, then the segment's `LastEvaluatedKey` is checkpointed in the
 //! SQL store. Segments run concurrently in one process, or one per process
 //! (`--segment I --total-segments N`) so that many machines or Lambda
 //! invocations can share a table. Throttling is retried by the SDK's retry
 //! policy (the caller configures attempts and backoff on the client);
 //! `max_rcu` / `max_items_per_sec` pace all segments together.
 
-use super::backfill::{BackfillError, BackfillSummary, Observer, Pacer, apply_page};
+use super::attribute_values;
+use super::backfill::{BackfillError, BackfillSummary, Observer, Pacer, apply_read};
 use crate::domain::SourceKind;
-use crate::pipeline::Pipeline;
-use crate::record::snapshot::{key_attributes, snapshot_record};
+use crate::pipeline::{Batch, Pipeline, RawText};
+use crate::record::backfill_text;
+use crate::record::snapshot::{key_attributes, snapshot_change};
 use crate::store::RejectedRecord;
 use crate::store::checkpoints::Checkpoint;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType, ReturnConsumedCapacity};
-use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -285,38 +287,44 @@ async fn scan_segment(
         pages += 1;
         summary.pages += 1;
         let items = page.items();
-        let mut records: Vec<Box<RawValue>> = Vec::with_capacity(items.len());
+        let ids: Vec<String> = (0..items.len())
+            .map(|i| format!("scan {} {part} page {pages} item {i}", ctx.opts.table))
+            .collect();
+        let mut records = Vec::with_capacity(items.len());
+        let mut texts = ItemTexts {
+            table: &ctx.opts.table,
+            key_names: ctx.key_names,
+            items: Vec::with_capacity(items.len()),
+        };
         let mut unreadable = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let id = format!("scan {} {part} page {pages} item {i}", ctx.opts.table);
-            let text =
-                serde_json::to_string(&serde_dynamo::Item::from(item.clone())).map_err(|e| {
-                    BackfillError::Read {
-                        what: id.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-            let raw = RawValue::from_string(text).map_err(|e| BackfillError::Read {
-                what: id.clone(),
-                reason: e.to_string(),
-            })?;
+        for (item, id) in items.iter().zip(&ids) {
+            let change = attribute_values::from_dynamodb(item)
+                .map_err(|reason| format!("{id}: {reason}"))
+                .and_then(|read| snapshot_change(&ctx.opts.table, ctx.key_names, read, id));
             // An item that cannot be a record is quarantined; the page goes on.
-            match snapshot_record(&ctx.opts.table, ctx.key_names, &raw, &id) {
-                Ok(record) => records.push(record),
+            match change {
+                Ok(change) => {
+                    records.push(Ok(change));
+                    texts.items.push((id, item));
+                }
                 Err(reason) => unreadable.push(RejectedRecord::unreadable(
                     SourceKind::from_table_name(&ctx.opts.table),
                     &ctx.opts.table,
-                    &id,
+                    id,
                     &reason,
-                    raw.get(),
+                    &item_json(item),
                 )),
             }
         }
-        if !records.is_empty() || !unreadable.is_empty() {
-            let report = apply_page(ctx.p, &records, &unreadable, &part).await?;
+        let n = items.len() as u64;
+        if n > 0 {
+            let batch = Batch {
+                records,
+                raw: &texts,
+            };
+            let report = apply_read(ctx.p, batch, &unreadable, &part).await?;
             summary.report.merge(report);
         }
-        let n = (records.len() + unreadable.len()) as u64;
         summary.items += n;
         state.items += n as i64;
         let last = page.last_evaluated_key().filter(|k| !k.is_empty());
@@ -344,6 +352,32 @@ async fn scan_segment(
     ctx.observer.finished(&part);
     summary.parts_done = 1;
     Ok(summary)
+}
+
+/// An item in DynamoDB JSON (`{"attr": {"S": "…"}, …}`); empty if it
+/// holds a type this SDK does not know.
+fn item_json(item: &HashMap<String, AttributeValue>) -> String {
+    serde_json::to_string(&serde_dynamo::Item::from(item.clone())).unwrap_or_default()
+}
+
+/// The items of a page, as received, with what names them: their
+/// quarantine texts (`record::backfill_text`, as full-export lines),
+/// written only for the items quarantined.
+struct ItemTexts<'a> {
+    table: &'a str,
+    key_names: &'a [String],
+    items: Vec<(&'a str, &'a HashMap<String, AttributeValue>)>,
+}
+
+impl RawText for ItemTexts<'_> {
+    fn raw_text(&self, index: usize) -> String {
+        match self.items.get(index) {
+            Some((id, item)) => {
+                backfill_text::snapshot_text(self.table, self.key_names, &item_json(item), id)
+            }
+            None => String::new(),
+        }
+    }
 }
 
 #[cfg(test)]

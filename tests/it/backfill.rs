@@ -7,7 +7,7 @@ use crate::support::*;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
-use streamfold::record::snapshot::snapshot_record;
+use streamfold::record::backfill_text::snapshot_text;
 use streamfold::sources::backfill::{BackfillError, Quiet};
 use streamfold::sources::export::{ExportChoice, ExportLocation, ExportOptions, export_backfill};
 
@@ -29,10 +29,12 @@ fn ts(i: usize) -> String {
     .to_rfc3339()
 }
 
+/// A backfilled item as its quarantine text, which the pipeline reads as
+/// the Scan or export reader would.
 fn snapshot(i: usize, t: &str) -> Value {
-    let raw = serde_json::value::RawValue::from_string(item(i, t).to_string()).unwrap();
-    let rec = snapshot_record(TABLE, &["id".to_string()], &raw, &format!("test {i}")).unwrap();
-    serde_json::from_str(rec.get()).unwrap()
+    let item = item(i, t).to_string();
+    let rec = snapshot_text(TABLE, &["id".to_string()], &item, &format!("test {i}"));
+    serde_json::from_str(&rec).unwrap()
 }
 
 /// Ground truth: each live item once, in its user's zone.

@@ -9,6 +9,7 @@
 
 mod audit;
 mod backfill;
+mod backfill_rejects;
 mod bad_input;
 mod bin;
 mod catch_up;

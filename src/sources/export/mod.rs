@@ -6,7 +6,8 @@
 //! `manifest-summary.json` names `manifest-files.json`, whose lines name the
 //! gzip data files (`dataFileS3Key`) and their `itemCount`. Each data line is
 //! `{"Item": {...}}`. Files are processed concurrently, each streamed
-//! (gunzip → lines → batches of snapshot records → `run_batch`), so memory
+//! (gunzip → lines → batches of lines, each read into a `StreamChange` →
+//! `run_read`), so memory
 //! stays bounded by `parallel` batches of at most `batch` records and
 //! `MAX_BATCH_BYTES` whatever the export's size. Lines are read within
 //! caps (`lines`: one line, a file's inflated size for its `itemCount`,
@@ -28,11 +29,13 @@ mod verify;
 pub use lines::{FILE_SLACK_BYTES, MAX_LINE_BYTES, max_inflated};
 pub use locate::ExportChoice;
 
-use super::backfill::{BackfillError, BackfillSummary, Observer, apply_page};
+use super::backfill::{BackfillError, BackfillSummary, LineTexts, Observer, apply_read};
 use crate::domain::SourceKind;
-use crate::pipeline::Pipeline;
-use crate::record::incremental::{Window, incremental_record};
-use crate::record::snapshot::{key_attributes, snapshot_record};
+use crate::pipeline::{Batch, Pipeline};
+use crate::record::backfill_text::WindowText;
+use crate::record::change::StreamChange;
+use crate::record::incremental::{Window, incremental_change};
+use crate::record::snapshot::{export_line_change, key_attributes};
 use crate::store::RejectedRecord;
 use crate::store::checkpoints::Checkpoint;
 use async_compression::tokio::bufread::GzipDecoder;
@@ -40,7 +43,6 @@ use futures::StreamExt;
 use lines::{BoundedLines, Limits, LineError};
 use objects::{Md5Check, Objects};
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -154,12 +156,6 @@ struct ManifestFile {
     item_count: u64,
     /// Base64 MD5 of the gzip object; absent in hand-made manifests.
     md5_checksum: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct DataLine<'a> {
-    #[serde(rename = "Item", borrow)]
-    item: &'a RawValue,
 }
 
 /// The checkpoint job of an export backfill.
@@ -770,9 +766,8 @@ async fn backfill_file(
         file.item_count,
     );
     let batch = ctx.opts.batch.max(1);
-    let mut records: Vec<Box<RawValue>> = Vec::with_capacity(batch);
-    // Lines that cannot be records, quarantined with the batch.
-    let mut unreadable: Vec<RejectedRecord> = Vec::new();
+    // The batch's lines, read into changes when it is applied.
+    let mut pending: Vec<PendingLine> = Vec::with_capacity(batch);
     let mut batch_bytes = 0usize;
     let mut buf = Vec::new();
     let mut line_no = 0u64;
@@ -810,39 +805,33 @@ async fn backfill_file(
             // A line that cannot be a record is quarantined with its
             // place and reason; the file goes on.
             let id = format!("{name}:{line_no}");
-            let record = match std::str::from_utf8(&buf) {
-                Ok(line) => line_record(ctx, &id, line),
-                Err(e) => Err(format!("{id}: the line is not UTF-8: {e}")),
-            };
-            match record {
-                Ok(record) => {
-                    batch_bytes += record.get().len();
-                    records.push(record);
-                }
-                Err(reason) => {
-                    batch_bytes += text.len();
-                    unreadable.push(RejectedRecord::unreadable(
-                        SourceKind::from_table_name(&ctx.opts.table),
-                        &ctx.opts.table,
-                        &id,
-                        &reason,
-                        &text,
-                    ));
-                }
-            }
+            batch_bytes += text.len();
+            pending.push(match std::str::from_utf8(&buf) {
+                Ok(line) => PendingLine::Text {
+                    id,
+                    line: line.to_string(),
+                },
+                Err(e) => PendingLine::Unreadable(RejectedRecord::unreadable(
+                    SourceKind::from_table_name(&ctx.opts.table),
+                    &ctx.opts.table,
+                    &id,
+                    &format!("{id}: the line is not UTF-8: {e}"),
+                    &text,
+                )),
+            });
         } else if line_no <= resume_after {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok((summary, false));
             }
             continue;
         }
-        let full = records.len() + unreadable.len() >= batch || batch_bytes >= MAX_BATCH_BYTES;
+        let full = pending.len() >= batch || batch_bytes >= MAX_BATCH_BYTES;
         let late = deadline.is_some_and(|d| Instant::now() >= d);
         if full || late {
             // Also out of time inside a batch or a run of blank lines:
             // what was read is applied and checkpointed (at least this
             // line, so every run moves on), and the next run goes on.
-            flush(ctx, name, &mut records, &mut unreadable, &mut summary).await?;
+            flush(ctx, name, &mut pending, &mut summary).await?;
             batch_bytes = 0;
             save_progress(ctx, key, line_no, count, false).await?;
             batches += 1;
@@ -851,7 +840,7 @@ async fn backfill_file(
             }
         }
     }
-    flush(ctx, name, &mut records, &mut unreadable, &mut summary).await?;
+    flush(ctx, name, &mut pending, &mut summary).await?;
     // The bytes after the gzip member (none in an AWS export) count too.
     let mut raw = lines.into_inner().into_inner().into_inner();
     tokio::io::copy(&mut raw, &mut tokio::io::sink())
@@ -885,31 +874,43 @@ async fn backfill_file(
     Ok((summary, true))
 }
 
-/// The stream record of the data line `id` (`file:line`), or why it
-/// cannot be one.
-fn line_record(ctx: &FileContext<'_>, id: &str, line: &str) -> Result<Box<RawValue>, String> {
+/// A data line of a batch, as read.
+enum PendingLine {
+    /// Its name (`file:line`) and text.
+    Text { id: String, line: String },
+    /// A line that is not even text, with its quarantine row.
+    Unreadable(RejectedRecord),
+}
+
+/// The window of an incremental export's lines.
+fn window<'a>(ctx: &FileContext<'a>, start_secs: i64, end_secs: i64) -> Window<'a> {
+    Window {
+        table: &ctx.opts.table,
+        start_secs,
+        end_secs,
+        ttl_attribute: ctx
+            .opts
+            .incremental
+            .as_ref()
+            .and_then(|i| i.ttl_attribute.as_deref()),
+    }
+}
+
+/// The change of the data line `id` (`file:line`), or why it cannot be
+/// one.
+fn line_change<'a>(
+    ctx: &FileContext<'a>,
+    id: &'a str,
+    line: &'a str,
+) -> Result<StreamChange<'a>, String> {
     match ctx.format {
         LineFormat::Snapshot { key_names } => {
-            let parsed: DataLine<'_> = serde_json::from_str(line)
-                .map_err(|e| format!("{id}: not an {{\"Item\": …}} line: {e}"))?;
-            snapshot_record(&ctx.opts.table, key_names, parsed.item, id)
+            export_line_change(&ctx.opts.table, key_names, line, id)
         }
         LineFormat::Incremental {
             start_secs,
             end_secs,
-        } => {
-            let window = Window {
-                table: &ctx.opts.table,
-                start_secs: *start_secs,
-                end_secs: *end_secs,
-                ttl_attribute: ctx
-                    .opts
-                    .incremental
-                    .as_ref()
-                    .and_then(|i| i.ttl_attribute.as_deref()),
-            };
-            incremental_record(&window, line, id)
-        }
+        } => incremental_change(&window(ctx, *start_secs, *end_secs), line, id),
     }
 }
 
@@ -936,27 +937,65 @@ async fn save_progress(
     Ok(())
 }
 
+/// Read the batch's lines into changes and apply them, quarantining the
+/// lines that cannot be changes (with their place and reason) in the same
+/// transaction.
 async fn flush(
     ctx: &FileContext<'_>,
     name: &str,
-    records: &mut Vec<Box<RawValue>>,
-    unreadable: &mut Vec<RejectedRecord>,
+    pending: &mut Vec<PendingLine>,
     summary: &mut BackfillSummary,
 ) -> Result<(), BackfillError> {
-    if records.is_empty() && unreadable.is_empty() {
+    if pending.is_empty() {
         return Ok(());
     }
     if ctx.stop.load(Ordering::Relaxed) {
         return Err(BackfillError::Interrupted);
     }
-    let report = apply_page(ctx.p, records, unreadable, name).await?;
+    let mut records = Vec::with_capacity(pending.len());
+    let mut texts = LineTexts {
+        table: &ctx.opts.table,
+        keys: None,
+        window: None,
+        lines: Vec::with_capacity(pending.len()),
+    };
+    match ctx.format {
+        LineFormat::Snapshot { key_names } => texts.keys = Some(key_names),
+        LineFormat::Incremental {
+            start_secs,
+            end_secs,
+        } => texts.window = Some(WindowText::of(&window(ctx, *start_secs, *end_secs))),
+    }
+    let mut unreadable = Vec::new();
+    for line in pending.iter() {
+        match line {
+            PendingLine::Text { id, line } => match line_change(ctx, id, line) {
+                Ok(change) => {
+                    records.push(Ok(change));
+                    texts.lines.push((id, line));
+                }
+                Err(reason) => unreadable.push(RejectedRecord::unreadable(
+                    SourceKind::from_table_name(&ctx.opts.table),
+                    &ctx.opts.table,
+                    id,
+                    &reason,
+                    line,
+                )),
+            },
+            PendingLine::Unreadable(row) => unreadable.push(row.clone()),
+        }
+    }
+    let batch = Batch {
+        records,
+        raw: &texts,
+    };
+    let report = apply_read(ctx.p, batch, &unreadable, name).await?;
     summary.report.merge(report);
-    let n = (records.len() + unreadable.len()) as u64;
+    let n = pending.len() as u64;
     summary.items += n;
     summary.pages += 1;
     ctx.observer.advanced(name, n);
-    records.clear();
-    unreadable.clear();
+    pending.clear();
     Ok(())
 }
 
