@@ -38,6 +38,13 @@ pub static TABLES: &[&table::SourceTable] = &[
     &llm_data_collection::TABLE,
 ];
 
+/// "not one of the source tables (…)", naming every registered suffix: the
+/// reason a backfill gives a table name it does not know.
+pub fn not_a_source_table() -> String {
+    let names: Vec<&str> = TABLES.iter().map(|t| t.suffix).collect();
+    format!("not one of the source tables ({})", names.join(", "))
+}
+
 // Checked when the crate compiles: the registry is in variant order (so a
 // variant's discriminant indexes it) and no two tables share a code.
 const _: () = {

@@ -53,18 +53,3 @@ fn every_key_attribute_is_a_required_identity_attribute() {
         );
     }
 }
-
-/// `record::snapshot::key_attributes` still holds its own copy (that file
-/// is being rewritten on another branch); until it reads the registry, the
-/// two must agree.
-#[test]
-fn snapshot_key_attributes_agree_with_the_registry() {
-    for t in TABLES {
-        assert_eq!(
-            crate::record::snapshot::key_attributes(t.kind),
-            t.key_attributes,
-            "{}",
-            t.suffix
-        );
-    }
-}

@@ -9,7 +9,6 @@
 //! or the snapshot would count under another identity: they are the item's
 //! key attributes, named by the table's key schema.
 
-use crate::domain::SourceKind;
 use crate::record::change::{EventName, Origin, StreamChange, StreamViewType};
 use crate::record::item::Item;
 use serde::Deserialize;
@@ -19,17 +18,6 @@ use std::borrow::Cow;
 /// wrote (quarantine rows may still hold them; `record::lambda_event`
 /// reads them as snapshots). Nothing writes it any more.
 pub const SNAPSHOT_EVENT_SOURCE: &str = "streamfold:backfill";
-
-/// Key attributes of each source table (docs/DESIGN.md, appendix). A Scan
-/// checks them against `DescribeTable`.
-pub fn key_attributes(source: SourceKind) -> &'static [&'static str] {
-    match source {
-        SourceKind::GithubEvents => &["id"],
-        SourceKind::DropboxFileChanges => &["account_id"],
-        SourceKind::Conversations => &["conversation_id", "response_id"],
-        SourceKind::LlmDataCollection => &["conversation_id"],
-    }
-}
 
 /// The change of one backfilled `item` of `table`; `id` names it in errors
 /// and quarantine rows (e.g. `file:line`, `scan … page … item …`).

@@ -13,7 +13,7 @@ use super::backfill::{BackfillError, BackfillSummary, Observer, Pacer, apply_rea
 use crate::domain::SourceKind;
 use crate::pipeline::{Batch, Pipeline, RawText};
 use crate::record::backfill_text;
-use crate::record::snapshot::{key_attributes, snapshot_change};
+use crate::record::snapshot::snapshot_change;
 use crate::store::RejectedRecord;
 use crate::store::checkpoints::Checkpoint;
 use aws_sdk_dynamodb::Client;
@@ -112,7 +112,7 @@ pub async fn scan_backfill_until_stopped(
         reason,
     };
     let source = SourceKind::from_table_name(&opts.table)
-        .ok_or_else(|| table_err("not one of the four source tables".into()))?;
+        .ok_or_else(|| table_err(crate::normalize::not_a_source_table()))?;
     let described = client
         .describe_table()
         .table_name(&opts.table)
@@ -135,7 +135,9 @@ pub async fn scan_backfill_until_stopped(
         .collect();
     key_names.sort();
     let key_names: Vec<String> = key_names.into_iter().map(|(_, n)| n).collect();
-    let expected: Vec<String> = key_attributes(source)
+    let expected: Vec<String> = source
+        .table()
+        .key_attributes
         .iter()
         .map(|s| s.to_string())
         .collect();

@@ -276,7 +276,7 @@ fn backfill_from_the_export_fixture_then_resume() {
         "fixtures/exports/github_events",
     ]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("not one of the four source tables"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not one of the source tables (github_events, dropbox_file_changes, Conversations, LLMDataCollection)"));
 }
 
 /// An operator's usual mistakes get one short message naming the thing,

@@ -35,7 +35,7 @@ use crate::pipeline::{Batch, Pipeline};
 use crate::record::backfill_text::WindowText;
 use crate::record::change::StreamChange;
 use crate::record::incremental::{Window, incremental_change};
-use crate::record::snapshot::{export_line_change, key_attributes};
+use crate::record::snapshot::export_line_change;
 use crate::store::RejectedRecord;
 use crate::store::checkpoints::Checkpoint;
 use async_compression::tokio::bufread::GzipDecoder;
@@ -185,7 +185,7 @@ pub async fn export_backfill(
     let started = Instant::now();
     let source = SourceKind::from_table_name(&opts.table).ok_or_else(|| BackfillError::Table {
         table: opts.table.clone(),
-        reason: "not one of the four source tables".into(),
+        reason: crate::normalize::not_a_source_table(),
     })?;
     let exports = match &opts.incremental {
         None => vec![locate::locate(&opts.location, s3, &opts.table, &opts.choice).await?],
@@ -249,7 +249,9 @@ fn prepare<'s>(
     let summary = chosen.summary;
     let format = match &opts.incremental {
         None => LineFormat::Snapshot {
-            key_names: key_attributes(source)
+            key_names: source
+                .table()
+                .key_attributes
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
@@ -511,7 +513,7 @@ pub async fn export_file_backfill(
     let started = Instant::now();
     let source = SourceKind::from_table_name(&job.table).ok_or_else(|| BackfillError::Table {
         table: job.table.clone(),
-        reason: "not one of the four source tables".into(),
+        reason: crate::normalize::not_a_source_table(),
     })?;
     let file: ManifestFile = serde_json::from_value(job.file.clone()).map_err(|e| {
         BackfillError::Inconsistent(format!(
@@ -628,7 +630,7 @@ pub async fn export_plan(
     };
     let source = SourceKind::from_table_name(table).ok_or_else(|| BackfillError::Table {
         table: table.to_string(),
-        reason: "not one of the four source tables".into(),
+        reason: crate::normalize::not_a_source_table(),
     })?;
     let opts = ExportOptions {
         location: location.clone(),

@@ -224,7 +224,9 @@ fn snapshot_of(records: &[(usize, Value)]) -> Vec<Value> {
             let arn = rec["eventSourceARN"].as_str().unwrap();
             let table = streamfold::record::lambda_event::table_from_arn(arn).unwrap();
             let source = streamfold::domain::SourceKind::from_table_name(table).unwrap();
-            let keys: Vec<String> = streamfold::record::snapshot::key_attributes(source)
+            let keys: Vec<String> = source
+                .table()
+                .key_attributes
                 .iter()
                 .map(|k| k.to_string())
                 .collect();
