@@ -88,6 +88,54 @@ impl Plan<'_> {
     }
 }
 
+/// A staged row with an identity: both ledgers' rows.
+trait Staged {
+    fn id(&self) -> Identity;
+}
+
+impl Staged for ActivityRow {
+    fn id(&self) -> Identity {
+        self.id
+    }
+}
+
+impl Staged for LlmRow {
+    fn id(&self) -> Identity {
+        self.id
+    }
+}
+
+impl<'a> Plan<'a> {
+    /// Put `row` where its fate says (`new` / `replaced`: the ledger's
+    /// lists); `false` when it writes nothing.
+    fn place<R: Staged>(
+        &mut self,
+        row: &'a R,
+        fate: Fate,
+        new: impl FnOnce(&mut Self) -> &mut Vec<&'a R>,
+        replaced: impl FnOnce(&mut Self) -> &mut Vec<&'a R>,
+    ) -> bool {
+        match fate {
+            Fate::BeforeHorizon => {
+                self.before_horizon.insert(row.id());
+                false
+            }
+            Fate::Unchanged => {
+                self.unchanged.insert(row.id());
+                false
+            }
+            Fate::New => {
+                new(self).push(row);
+                true
+            }
+            Fate::Replaces => {
+                replaced(self).push(row);
+                true
+            }
+        }
+    }
+}
+
 /// Is a staged row with no ledger row kept out by the horizon (epoch
 /// seconds)? Tombstones only ever protect, so they are always written.
 pub fn before_horizon(state: RowState, event_at: Option<i64>, horizon: Option<i64>) -> bool {
@@ -131,22 +179,19 @@ pub fn plan<'a>(
     let mut counts: HashMap<Cell, i64> = HashMap::new();
     for row in &rows.activity {
         let old = read.activity.get(&row.id);
-        match fate(
+        let fate = fate(
             (&row.version, row.state),
             row.event_at,
             old.map(|o| (&o.version, o.state)),
             horizon,
+        );
+        if !plan.place(
+            row,
+            fate,
+            |p| &mut p.activity_new,
+            |p| &mut p.activity_replaced,
         ) {
-            Fate::BeforeHorizon => {
-                plan.before_horizon.insert(row.id);
-                continue;
-            }
-            Fate::Unchanged => {
-                plan.unchanged.insert(row.id);
-                continue;
-            }
-            Fate::New => plan.activity_new.push(row),
-            Fate::Replaces => plan.activity_replaced.push(row),
+            continue;
         }
         if let Some(cell) = old.and_then(Cell::of) {
             *counts.entry(cell).or_default() -= 1;
@@ -162,23 +207,14 @@ pub fn plan<'a>(
     let mut existing = ExistingLlm::new();
     for row in &rows.llm {
         let old = read.llm.get(&row.id);
-        let at = row.request.as_ref().map(|q| q.generated_at.timestamp());
-        match fate(
+        let fate = fate(
             (&row.version, row.state),
-            at,
+            row.request.as_ref().map(|q| q.generated_at.timestamp()),
             old.map(|o| (&o.version, o.state)),
             horizon,
-        ) {
-            Fate::BeforeHorizon => {
-                plan.before_horizon.insert(row.id);
-                continue;
-            }
-            Fate::Unchanged => {
-                plan.unchanged.insert(row.id);
-                continue;
-            }
-            Fate::New => plan.llm_new.push(row),
-            Fate::Replaces => plan.llm_replaced.push(row),
+        );
+        if !plan.place(row, fate, |p| &mut p.llm_new, |p| &mut p.llm_replaced) {
+            continue;
         }
         winners.push(row.clone());
         if let Some(o) = old {

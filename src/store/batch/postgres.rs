@@ -153,13 +153,7 @@ fn insert_cte(p: &str, ledger: &str, columns: &str, first: usize, types: &[&str]
 
 /// `UPDATE` of replaced (locked) ledger rows from the arrays at `first`.
 fn update_cte(p: &str, ledger: &str, columns: &str, first: usize, types: &[&str]) -> String {
-    let assign = columns
-        .split(',')
-        .map(str::trim)
-        .filter(|c| *c != "id")
-        .map(|c| format!("{c} = s.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let assign = super::super::sql::but_id(columns, |c| format!("{c} = s.{c}"));
     format!(
         "{p} AS (UPDATE {ledger} t SET {assign} FROM UNNEST({arrays}) AS s({columns})
                   WHERE t.id = s.id RETURNING 1)",

@@ -19,13 +19,7 @@ pub(crate) const MAX_PARAMS: usize = 32_000;
 
 /// `col = excluded.col` for every column but `id`.
 fn from_excluded(columns: &str) -> String {
-    columns
-        .split(',')
-        .map(str::trim)
-        .filter(|c| *c != "id")
-        .map(|c| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    super::super::sql::but_id(columns, |c| format!("{c} = excluded.{c}"))
 }
 
 impl BatchEngine for SqliteStore {

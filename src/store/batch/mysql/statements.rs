@@ -37,13 +37,7 @@ pub(super) fn fill(
 /// `ON DUPLICATE KEY UPDATE` of every column but `id` (replaced rows,
 /// which the read locked, so each is an update).
 pub(super) fn upsert_suffix(columns: &str) -> String {
-    let assign = columns
-        .split(',')
-        .map(str::trim)
-        .filter(|c| *c != "id")
-        .map(|c| format!("{c} = VALUES({c})"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let assign = super::super::super::sql::but_id(columns, |c| format!("{c} = VALUES({c})"));
     format!(" ON DUPLICATE KEY UPDATE {assign}")
 }
 
