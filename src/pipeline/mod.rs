@@ -243,13 +243,14 @@ fn reject_row(meta: &RecordMeta, reason: &str, raw: &str) -> RejectedRecord {
 
 async fn run_batch_inner(
     p: &Pipeline,
-    batch: Batch<'_, '_>,
+    mut batch: Batch<'_, '_>,
     unreadable: &[RejectedRecord],
 ) -> Result<BatchReport, PipelineError> {
     let mut report = BatchReport::default();
     let records = batch.records.len();
     let mut pending = Vec::with_capacity(records);
-    for (index, read) in batch.records.iter().enumerate() {
+    for index in 0..records {
+        let read = &batch.records[index];
         let source = source_of(read);
         report.counts(source).read += 1;
         if let Some(at) = approx_created_of(read) {
@@ -280,6 +281,15 @@ async fn run_batch_inner(
                     reason,
                 });
             }
+        }
+        // Normalised: only the record's names are needed from here on (to
+        // quarantine it should the store refuse it). Its parsed images go
+        // now, so that a batch holds one record's images at a time, not
+        // all of them through the database round trips.
+        if let Ok(change) = &mut batch.records[index] {
+            change.keys = Default::default();
+            change.new_image = Default::default();
+            change.old_image = Default::default();
         }
     }
     // After the records, so that `pending[i]` stays `records[i]` for them.

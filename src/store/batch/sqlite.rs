@@ -17,6 +17,11 @@ use sqlx::{Sqlite, Transaction};
 /// Bound parameters per statement (SQLite ≥ 3.32 allows 32766).
 pub(crate) const MAX_PARAMS: usize = 32_000;
 
+// The batch's statements are prepared once each and not kept
+// (`persistent(false)`): their text depends on the batch's size, and a
+// prepared statement of 32,000 parameters holds megabytes, which the
+// connection's statement cache would keep for every size it met.
+
 /// `col = excluded.col` for every column but `id`.
 fn from_excluded(columns: &str) -> String {
     super::super::sql::but_id(columns, |c| format!("{c} = excluded.{c}"))
@@ -51,7 +56,7 @@ impl BatchEngine for SqliteStore {
             for chunk in ids.chunks(MAX_PARAMS) {
                 let list = vec!["?"; chunk.len()].join(", ");
                 let text = format!("{select} WHERE l.id IN ({list}) ORDER BY l.id");
-                let mut q = sqlx::query(&text);
+                let mut q = sqlx::query(&text).persistent(false);
                 for id in chunk {
                     q = q.bind(id.to_bytes().to_vec());
                 }
@@ -83,7 +88,7 @@ impl BatchEngine for SqliteStore {
                 " ON CONFLICT (id) DO UPDATE SET {}",
                 from_excluded(ACTIVITY_COLUMNS)
             ));
-            qb.build().execute(&mut **tx).await?;
+            qb.build().persistent(false).execute(&mut **tx).await?;
             result.statements += 1;
         }
         for chunk in plan.counts.chunks(MAX_PARAMS / 5) {
@@ -101,7 +106,7 @@ impl BatchEngine for SqliteStore {
                 " ON CONFLICT (slack_id, integration, dow, hours)
                   DO UPDATE SET event_count = user_event_counts.event_count + excluded.event_count",
             );
-            qb.build().execute(&mut **tx).await?;
+            qb.build().persistent(false).execute(&mut **tx).await?;
             result.statements += 1;
         }
         let llm: Vec<_> = plan
@@ -116,7 +121,7 @@ impl BatchEngine for SqliteStore {
                 " ON CONFLICT (id) DO UPDATE SET {}",
                 from_excluded(LLM_COLUMNS)
             ));
-            qb.build().execute(&mut **tx).await?;
+            qb.build().persistent(false).execute(&mut **tx).await?;
             result.statements += 1;
         }
         if !plan.reports.is_empty() {
@@ -126,7 +131,7 @@ impl BatchEngine for SqliteStore {
         for chunk in rejects.chunks(MAX_PARAMS / 8) {
             let mut qb = reject_values::<Sqlite>(chunk, &now);
             qb.push(" ON CONFLICT (record_key) DO NOTHING");
-            qb.build().execute(&mut **tx).await?;
+            qb.build().persistent(false).execute(&mut **tx).await?;
             result.statements += 1;
         }
         Ok(())
