@@ -111,3 +111,22 @@ async fn steps<E: BatchEngine>(
     result.before_horizon = plan.before_horizon;
     Ok(())
 }
+
+/// `BatchEngine::commit` of an engine whose batch is a driver transaction.
+async fn commit_tx<DB: sqlx::Database>(
+    tx: sqlx::Transaction<'static, DB>,
+    result: &mut ApplyResult,
+) -> Result<(), StoreError> {
+    tx.commit().await?;
+    result.statements += 1;
+    Ok(())
+}
+
+/// `BatchEngine::rollback` of an engine whose batch is a driver
+/// transaction: a failed rollback is only logged (the batch has already
+/// failed with its own error).
+async fn rollback_tx<DB: sqlx::Database>(tx: sqlx::Transaction<'static, DB>) {
+    if let Err(e) = tx.rollback().await {
+        tracing::debug!(error = %e, "rollback after a failed batch failed");
+    }
+}

@@ -358,14 +358,10 @@ impl BatchEngine for PgStore {
     }
 
     async fn commit(tx: Self::Tx, result: &mut ApplyResult) -> Result<(), StoreError> {
-        tx.commit().await?;
-        result.statements += 1;
-        Ok(())
+        super::commit_tx(tx, result).await
     }
 
     async fn rollback(tx: Self::Tx) {
-        if let Err(e) = tx.rollback().await {
-            tracing::debug!(error = %e, "rollback after a failed batch failed");
-        }
+        super::rollback_tx(tx).await
     }
 }
